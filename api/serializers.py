@@ -1,0 +1,56 @@
+"""Base serializers shared by every app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
+
+from api.errors import PROBLEM_CONTENT_TYPE
+
+
+class StrictInputSerializer(serializers.Serializer):
+    """An input serializer that refuses fields it does not know (400, not silently ignored)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["This field is not allowed."] for name in unknown}, code="unknown_field"
+                )
+        return super().to_internal_value(data)
+
+
+class ProblemFieldErrorSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ProblemSerializer(serializers.Serializer):
+    """An RFC 9457 problem document (api/errors.py), described for the OpenAPI schema."""
+
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    instance = serializers.CharField(required=False)
+    request_id = serializers.CharField(required=False)
+    retry_after = serializers.IntegerField(required=False)
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # "errors" (field-level details) would shadow Serializer.errors as a class attribute.
+        fields = super().get_fields()
+        fields["errors"] = ProblemFieldErrorSerializer(many=True, required=False)
+        return fields
+
+
+def problem_responses(*statuses: int) -> dict[tuple[int, str], Any]:
+    """``extend_schema(responses=...)`` entries: each status answered with a problem document."""
+    return {
+        (code, PROBLEM_CONTENT_TYPE): OpenApiResponse(ProblemSerializer, description="Problem")
+        for code in statuses
+    }

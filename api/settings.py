@@ -1,0 +1,375 @@
+"""One settings module, driven by the environment (see ``.env.example`` for every variable).
+
+Production is the default: DEBUG is off, cookies are secure, HSTS is on, and a missing secret
+stops the process. ``make run`` turns the developer conveniences on explicitly
+(``DJANGO_DEBUG=1``), which also allows the development keys below.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+import dj_database_url
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.core.exceptions import ImproperlyConfigured
+
+from api.env import env_bool, env_int, env_json, env_list, env_required, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+PRODUCTION = not DEBUG
+
+SECRET_KEY = env_required(
+    "SECRET_KEY",
+    when=PRODUCTION,
+    dev_default="dev-only-insecure-secret-key-never-use-in-production",
+)
+
+
+def _dev_material(label: str) -> bytes:
+    """32 deterministic bytes for development only (never reached with DEBUG off)."""
+    return hashlib.sha256(f"telehealth-dev:{label}".encode()).digest()
+
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "x-request-id",
+)
+CORS_EXPOSE_HEADERS = ("x-request-id", "idempotency-replayed")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "django_otp",
+    "api",
+    "audit",
+    "scheduling",
+    "billing",
+    "video",
+]
+
+MIDDLEWARE = [
+    "api.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "api.middleware.NoStoreMiddleware",
+]
+
+ROOT_URLCONF = "api.urls"
+ASGI_APPLICATION = "api.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "api" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Data stores -----------------------------------------------------------------------------
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+    )
+}
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
+    "DATABASE_POOL", False
+):
+    # psycopg's connection pool (Django >= 5.1): connections are reused across requests, also
+    # under ASGI where persistent per-thread connections (CONN_MAX_AGE) are not returned.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {
+            "min_size": env_int("DATABASE_POOL_MIN_SIZE", 2),
+            "max_size": env_int("DATABASE_POOL_MAX_SIZE", 10),
+            "timeout": env_int("DATABASE_POOL_TIMEOUT_SECONDS", 10),
+        }
+    }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "telehealth"),
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": env_str("CHANNEL_LAYER_PREFIX", "telehealth"),
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Identity ---------------------------------------------------------------------------------
+AUTH_USER_MODEL = "api.User"
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 8},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+PASSWORD_MAX_LENGTH = 1024
+
+JWT_ISSUER = env_str("JWT_ISSUER", "urn:telehealth:api") or "urn:telehealth:api"
+JWT_AUDIENCE = env_str("JWT_AUDIENCE", "urn:telehealth:clients") or "urn:telehealth:clients"
+JWT_ALGORITHM = "EdDSA"  # pinned: never taken from a token's header
+JWT_KEY_ID = env_str("JWT_KEY_ID", "dev-1") or "dev-1"
+JWT_PRIVATE_KEY = env_required(
+    "JWT_PRIVATE_KEY",
+    when=PRODUCTION,
+    dev_default=Ed25519PrivateKey.from_private_bytes(_dev_material("jwt"))
+    .private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    .decode(),
+)
+# Public keys of earlier signing keys that still verify during a rotation: {"kid": "PEM", ...}.
+JWT_PREVIOUS_PUBLIC_KEYS: dict[str, str] = env_json("JWT_PREVIOUS_PUBLIC_KEYS", {}) or {}
+JWT_ACCESS_TTL_SECONDS = env_int("JWT_ACCESS_TTL_SECONDS", 300)
+JWT_REFRESH_TTL_SECONDS = env_int("JWT_REFRESH_TTL_SECONDS", 30 * 60)  # idle timeout
+JWT_FAMILY_MAX_AGE_SECONDS = env_int("JWT_FAMILY_MAX_AGE_SECONDS", 12 * 3600)  # absolute
+JWT_MFA_PENDING_TTL_SECONDS = env_int("JWT_MFA_PENDING_TTL_SECONDS", 300)
+JWT_LEEWAY_SECONDS = 30
+JWT_MAX_TOKEN_BYTES = 4096
+# How recent a login must be for sensitive account changes (MFA enrolment, removal).
+REAUTH_MAX_AGE_SECONDS = env_int("REAUTH_MAX_AGE_SECONDS", 600)
+
+# Field-level encryption (TOTP secrets, notes and other PHI): separate from SECRET_KEY.
+# {"key-id": "<base64 of 32 bytes>", ...}; FIELD_ENCRYPTION_KEY_ID names the one new writes use.
+FIELD_ENCRYPTION_KEYS: dict[str, str] = env_json("FIELD_ENCRYPTION_KEYS", None) or (
+    {} if PRODUCTION else {"dev-1": base64.b64encode(_dev_material("field-encryption")).decode()}
+)
+FIELD_ENCRYPTION_KEY_ID = env_str("FIELD_ENCRYPTION_KEY_ID", "dev-1") or "dev-1"
+# Keyed hashing (backup codes, blind indexes): separate from both keys above.
+HMAC_KEY = env_required(
+    "HMAC_KEY", when=PRODUCTION, dev_default=base64.b64encode(_dev_material("hmac")).decode()
+)
+if PRODUCTION and not FIELD_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS must be set in production.")
+if FIELD_ENCRYPTION_KEY_ID not in FIELD_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured("FIELD_ENCRYPTION_KEY_ID must name one of FIELD_ENCRYPTION_KEYS.")
+
+# Brute-force limits (counted atomically in the cache and on the user row).
+LOGIN_MAX_FAILURES_BEFORE_BACKOFF = env_int("LOGIN_MAX_FAILURES_BEFORE_BACKOFF", 5)
+LOGIN_BACKOFF_MAX_SECONDS = env_int("LOGIN_BACKOFF_MAX_SECONDS", 15 * 60)
+RATE_LIMIT_LOGIN_PER_IP_PER_MINUTE = env_int("RATE_LIMIT_LOGIN_PER_IP_PER_MINUTE", 30)
+RATE_LIMIT_MFA_PER_IP_PER_MINUTE = env_int("RATE_LIMIT_MFA_PER_IP_PER_MINUTE", 30)
+RATE_LIMIT_REFRESH_PER_IP_PER_MINUTE = env_int("RATE_LIMIT_REFRESH_PER_IP_PER_MINUTE", 60)
+RATE_LIMIT_REGISTER_PER_IP_PER_HOUR = env_int("RATE_LIMIT_REGISTER_PER_IP_PER_HOUR", 20)
+RATE_LIMIT_PASSWORD_RESET_PER_IP_PER_HOUR = env_int("RATE_LIMIT_PASSWORD_RESET_PER_IP_PER_HOUR", 20)
+# Reset emails sent to one address per hour (more requests are answered alike but send nothing).
+PASSWORD_RESET_EMAILS_PER_ADDRESS_PER_HOUR = env_int(
+    "PASSWORD_RESET_EMAILS_PER_ADDRESS_PER_HOUR", 3
+)
+
+# Proxies whose X-Forwarded-For entries are believed, right-most first (IPs or CIDRs).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+
+# --- Audit trail (docs/audit.md) --------------------------------------------------------------
+# Signs chain heads and export manifests (Ed25519 PEM); separate from the JWT key.
+AUDIT_SIGNING_KEY = env_required(
+    "AUDIT_SIGNING_KEY",
+    when=PRODUCTION,
+    dev_default=Ed25519PrivateKey.from_private_bytes(_dev_material("audit-signing"))
+    .private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    .decode(),
+)
+AUDIT_SIGNING_KEY_ID = env_str("AUDIT_SIGNING_KEY_ID", "audit-dev-1") or "audit-dev-1"
+# Public keys of earlier audit signing keys, so old heads and exports still verify: {"kid": "PEM"}.
+AUDIT_PREVIOUS_PUBLIC_KEYS: dict[str, str] = env_json("AUDIT_PREVIOUS_PUBLIC_KEYS", {}) or {}
+# How long events are kept before they may be archived (HIPAA: six years).
+AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 6 * 366)
+# Compliance officers read the trail only within this long after signing in (with MFA).
+AUDIT_REVIEW_MAX_AUTH_AGE_SECONDS = env_int("AUDIT_REVIEW_MAX_AUTH_AGE_SECONDS", 15 * 60)
+# An event sealed longer than this after it happened is reported by audit_verify as back-dated.
+AUDIT_SEAL_MAX_LAG_SECONDS = env_int("AUDIT_SEAL_MAX_LAG_SECONDS", 24 * 3600)
+
+# --- REST conventions -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.JWTAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.IsAuthenticatedWithMFA"],
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.CursorPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "api.errors.problem_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    "DEFAULT_THROTTLE_CLASSES": [],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Telehealth API",
+    "DESCRIPTION": "Therapist directory, booking, payments, video sessions and audit trail.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "BookingStatusEnum": "scheduling.models.BookingStatus",
+        "FeeRequestKindEnum": "scheduling.models.FeeRequestKind",
+        "OverrideKindEnum": "scheduling.models.OverrideKind",
+    },
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)
+JSON_MAX_DEPTH = 32
+
+# --- Security headers -------------------------------------------------------------------------
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SECURE_PROXY_SSL_HEADER", False) else None
+)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "no-referrer"
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- Email ------------------------------------------------------------------------------------
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "") or ""
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "") or ""
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "no-reply@telehealth.invalid")
+
+# --- Billing (Stripe) -------------------------------------------------------------------------
+# Empty keys leave billing off: the gateway refuses to call Stripe and the webhook endpoint
+# refuses every delivery (fail closed); `manage.py check --deploy` reports them missing.
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "") or ""
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "") or ""
+STRIPE_LIVEMODE = env_bool("STRIPE_LIVEMODE", False)  # events of the other mode are ignored
+STRIPE_API_BASE = env_str("STRIPE_API_BASE", "https://api.stripe.com") or "https://api.stripe.com"
+STRIPE_CONNECT_TIMEOUT_SECONDS = env_int("STRIPE_CONNECT_TIMEOUT_SECONDS", 5)
+STRIPE_READ_TIMEOUT_SECONDS = env_int("STRIPE_READ_TIMEOUT_SECONDS", 20)
+STRIPE_MAX_RETRIES = env_int("STRIPE_MAX_RETRIES", 2)  # after the first attempt, same key
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
+STRIPE_WEBHOOK_MAX_BYTES = env_int("STRIPE_WEBHOOK_MAX_BYTES", 256 * 1024)
+# Stripe Connect payouts to therapists (separate charges and transfers), off by default.
+BILLING_CONNECT_ENABLED = env_bool("BILLING_CONNECT_ENABLED", False)
+BILLING_PLATFORM_FEE_BPS = env_int("BILLING_PLATFORM_FEE_BPS", 1500)  # 15.00 %, in basis points
+
+# --- Scheduling -------------------------------------------------------------------------------
+# Networks that calendar URLs may resolve to although not public (SSRF guard); empty in
+# production, ["127.0.0.1/32"] in tests that serve a calendar from a loopback server.
+CALENDAR_FETCH_ALLOWED_NETWORKS = env_list("CALENDAR_FETCH_ALLOWED_NETWORKS", [])
+CALENDAR_FETCH_TIMEOUT_SECONDS = env_int("CALENDAR_FETCH_TIMEOUT_SECONDS", 10)
+CALENDAR_MAX_BYTES = env_int("CALENDAR_MAX_BYTES", 512 * 1024)
+CALENDAR_SYNC_INTERVAL_MINUTES = env_int("CALENDAR_SYNC_INTERVAL_MINUTES", 30)
+CALENDAR_UID_DOMAIN = env_str("CALENDAR_UID_DOMAIN", "telehealth.invalid") or "telehealth.invalid"
+
+# Bookings (scheduling/bookings): how long a hold keeps a slot while the client pays, the
+# longest recurring series, and whether booking emails are sent by the web process right after
+# commit (the `make run` default) or only by `manage.py send_reminders`, which a worker or cron
+# runs every minute (the production default: no SMTP round trip inside a request).
+BOOKING_HOLD_MINUTES = env_int("BOOKING_HOLD_MINUTES", 15)
+BOOKING_SERIES_MAX_OCCURRENCES = env_int("BOOKING_SERIES_MAX_OCCURRENCES", 12)
+BOOKING_EMAILS_AFTER_COMMIT = env_bool("BOOKING_EMAILS_AFTER_COMMIT", DEBUG)
+
+# --- Misc -------------------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# The second step's back-off (1, 2, 4 … s after successive wrong codes) and its cap.
+OTP_TOTP_THROTTLE_FACTOR = env_int("OTP_TOTP_THROTTLE_FACTOR", 1)
+MFA_BACKOFF_MAX_SECONDS = env_int("MFA_BACKOFF_MAX_SECONDS", 15 * 60)
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Telehealth")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "api.logging.RedactingFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
+    },
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Django's request logger prints paths and exception text; ours are redacted.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # uvicorn's access log prints request paths: route it through the redacting filter.
+        "uvicorn.access": {
+            "handlers": ["console"],
+            "level": env_str("LOG_LEVEL", "INFO"),
+            "propagate": False,
+        },
+    },
+}

@@ -1,0 +1,127 @@
+"""Inputs (query filters) and outputs of the audit endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from api.models import STAFF_ROLES, User
+from api.serializers import StrictInputSerializer
+from audit.export import MEDIA_TYPES
+from audit.models import AuditEvent, Outcome
+from audit.selectors import EventFilters
+
+
+class OffsetDateTimeField(serializers.DateTimeField):
+    """ISO 8601 with an explicit UTC offset (``Z`` or ``+02:00``): a bare local time is refused."""
+
+    def to_internal_value(self, value: Any) -> Any:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+        if parsed is not None and parsed.tzinfo is None:
+            self.fail("invalid", format="ISO 8601 with a UTC offset")
+        return super().to_internal_value(value)
+
+
+class EventFilterQuery(StrictInputSerializer):
+    since = OffsetDateTimeField(required=False, help_text="Events at or after this time.")
+    until = OffsetDateTimeField(required=False, help_text="Events before this time.")
+    actor = serializers.UUIDField(required=False, help_text="The acting user's id.")
+    client = serializers.UUIDField(required=False, help_text="The client whose records.")
+    action = serializers.RegexField(r"^[a-z0-9_.\-]{1,64}$", required=False)
+    resource = serializers.RegexField(
+        r"^[a-z0-9_.\-]{1,64}(:[A-Za-z0-9_.\-]{1,64})?$",
+        required=False,
+        help_text='A resource type ("scheduling.booking") or one record ("type:id").',
+    )
+    outcome = serializers.ChoiceField(choices=Outcome.choices, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        since, until = attrs.get("since"), attrs.get("until")
+        if since is not None and until is not None and since >= until:
+            raise serializers.ValidationError({"until": ["Must be after since."]})
+        return attrs
+
+    def filters(self) -> EventFilters:
+        data = self.validated_data
+        resource_type, _, resource_id = data.get("resource", "").partition(":")
+        return EventFilters(
+            since=data.get("since"),
+            until=data.get("until"),
+            actor_id=data.get("actor"),
+            patient_id=data.get("client"),
+            action=data.get("action"),
+            resource_type=resource_type or None,
+            resource_id=resource_id or None,
+            outcome=data.get("outcome"),
+        )
+
+
+class EventListQuery(EventFilterQuery):
+    cursor = serializers.CharField(required=False, help_text="From the previous page's links.")
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
+
+
+class ExportQuery(EventFilterQuery):
+    format = serializers.ChoiceField(choices=sorted(MEDIA_TYPES))
+
+
+class AuditEventOut(serializers.ModelSerializer):
+    seq = serializers.SerializerMethodField(help_text="Position in the chain (null until sealed).")
+    hash = serializers.SerializerMethodField(help_text="The chain hash (null until sealed).")
+    client_id = serializers.UUIDField(source="patient_id", allow_null=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "seq",
+            "hash",
+            "occurred_at",
+            "actor_id",
+            "actor_role",
+            "actor_label",
+            "session_id",
+            "action",
+            "resource_type",
+            "resource_id",
+            "client_id",
+            "outcome",
+            "source_ip",
+            "user_agent",
+            "request_id",
+            "details",
+        ]
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_seq(self, event: AuditEvent) -> int | None:
+        seal = getattr(event, "seal", None)  # a missing seal raises an AttributeError subclass
+        return seal.seq if seal is not None else None
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_hash(self, event: AuditEvent) -> str | None:
+        seal = getattr(event, "seal", None)
+        return seal.hash if seal is not None else None
+
+
+class AccessorOut(serializers.Serializer):
+    name = serializers.CharField(allow_null=True, help_text="Staff only; null for others.")
+    role = serializers.CharField(help_text='A role, or "system" / "anonymous".')
+
+
+class AccessLogEntryOut(serializers.Serializer):
+    occurred_at = serializers.DateTimeField()
+    action = serializers.CharField()
+    resource_type = serializers.CharField()
+    accessed_by = serializers.SerializerMethodField()
+
+    @extend_schema_field(AccessorOut)
+    def get_accessed_by(self, event: AuditEvent) -> dict[str, Any]:
+        actor: User | None = self.context["actors"].get(event.actor_id)
+        if actor is None:
+            return {"name": None, "role": event.actor_role or event.actor_label or "system"}
+        staff = actor.role in STAFF_ROLES
+        return {"name": actor.full_name if staff else None, "role": actor.role}

@@ -1,0 +1,25 @@
+"""``manage.py check --deploy``: billing cannot run without its Stripe secrets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, register
+
+
+@register(Tags.security, deploy=True)
+def stripe_configured(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    problems: list[CheckMessage] = []
+    if not settings.STRIPE_SECRET_KEY:
+        problems.append(Error("STRIPE_SECRET_KEY is not set.", id="billing.E001"))
+    if not settings.STRIPE_WEBHOOK_SECRET.strip():
+        problems.append(
+            Error(
+                "STRIPE_WEBHOOK_SECRET is not set: the webhook endpoint refuses every event.",
+                id="billing.E002",
+            )
+        )
+    if not settings.STRIPE_API_BASE.startswith("https://"):
+        problems.append(Error("STRIPE_API_BASE must be an https:// URL.", id="billing.E003"))
+    return problems

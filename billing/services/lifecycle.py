@@ -1,0 +1,253 @@
+"""What a payment's changes do to its booking, and what a booking's cancellation asks of billing.
+
+The booking side's contract (docs/bookings.md): ``booking_confirm`` / ``booking_release`` are
+called in the transaction that applies the payment change (so a Stripe event confirms a booking
+exactly once); cancellations leave a ``FeeRequest`` that ``fee_request_process`` settles.
+Calls to Stripe that follow from a webhook (a refund) are reserved in that transaction and sent
+after it commits; ``billing_settle`` sends whatever was left pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from api.errors import DomainError, NotFoundError
+from api.models import User
+from audit.models import Outcome
+from audit.services import audit_record
+from billing import states
+from billing.models import Payment, Refund, Transfer
+from billing.services.payments import gateway_call, payment_apply_intent
+from billing.services.payouts import payout_create, payouts_due
+from billing.services.refunds import refund_request, refund_submit
+from scheduling.bookings.selectors import fee_requests_pending
+from scheduling.bookings.services import (
+    IllegalTransition,
+    booking_confirm,
+    booking_release,
+    fee_request_claim,
+    fee_request_settle,
+)
+from scheduling.models import BookingStatus, FeeRequest, FeeRequestKind
+
+logger = logging.getLogger("billing")
+security_log = logging.getLogger("billing.security")
+
+_CANCELABLE = frozenset(
+    {
+        Payment.State.CREATED,
+        Payment.State.REQUIRES_PAYMENT_METHOD,
+        Payment.State.REQUIRES_CONFIRMATION,
+        Payment.State.REQUIRES_ACTION,
+        Payment.State.REQUIRES_CAPTURE,
+    }
+)
+
+
+def payment_refresh(*, payment_id: uuid.UUID, now: datetime) -> Payment:
+    """Read a payment's intent from Stripe and apply it (reconciliation, a missed webhook)."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().filter(pk=payment_id).first()
+        if payment is None or not payment.stripe_payment_intent_id:
+            raise NotFoundError("No such payment.")
+        intent_id = payment.stripe_payment_intent_id
+        intent = gateway_call(lambda gateway: gateway.payment_intent_retrieve(intent_id))
+        payment_apply_intent(payment=payment, intent=intent, reason="refreshed", now=now)
+    return payment
+
+
+def payment_booking_follow(
+    *, payment: Payment, before: str, now: datetime, failed: bool = False
+) -> None:
+    """Called on every change of a LOCKED payment (``payment_transition``): a session payment
+    that became collected confirms its booking; one that was canceled, refunded in full before
+    we saw it succeed, or failed (``failed``) releases it."""
+    if payment.purpose != Payment.Purpose.SESSION or before in states.COLLECTED:
+        return
+    if payment.state in (Payment.State.SUCCEEDED, Payment.State.PARTIALLY_REFUNDED):
+        _booking_paid(payment=payment, now=now)
+    elif payment.state == Payment.State.CANCELED:
+        _booking_release(payment=payment, reason="payment_canceled", now=now)
+    elif payment.state == Payment.State.REFUNDED:
+        _booking_release(payment=payment, reason="payment_refunded", now=now)
+    elif failed:
+        _booking_release(payment=payment, reason="payment_failed", now=now)
+
+
+def _booking_paid(*, payment: Payment, now: datetime) -> None:
+    try:
+        with transaction.atomic():
+            booking_confirm(booking_id=payment.booking_id, reason="payment_succeeded", now=now)
+        return
+    except IllegalTransition as exc:
+        if exc.current_status == BookingStatus.CONFIRMED:
+            return  # confirmed already (by an earlier event, or by the therapist)
+    # Paid after the hold ran out or the booking went: give the money back and say so.
+    _booking_release(payment=payment, reason="paid_after_hold", now=now)
+    refund = refund_request(
+        payment=payment,
+        amount_minor=payment.refundable_minor,
+        reason=Refund.Reason.SLOT_LOST,
+        now=now,
+    )
+    audit_record(
+        action="billing.payment.slot_lost",
+        actor_label="system",
+        resource_type="payment",
+        resource_id=str(payment.pk),
+        patient_id=payment.client_id,
+        details={"booking": str(payment.booking_id), "refund": str(refund.pk)},
+    )
+    refund_id, client_id = refund.pk, payment.client_id
+    transaction.on_commit(lambda: _send_refund_and_tell(refund_id=refund_id, client_id=client_id))
+
+
+def _send_refund_and_tell(*, refund_id: uuid.UUID, client_id: uuid.UUID) -> None:
+    """After commit: send the refund (``billing_settle`` retries it if Stripe is down) and tell
+    the client, with no health information in the message."""
+    refund = _refund_send(refund_id=refund_id, now=timezone.now())
+    if refund is None:
+        return
+    email = User.objects.filter(pk=client_id).values_list("email", flat=True).first()
+    if email:
+        amount = f"{refund.amount_minor / 100:.2f} {refund.payment.currency}"
+        send_mail(
+            subject="Your payment was refunded",
+            message=(
+                f"The time you chose was no longer available when your payment arrived, so "
+                f"{amount} has been refunded to your card. Please choose another time."
+            ),
+            from_email=None,
+            recipient_list=[email],
+            fail_silently=True,
+        )
+
+
+def _booking_release(*, payment: Payment, reason: str, now: datetime) -> None:
+    try:
+        with transaction.atomic():
+            booking_release(booking_id=payment.booking_id, reason=reason, now=now)
+    except IllegalTransition as exc:
+        if exc.current_status != BookingStatus.CONFIRMED:
+            return  # cancelled already, or over
+        # A confirmed session whose money is gone (an authorization that expired before
+        # capture, PAY-13): it stays booked, marked unpaid for the team to follow up.
+        security_log.warning("confirmed booking of payment %s is unpaid (%s)", payment.pk, reason)
+        audit_record(
+            action="billing.payment.uncollected",
+            actor_label="system",
+            outcome=Outcome.ERROR,
+            resource_type="payment",
+            resource_id=str(payment.pk),
+            patient_id=payment.client_id,
+            details={"booking": str(payment.booking_id), "why": reason},
+        )
+
+
+# --- Fee requests (what a cancellation asks of billing) --------------------------------------
+
+
+def fee_request_process(*, fee_request_id: uuid.UUID, now: datetime) -> bool:
+    """Do what one cancellation asked: refund all or all but the late fee, or cancel an intent
+    not yet paid; then mark the request settled. False when another worker holds it."""
+    if not fee_request_claim(fee_request_id=fee_request_id, now=now):
+        return False
+    fee_request = FeeRequest.objects.get(pk=fee_request_id)
+    refund_id = None
+    with transaction.atomic():  # the money decision and "settled" commit together
+        payment = (
+            Payment.objects.select_for_update()
+            .filter(booking_id=fee_request.booking_id, purpose=Payment.Purpose.SESSION)
+            .order_by("-version")
+            .first()
+        )
+        if payment is not None and payment.state in states.COLLECTED:
+            wanted = (
+                payment.refundable_minor
+                if fee_request.kind == FeeRequestKind.FULL_REFUND
+                else fee_request.refund_minor
+            )
+            amount = min(wanted, payment.refundable_minor)
+            if amount > 0:
+                refund_id = refund_request(
+                    payment=payment, amount_minor=amount, reason=fee_request.reason, now=now
+                ).pk
+        elif payment is not None and payment.state in _CANCELABLE:
+            _intent_cancel(payment=payment, now=now)
+            if fee_request.kind == FeeRequestKind.LATE_CANCELLATION_FEE and fee_request.fee_minor:
+                audit_record(
+                    action="billing.fee.uncollected",
+                    actor_label="system",
+                    outcome=Outcome.ERROR,
+                    resource_type="payment",
+                    resource_id=str(payment.pk),
+                    patient_id=payment.client_id,
+                    details={"fee_minor": fee_request.fee_minor, "why": "not_paid"},
+                )
+        fee_request_settle(fee_request_id=fee_request_id, now=now)
+    if refund_id is not None:
+        _refund_send(refund_id=refund_id, now=now)
+    return True
+
+
+def _refund_send(*, refund_id: uuid.UUID, now: datetime) -> Refund | None:
+    """Send a reserved refund; if Stripe cannot take it now it stays pending for
+    ``billing_settle``, which sends it with the same key."""
+    try:
+        return refund_submit(refund_id=refund_id, now=now)
+    except DomainError:
+        logger.warning("refund %s left pending for billing_settle", refund_id)
+        return None
+
+
+def _intent_cancel(*, payment: Payment, now: datetime) -> None:
+    intent_id = payment.stripe_payment_intent_id
+    if not intent_id:
+        return
+    intent = gateway_call(
+        lambda gateway: gateway.payment_intent_cancel(
+            payment_intent_id=str(intent_id),
+            idempotency_key=f"billing:payment_intent_cancel:{payment.pk}",
+        )
+    )
+    payment_apply_intent(payment=payment, intent=intent, reason="booking_cancelled", now=now)
+
+
+def billing_settle(*, now: datetime, limit: int = 100) -> dict[str, int]:
+    """One pass of the background work: settle pending fee requests, send refunds that were
+    reserved but never reached Stripe (older than a minute, so none is being sent right now),
+    and, with Connect on, pay therapists for completed sessions."""
+    settled = 0
+    for fee_request in list(fee_requests_pending(limit=limit)):
+        try:
+            settled += fee_request_process(fee_request_id=fee_request.pk, now=now)
+        except Exception:
+            logger.exception("fee request %s not settled; retried next run", fee_request.pk)
+    sent = 0
+    stuck = Refund.objects.filter(
+        state=Refund.State.PENDING,
+        stripe_refund_id=None,
+        created_at__lte=now - timedelta(minutes=1),
+    ).values_list("pk", flat=True)[:limit]
+    for refund_id in list(stuck):
+        try:
+            refund_submit(refund_id=refund_id, now=now)
+            sent += 1
+        except Exception:
+            logger.exception("refund %s not sent; retried next run", refund_id)
+    paid_out = 0
+    if settings.BILLING_CONNECT_ENABLED:
+        for payment_id in list(payouts_due().values_list("pk", flat=True)[:limit]):
+            try:
+                transfer = payout_create(payment_id=payment_id, now=now)
+                paid_out += transfer is not None and transfer.state == Transfer.State.SENT
+            except Exception:
+                logger.exception("payout of payment %s not sent; retried next run", payment_id)
+    return {"fee_requests_settled": settled, "refunds_sent": sent, "payouts_sent": paid_out}

@@ -1,0 +1,382 @@
+"""Writes on payments: Stripe customers, PaymentIntents, and applying what Stripe tells us.
+
+Every function takes ``now``. Stripe is called while the payment row is locked, so two requests
+for the same payment (a double click, a retry racing the first try) can never create two intents,
+even against a Stripe double that ignores idempotency keys; the key derived from
+``(booking, purpose, version)`` covers the remaining case of a crash between Stripe's answer and
+our commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+
+from api.errors import ConflictError, NotFoundError, UnprocessableError
+from api.models import User
+from audit.models import Outcome
+from audit.services import audit_record
+from billing import gateways, states
+from billing.errors import PaymentPendingError, PaymentsNotConfiguredError
+from billing.gateways.base import (
+    GatewayConfigurationError,
+    GatewayUnavailable,
+    IdempotencyKeyReused,
+    PaymentGateway,
+    PaymentIntentResult,
+)
+from billing.models import Payment, PaymentEvent, StripeCustomer
+from scheduling.bookings.selectors import booking_for_participant
+from scheduling.models import Booking, BookingStatus
+
+logger = logging.getLogger("billing")
+T = TypeVar("T")
+
+# Stripe's own ceiling for one card payment in two-decimal currencies (999,999.99).
+MAX_AMOUNT_MINOR = 99_999_999
+
+
+@dataclass(frozen=True)
+class PaymentStart:
+    """What a client needs to confirm the payment with Stripe's SDK."""
+
+    payment: Payment
+    client_secret: str
+
+
+def payment_intent_idempotency_key(payment: Payment) -> str:
+    return f"billing:payment_intent:{payment.booking_id}:{payment.purpose}:{payment.version}"
+
+
+def payment_metadata(payment: Payment) -> dict[str, str]:
+    """Opaque ids only: Stripe signs no BAA, so nothing here may describe care (PAY-16)."""
+    return {"payment_ref": str(payment.pk), "booking_ref": str(payment.booking_id)}
+
+
+def customer_ensure(*, user_id: uuid.UUID, now: datetime) -> str:
+    """The Stripe customer id of ``user_id``, created once (no name, email or other fields)."""
+    existing = StripeCustomer.objects.filter(user_id=user_id).first()
+    if existing is not None:
+        return existing.stripe_customer_id
+    result = gateway_call(
+        lambda gateway: gateway.customer_create(
+            idempotency_key=f"billing:customer:{user_id}", metadata={"user_ref": str(user_id)}
+        )
+    )
+    try:
+        with transaction.atomic():
+            StripeCustomer.objects.create(
+                user_id=user_id, stripe_customer_id=result.id, created_at=now
+            )
+    except IntegrityError:  # a concurrent request stored it first
+        return StripeCustomer.objects.get(user_id=user_id).stripe_customer_id
+    return result.id
+
+
+def payment_intent_ensure(
+    *,
+    booking_id: uuid.UUID,
+    client_id: uuid.UUID,
+    therapist_id: uuid.UUID | None,
+    purpose: str,
+    amount_minor: int,
+    currency: str,
+    now: datetime,
+) -> PaymentStart:
+    """The live PaymentIntent of a booking's payment, created on the first call.
+
+    The amount and currency come from the caller's own records (the booking's frozen terms),
+    never from a client request. A second call returns the same intent (PAY-02).
+    """
+    _check_money(amount_minor, currency)
+    with transaction.atomic():
+        payment = _current_payment_locked(
+            booking_id=booking_id,
+            client_id=client_id,
+            therapist_id=therapist_id,
+            purpose=purpose,
+            amount_minor=amount_minor,
+            currency=currency,
+            now=now,
+        )
+        if payment.client_id != client_id:
+            raise NotFoundError("No such booking.")
+        if payment.state in states.COLLECTED or payment.state == Payment.State.REQUIRES_CAPTURE:
+            raise ConflictError("This booking is already paid.", code="already_paid")
+        if payment.stripe_payment_intent_id:
+            intent = gateway_call(
+                lambda gateway: gateway.payment_intent_retrieve(
+                    str(payment.stripe_payment_intent_id)
+                )
+            )
+        else:
+            customer_id = customer_ensure(user_id=client_id, now=now)
+            intent = gateway_call(
+                lambda gateway: gateway.payment_intent_create(
+                    idempotency_key=payment_intent_idempotency_key(payment),
+                    amount=payment.amount_minor,
+                    currency=payment.currency,
+                    customer_id=customer_id,
+                    metadata=payment_metadata(payment),
+                )
+            )
+            if intent.amount != payment.amount_minor or intent.currency != payment.currency:
+                logger.error(
+                    "payment intent terms differ from the payment's (payment %s)", payment.pk
+                )
+                raise ConflictError("The payment could not be started.", code="payment_mismatch")
+            payment.stripe_payment_intent_id = intent.id
+            payment.stripe_customer_id = customer_id
+            payment.updated_at = now
+            payment.save(
+                update_fields=["stripe_payment_intent_id", "stripe_customer_id", "updated_at"]
+            )
+            audit_record(
+                action="billing.payment.intent_created",
+                actor_label="system",
+                resource_type="payment",
+                resource_id=str(payment.pk),
+                patient_id=payment.client_id,
+                details={"purpose": payment.purpose, "version": payment.version},
+            )
+        payment_apply_intent(payment=payment, intent=intent, reason="intent_synced", now=now)
+    return PaymentStart(payment=payment, client_secret=intent.client_secret)
+
+
+def booking_payment_start(
+    *, booking_id: uuid.UUID, client: User, request: HttpRequest | None, now: datetime
+) -> PaymentStart:
+    """The client pays for their held booking: the price and currency are the booking's copied
+    terms, never the request's (PAY-01). Someone else's booking is 404 (and audited as denied);
+    a booking that is not held, whose hold ran out, or that has started is 409 (PAY-04)."""
+    try:
+        booking: Booking | None = booking_for_participant(booking_id=booking_id, user=client)
+    except NotFoundError:
+        booking = None
+    if booking is None or booking.client_id != client.pk:  # a therapist does not pay
+        audit_record(
+            action="billing.payment.start",
+            actor=client,
+            request=request,
+            outcome=Outcome.DENIED,
+            resource_type="booking",
+            resource_id=str(booking_id),
+            details={"why": "not_found"},
+        )
+        raise NotFoundError("No such booking.")
+    if booking.status == BookingStatus.CONFIRMED:
+        raise ConflictError("This booking is already paid.", code="already_paid")
+    if booking.status != BookingStatus.HELD:
+        raise ConflictError(
+            "This booking cannot be paid.",
+            code="booking_not_payable",
+            extra={"current_status": booking.status},
+        )
+    if booking.hold_expires_at is None or booking.hold_expires_at <= now:
+        raise ConflictError("The hold on this slot has expired.", code="hold_expired")
+    if booking.start <= now:
+        raise ConflictError("This session has already started.", code="booking_in_past")
+    if booking.price_minor <= 0:
+        raise ConflictError("This session has nothing to pay.", code="nothing_to_pay")
+    started = payment_intent_ensure(
+        booking_id=booking.pk,
+        client_id=client.pk,
+        therapist_id=booking.therapist.user_id,
+        purpose=Payment.Purpose.SESSION,
+        amount_minor=booking.price_minor,
+        currency=booking.currency,
+        now=now,
+    )
+    audit_record(
+        action="billing.payment.start",
+        actor=client,
+        request=request,
+        resource_type="payment",
+        resource_id=str(started.payment.pk),
+        patient_id=client.pk,
+        details={"booking": str(booking.pk), "state": started.payment.state},
+    )
+    return started
+
+
+def payment_apply_intent(
+    *,
+    payment: Payment,
+    intent: PaymentIntentResult,
+    reason: str,
+    now: datetime,
+    stripe_event_id: str = "",
+) -> states.Decision:
+    """Move a locked payment to what ``intent`` says, if the state machine allows it.
+
+    A contradiction (a collected intent for a payment we hold as canceled) is settled by asking
+    Stripe for the intent as it is now (PAY-08).
+    """
+    try:
+        target = states.state_of_intent(intent.status)
+    except ValueError:
+        logger.warning("unknown payment intent status for payment %s", payment.pk)
+        return states.Decision.STALE
+    decision = states.decide(payment.state, target)
+    if decision is states.Decision.CONFLICT:
+        intent = gateway_call(lambda gateway: gateway.payment_intent_retrieve(intent.id))
+        target = states.state_of_intent(intent.status)
+        reason = "reconciled_from_stripe"
+        decision = states.Decision.APPLY if target != payment.state else states.Decision.STALE
+    if intent.amount_received:
+        payment.amount_captured_minor = max(payment.amount_captured_minor, intent.amount_received)
+    if intent.latest_charge_id:
+        payment.stripe_charge_id = intent.latest_charge_id
+    payment.last_error_code = intent.last_error_code[:64]
+    if decision is states.Decision.APPLY:
+        payment_transition(
+            payment=payment, to=target, reason=reason, now=now, stripe_event_id=stripe_event_id
+        )
+    else:
+        payment.updated_at = now
+        payment.save(
+            update_fields=[
+                "amount_captured_minor",
+                "stripe_charge_id",
+                "last_error_code",
+                "updated_at",
+            ]
+        )
+    return decision
+
+
+def payment_transition(
+    *, payment: Payment, to: str, reason: str, now: datetime, stripe_event_id: str = ""
+) -> None:
+    """Record one state change of a locked payment: the row, its history, and the audit trail."""
+    from_state = payment.state
+    payment.state = to
+    payment.updated_at = now
+    payment.save(
+        update_fields=[
+            "state",
+            "amount_captured_minor",
+            "amount_refunded_minor",
+            "stripe_charge_id",
+            "last_error_code",
+            "disputed_at",
+            "updated_at",
+        ]
+    )
+    PaymentEvent.objects.create(
+        payment=payment,
+        from_state=from_state,
+        to_state=to,
+        occurred_at=now,
+        reason=reason,
+        stripe_event_id=stripe_event_id,
+    )
+    audit_record(
+        action="billing.payment.state_changed",
+        actor_label="system",
+        resource_type="payment",
+        resource_id=str(payment.pk),
+        patient_id=payment.client_id,
+        details={"from": from_state, "to": to, "reason": reason, "stripe_event": stripe_event_id},
+    )
+    # Imported here: the lifecycle module builds on this one (and on the booking services).
+    from billing.services.lifecycle import payment_booking_follow
+
+    payment_booking_follow(payment=payment, before=from_state, now=now)
+
+
+def _current_payment_locked(
+    *,
+    booking_id: uuid.UUID,
+    client_id: uuid.UUID,
+    therapist_id: uuid.UUID | None,
+    purpose: str,
+    amount_minor: int,
+    currency: str,
+    now: datetime,
+) -> Payment:
+    """The latest version of a booking's payment for ``purpose``, locked; a new version when
+    there is none yet or the latest was canceled. A concurrent creator makes us wait and reuse."""
+    for _ in range(2):
+        latest = (
+            Payment.objects.select_for_update()
+            .filter(booking_id=booking_id, purpose=purpose)
+            .order_by("-version")
+            .first()
+        )
+        if latest is not None and latest.state != Payment.State.CANCELED:
+            return latest
+        try:
+            with transaction.atomic():
+                return Payment.objects.create(
+                    booking_id=booking_id,
+                    purpose=purpose,
+                    version=latest.version + 1 if latest is not None else 1,
+                    client_id=client_id,
+                    therapist_id=therapist_id,
+                    amount_minor=amount_minor,
+                    currency=currency,
+                    created_at=now,
+                    updated_at=now,
+                )
+        except IntegrityError:
+            continue  # someone created this version meanwhile: lock and reuse theirs
+    raise ConflictError("The payment is being started by another request; retry.")
+
+
+def _check_money(amount_minor: int, currency: str) -> None:
+    if (
+        not isinstance(amount_minor, int)
+        or isinstance(amount_minor, bool)
+        or not 0 < amount_minor <= MAX_AMOUNT_MINOR
+    ):
+        raise UnprocessableError("The amount is not payable.", code="invalid_amount")
+    if not (len(currency) == 3 and currency.isascii() and currency.isupper()):
+        raise UnprocessableError("The currency is not an ISO 4217 code.", code="invalid_currency")
+
+
+def gateway_call(call: Callable[[PaymentGateway], T]) -> T:
+    """Run one gateway call; turn its failures into the domain's answers."""
+    try:
+        return call(gateways.get_gateway())
+    except GatewayUnavailable as exc:
+        logger.warning("stripe unavailable: %s", exc.code)
+        raise PaymentPendingError(
+            "The payment provider could not be reached. Nothing was charged twice; retry."
+        ) from exc
+    except IdempotencyKeyReused as exc:
+        logger.error("stripe idempotency key reused with different parameters")
+        raise ConflictError(
+            "This payment was already started with different terms.",
+            code="payment_terms_changed",
+        ) from exc
+    except GatewayConfigurationError as exc:
+        logger.error("stripe is not configured or refused our key")
+        raise PaymentsNotConfiguredError() from exc
+
+
+def payments_read_record(
+    *, payments: Sequence[Payment], actor: User, request: HttpRequest | None
+) -> None:
+    """Audit a page of payments served: one row per client whose payments it held (AUD-01),
+    naming the payment ids, written in one batch (AUD-20)."""
+    by_client: dict[uuid.UUID, list[str]] = {}
+    for payment in payments:
+        by_client.setdefault(payment.client_id, []).append(str(payment.pk))
+    for client_id, ids in by_client.items():
+        audit_record(
+            action="billing.payment.read",
+            actor=actor,
+            request=request,
+            resource_type="payment",
+            resource_id=ids[0] if len(ids) == 1 else "",
+            patient_id=client_id,
+            details={"payments": ids},
+        )

@@ -1,0 +1,62 @@
+"""The payment state machine: monotonic, so late or reordered events never move a payment back.
+
+States are ranked along the way a payment goes. An event may move a payment up the ranks; an
+event for a lower rank is stale and changes nothing. The rank-1 states (waiting for the client)
+move freely among themselves: a failed 3-D Secure attempt goes back to ``requires_payment_method``.
+``canceled`` is reachable only before the money is taken; a collected state arriving after
+``canceled`` contradicts what we know, so the caller asks Stripe for the truth.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from billing.models import Payment
+
+S = Payment.State
+
+RANK: dict[str, int] = {
+    S.CREATED: 0,
+    S.REQUIRES_PAYMENT_METHOD: 1,
+    S.REQUIRES_CONFIRMATION: 1,
+    S.REQUIRES_ACTION: 1,
+    S.PROCESSING: 2,
+    S.REQUIRES_CAPTURE: 3,
+    S.SUCCEEDED: 4,
+    S.PARTIALLY_REFUNDED: 5,
+    S.REFUNDED: 6,
+    S.CANCELED: 4,
+}
+COLLECTED = frozenset({S.SUCCEEDED, S.PARTIALLY_REFUNDED, S.REFUNDED})
+_WAITING = 1
+_LAST_CANCELABLE = RANK[S.REQUIRES_CAPTURE]
+
+
+class Decision(enum.Enum):
+    APPLY = "apply"
+    STALE = "stale"  # nothing to do: the payment already knows this or more
+    CONFLICT = "conflict"  # contradicts what we know: re-read the intent from Stripe
+
+
+def decide(current: str, target: str) -> Decision:
+    if current == target:
+        return Decision.STALE
+    if current == S.CANCELED:
+        return Decision.CONFLICT if target in COLLECTED else Decision.STALE
+    if target == S.CANCELED:
+        return Decision.APPLY if RANK[current] <= _LAST_CANCELABLE else Decision.STALE
+    if RANK[target] > RANK[current] or RANK[target] == RANK[current] == _WAITING:
+        return Decision.APPLY
+    return Decision.STALE
+
+
+def state_of_intent(status: str) -> str:
+    """Our state for a Stripe PaymentIntent status (which are a subset of our states)."""
+    return S(status).value
+
+
+def state_of_amounts(*, captured: int, refunded: int) -> str:
+    """The collected state that a captured and a refunded amount describe."""
+    if refunded <= 0:
+        return S.SUCCEEDED
+    return S.REFUNDED if refunded >= captured else S.PARTIALLY_REFUNDED

@@ -1,0 +1,256 @@
+"""Billing endpoints. The Stripe webhook is the only one without a user: its proof is the
+signature, checked over the raw body before anything is parsed."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponseBase
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import ListAPIView
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.authentication import user_of
+from api.errors import PayloadTooLargeError
+from api.idempotency import idempotent
+from api.models import Role
+from api.pagination import CursorPagination
+from api.permissions import has_role
+from api.serializers import problem_responses
+from billing.documents import money
+from billing.models import Payment
+from billing.selectors import payments_visible_to
+from billing.serializers import (
+    PayIn,
+    PaymentOut,
+    PayOut,
+    ProviderBillingIn,
+    ProviderBillingOut,
+    ReceiptOut,
+    SuperbillOut,
+    WebhookAckSerializer,
+)
+from billing.services.documents import receipt_read, superbill_read
+from billing.services.payments import booking_payment_start, payments_read_record
+from billing.services.providers import provider_billing_set_npi
+from billing.services.webhooks import webhook_receive
+
+
+def _raw_body(request: HttpRequest, limit: int) -> bytes:
+    """The body exactly as sent, refused past ``limit`` bytes before it is all read (PAY-18)."""
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError()
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLargeError()
+    return body
+
+
+class StripeWebhookView(APIView):
+    """POST only; no session, so no CSRF token (DRF views are CSRF-exempt unless they use session
+    authentication, and this one has no authentication at all)."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+    parser_classes: list[type] = []  # the body is read raw, never parsed before verification
+    http_method_names = ["post"]
+
+    @extend_schema(
+        operation_id="billing_stripe_webhook",
+        summary="Receive a Stripe webhook event (signed with the endpoint secret)",
+        request={"application/json": OpenApiTypes.OBJECT},
+        description=(
+            "400: bad, stale or missing signature, or a body that is not an event. "
+            "413: body over the size limit. 503: no endpoint secret configured (fail closed)."
+        ),
+        responses={200: WebhookAckSerializer, **problem_responses(400, 405, 413, 503)},
+        auth=[],
+        tags=["billing"],
+    )
+    def post(self, request: Request) -> Response:
+        payload = _raw_body(request._request, settings.STRIPE_WEBHOOK_MAX_BYTES)
+        webhook_receive(
+            payload=payload,
+            signature_header=request.headers.get("Stripe-Signature", ""),
+            now=timezone.now(),
+        )
+        return Response(WebhookAckSerializer({"received": True}).data)
+
+
+class PayView(APIView):
+    """``POST /api/v1/bookings/{id}/pay``: start (or resume) paying for a held booking."""
+
+    permission_classes = [has_role(Role.CLIENT)]
+
+    @extend_schema(
+        operation_id="booking_pay",
+        summary="Pay for a held booking: returns the PaymentIntent's client secret",
+        request=PayIn,
+        responses={200: PayOut, **problem_responses(400, 401, 403, 404, 409, 422, 503)},
+        tags=["billing"],
+    )
+    @idempotent
+    def post(self, request: Request, booking_id: uuid.UUID) -> Response:
+        PayIn(data=request.data).is_valid(raise_exception=True)
+        started = booking_payment_start(
+            booking_id=booking_id, client=user_of(request), request=request, now=timezone.now()
+        )
+        return Response(
+            PayOut({"payment": started.payment, "client_secret": started.client_secret}).data
+        )
+
+
+class PaymentPagination(CursorPagination):
+    ordering = ("-created_at", "-id")
+
+
+class PaymentsView(ListAPIView):
+    """``GET /api/v1/billing/payments``: a client's payments, or those of a therapist's sessions.
+    Each page read is audited: one row per client whose payments it shows."""
+
+    permission_classes = [has_role(Role.CLIENT, Role.THERAPIST)]
+    serializer_class = PaymentOut
+    pagination_class = PaymentPagination
+
+    def get_queryset(self) -> QuerySet[Payment]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no user
+            return Payment.objects.none()
+        return payments_visible_to(user=user_of(self.request))
+
+    @extend_schema(
+        operation_id="billing_payments_list",
+        summary="List payments (own, or for the therapist's sessions)",
+        responses={200: PaymentOut(many=True), **problem_responses(401, 403, 404)},
+        tags=["billing"],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        payments_read_record(payments=page or [], actor=user_of(request), request=request)
+        return self.get_paginated_response(PaymentOut(page, many=True).data)
+
+
+class ReceiptView(APIView):
+    """``GET /api/v1/billing/payments/{id}/receipt``: for the payment's client or its therapist,
+    once collected; anything else is 404 and audited as denied."""
+
+    permission_classes = [has_role(Role.CLIENT, Role.THERAPIST)]
+
+    @extend_schema(
+        operation_id="billing_receipt",
+        summary="The receipt of a collected payment",
+        responses={200: ReceiptOut, **problem_responses(401, 403, 404)},
+        tags=["billing"],
+    )
+    def get(self, request: Request, payment_id: uuid.UUID) -> Response:
+        receipt = receipt_read(payment_id=payment_id, user=user_of(request), request=request)
+        return Response(ReceiptOut(receipt).data)
+
+
+class ReceiptPrintView(APIView):
+    """``GET /api/v1/billing/payments/{id}/receipt/print``: the same receipt as printable HTML."""
+
+    permission_classes = [has_role(Role.CLIENT, Role.THERAPIST)]
+
+    @extend_schema(
+        operation_id="billing_receipt_print",
+        summary="The receipt of a collected payment, as printable HTML",
+        responses={(200, "text/html"): OpenApiTypes.STR, **problem_responses(401, 403, 404)},
+        tags=["billing"],
+    )
+    def get(self, request: Request, payment_id: uuid.UUID) -> HttpResponseBase:
+        receipt = receipt_read(payment_id=payment_id, user=user_of(request), request=request)
+        return TemplateResponse(
+            request._request,
+            "billing/receipt.html",
+            {
+                "receipt": receipt,
+                "paid": money(receipt.amount_paid_minor, receipt.currency),
+                "refunded": money(receipt.amount_refunded_minor, receipt.currency),
+                "net": money(receipt.net_minor, receipt.currency),
+            },
+        )
+
+
+def _month(year: int, month: int) -> None:
+    if not (1 <= month <= 12 and 2000 <= year <= 2100):
+        raise ValidationError({"month": ["Not a month."]}, code="invalid")
+
+
+class SuperbillView(APIView):
+    """``GET /api/v1/billing/superbills/{year}/{month}``: the client's own paid sessions of that
+    month, for an insurer."""
+
+    permission_classes = [has_role(Role.CLIENT)]
+
+    @extend_schema(
+        operation_id="billing_superbill",
+        summary="A client's monthly superbill",
+        responses={200: SuperbillOut, **problem_responses(400, 401, 403)},
+        tags=["billing"],
+    )
+    def get(self, request: Request, year: int, month: int) -> Response:
+        _month(year, month)
+        bill = superbill_read(client=user_of(request), year=year, month=month, request=request)
+        return Response(SuperbillOut(bill).data)
+
+
+class SuperbillPrintView(APIView):
+    """``GET /api/v1/billing/superbills/{year}/{month}/print``: the superbill as printable HTML."""
+
+    permission_classes = [has_role(Role.CLIENT)]
+
+    @extend_schema(
+        operation_id="billing_superbill_print",
+        summary="A client's monthly superbill, as printable HTML",
+        responses={(200, "text/html"): OpenApiTypes.STR, **problem_responses(400, 401, 403)},
+        tags=["billing"],
+    )
+    def get(self, request: Request, year: int, month: int) -> HttpResponseBase:
+        _month(year, month)
+        bill = superbill_read(client=user_of(request), year=year, month=month, request=request)
+        return TemplateResponse(
+            request._request,
+            "billing/superbill.html",
+            {
+                "bill": bill,
+                "lines": [
+                    (line, money(line.amount_paid_minor, line.currency)) for line in bill.lines
+                ],
+                "totals": [money(amount, cur) for cur, amount in sorted(bill.totals_minor.items())],
+            },
+        )
+
+
+class ProviderBillingView(APIView):
+    """``PUT /api/v1/billing/provider``: a therapist sets the NPI their superbills carry."""
+
+    permission_classes = [has_role(Role.THERAPIST)]
+
+    @extend_schema(
+        operation_id="billing_provider_set",
+        summary="Set the therapist's NPI",
+        request=ProviderBillingIn,
+        responses={200: ProviderBillingOut, **problem_responses(400, 401, 403)},
+        tags=["billing"],
+    )
+    def put(self, request: Request) -> Response:
+        data = ProviderBillingIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        record = provider_billing_set_npi(
+            therapist=user_of(request),
+            npi=data.validated_data["npi"],
+            request=request,
+            now=timezone.now(),
+        )
+        return Response(ProviderBillingOut(record).data)

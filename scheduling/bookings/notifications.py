@@ -1,0 +1,250 @@
+"""Booking emails through Django's email backend: an outbox, delivered after commit.
+
+``notify`` writes one ``BookingNotification`` row per participant in the caller's transaction
+(a rolled-back change announces nothing) and, with ``BOOKING_EMAILS_AFTER_COMMIT``, delivers
+them right after the commit; ``manage.py send_reminders`` queues the 24 h and 1 h reminders and
+delivers whatever is still unsent (a crashed or failed delivery is retried when its claim's
+lease runs out). Each row is unique per (booking, recipient, kind, dedupe key), and a sender
+claims rows with one conditional update, so running the sender twice, or on two machines at
+once, sends every message once.
+
+Subjects never carry PHI (no names, no session type, no time); bodies give the time and point to
+the app. Booking changes carry the ``.ics`` (``METHOD:REQUEST``, or ``METHOD:CANCEL`` for a
+cancellation) with the booking's UID and SEQUENCE, so calendar apps update the one event.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import smtplib
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.mail import EmailMessage, get_connection
+from django.db import transaction
+from django.db.models import F, Q
+
+from scheduling import ics
+from scheduling.models import Booking, BookingNotification, BookingStatus, NotificationKind
+from scheduling.services import FEED_REFRESH, _feed_event
+
+logger = logging.getLogger(__name__)
+
+SUBJECTS = {
+    NotificationKind.BOOKED: "Telehealth: session booked",
+    NotificationKind.CONFIRMED: "Telehealth: session confirmed",
+    NotificationKind.CANCELLED: "Telehealth: session cancelled",
+    NotificationKind.RESCHEDULED: "Telehealth: session moved",
+    NotificationKind.REMINDER_24H: "Telehealth: reminder of your session tomorrow",
+    NotificationKind.REMINDER_1H: "Telehealth: reminder of your session in an hour",
+}
+_SENTENCES = {
+    NotificationKind.BOOKED: "A session was booked for {when}.",
+    NotificationKind.CONFIRMED: "The session on {when} is confirmed.",
+    NotificationKind.CANCELLED: "The session on {when} was cancelled.",
+    NotificationKind.RESCHEDULED: "The session was moved to {when}.",
+    NotificationKind.REMINDER_24H: "Reminder: a session starts on {when}.",
+    NotificationKind.REMINDER_1H: "Reminder: a session starts at {when}.",
+}
+_HELD = "It is held until {until} while the payment completes."
+_FOOTER = "Open the Telehealth app for the details."
+# The reminders: (kind, how long before the start, and when the next, closer one takes over).
+REMINDERS = (
+    (NotificationKind.REMINDER_24H, timedelta(hours=24), timedelta(hours=1)),
+    (NotificationKind.REMINDER_1H, timedelta(hours=1), timedelta(0)),
+)
+REMINDER_KINDS = frozenset(kind for kind, _, _ in REMINDERS)
+CLAIM_LEASE = timedelta(minutes=5)
+SERIES_KEY_PREFIX = "series:"
+
+
+def _rows(
+    bookings: Iterable[Booking], *, kind: str, now: datetime, dedupe_key: str | None
+) -> list[BookingNotification]:
+    return [
+        BookingNotification(
+            booking=b,
+            recipient_id=recipient,
+            kind=kind,
+            dedupe_key=dedupe_key or f"seq:{b.sequence}",
+            created_at=now,
+        )
+        for b in bookings
+        for recipient in (b.client_id, b.therapist.user_id)
+    ]
+
+
+def notify(
+    *, bookings: Iterable[Booking], kind: str, now: datetime, dedupe_key: str | None = None
+) -> None:
+    """Queue ``kind`` emails to both participants of each booking (in the caller's transaction).
+
+    ``dedupe_key`` defaults to the booking's current ICS sequence; the series announcement uses
+    ``series:<id>`` on the series' first booking and lists every occurrence in its ``.ics``.
+    """
+    bookings = list(bookings)
+    if not bookings:
+        return
+    BookingNotification.objects.bulk_create(
+        _rows(bookings, kind=kind, now=now, dedupe_key=dedupe_key), ignore_conflicts=True
+    )
+    if settings.BOOKING_EMAILS_AFTER_COMMIT:
+        ids = [b.pk for b in bookings]
+        transaction.on_commit(functools.partial(_deliver_after_commit, ids, now))
+
+
+def _deliver_after_commit(booking_ids: list[uuid.UUID], now: datetime) -> None:
+    """Right after the change's commit, at the change's time (the caller's ``now``)."""
+    notifications_deliver(now=now, booking_ids=booking_ids)
+
+
+def reminders_enqueue(*, now: datetime) -> int:
+    """Queue the reminders that are due (idempotent: a queued reminder is not queued again).
+
+    A reminder is due when the confirmed session starts within its lead time and after the next
+    reminder's; one whose booking was last changed (made, confirmed, moved) inside its lead time
+    is skipped, since that change's email just went out. A moved session gets its reminders
+    again (the key is the start)."""
+    rows: list[BookingNotification] = []
+    for kind, lead, until in REMINDERS:
+        due = Booking.objects.filter(
+            status=BookingStatus.CONFIRMED,
+            start__gt=now + until,
+            start__lte=now + lead,
+            updated_at__lte=F("start") - lead,
+        ).select_related("therapist")
+        for booking in due:
+            rows += _rows(
+                [booking], kind=kind, now=now, dedupe_key=booking.start.astimezone(UTC).isoformat()
+            )
+    BookingNotification.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+    return len(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    sent: int
+    dropped: int
+    failed: int
+
+
+def notifications_claim(
+    *, now: datetime, booking_ids: list[uuid.UUID] | None = None, limit: int = 500
+) -> list[BookingNotification]:
+    """Claim unsent rows (one conditional update) and return the ones this caller won."""
+    claimable = Q(sent_at__isnull=True) & (
+        Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
+    )
+    token = uuid.uuid4()
+    if booking_ids is not None:  # right after a change: that change's few rows
+        claim = Q(booking_id__in=booking_ids)
+    else:  # the sender's batch, oldest first
+        ids = list(
+            BookingNotification.objects.filter(claimable)
+            .order_by("id")
+            .values_list("id", flat=True)[:limit]
+        )
+        if not ids:
+            return []
+        claim = Q(pk__in=ids)
+    claimed = BookingNotification.objects.filter(claimable, claim).update(
+        claimed_until=now + CLAIM_LEASE, claim_token=token, attempts=F("attempts") + 1
+    )
+    if not claimed:
+        return []
+    return list(
+        BookingNotification.objects.filter(claim, claim_token=token)
+        .select_related("booking__therapist", "booking__client", "recipient")
+        .order_by("id")
+    )
+
+
+def notifications_deliver(
+    *, now: datetime, booking_ids: list[uuid.UUID] | None = None, limit: int = 500
+) -> DeliveryReport:
+    """Send the claimed rows; stale ones (the session started, or a reminder for a start or a
+    status that no longer holds) are dropped. A failed send stays claimed until its lease runs
+    out and is tried again by the next run."""
+    rows = notifications_claim(now=now, booking_ids=booking_ids, limit=limit)
+    done: list[int] = []
+    sent = dropped = failed = 0
+    connection = get_connection()
+    for row in rows:
+        if _stale(row, now):
+            done.append(row.pk)
+            dropped += 1
+            continue
+        try:
+            _message(row, connection=connection).send()
+        except (OSError, smtplib.SMTPException) as exc:
+            failed += 1
+            logger.warning("booking email %s not sent: %s", row.pk, type(exc).__name__)
+            continue
+        done.append(row.pk)
+        sent += 1
+    if done:
+        BookingNotification.objects.filter(pk__in=done).update(sent_at=now, claimed_until=None)
+    return DeliveryReport(sent=sent, dropped=dropped, failed=failed)
+
+
+def _stale(row: BookingNotification, now: datetime) -> bool:
+    booking = row.booking
+    if booking.start <= now:
+        return True
+    if row.kind in REMINDER_KINDS:
+        return (
+            booking.status != BookingStatus.CONFIRMED
+            or row.dedupe_key != booking.start.astimezone(UTC).isoformat()
+        )
+    return False
+
+
+def _when(moment: datetime, zone: ZoneInfo) -> str:
+    local = moment.astimezone(zone)
+    utc = moment.astimezone(UTC)
+    return f"{local:%A %d %B %Y, %H:%M} ({zone.key}, UTC{local:%z}) - {utc:%Y-%m-%d %H:%M} UTC"
+
+
+def _message(row: BookingNotification, *, connection: object) -> EmailMessage:
+    booking = row.booking
+    zone = ZoneInfo(booking.therapist.time_zone)
+    lines = [_SENTENCES[NotificationKind(row.kind)].format(when=_when(booking.start, zone))]
+    if booking.status == BookingStatus.HELD and booking.hold_expires_at is not None:
+        lines.append(_HELD.format(until=f"{booking.hold_expires_at.astimezone(UTC):%H:%M} UTC"))
+    lines.append(_FOOTER)
+    message = EmailMessage(
+        subject=SUBJECTS[NotificationKind(row.kind)],
+        body="\n\n".join(lines) + "\n",
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[row.recipient.email],
+        connection=connection,
+    )
+    if row.kind not in REMINDER_KINDS:
+        method = "CANCEL" if row.kind == NotificationKind.CANCELLED else "REQUEST"
+        message.attach(
+            "session.ics",
+            _invitation(row, method=method),
+            f"text/calendar; method={method}; charset=utf-8",
+        )
+    return message
+
+
+def _invitation(row: BookingNotification, *, method: str) -> bytes:
+    booking = row.booking
+    for_therapist = row.recipient_id != booking.client_id
+    bookings = [booking]
+    if row.dedupe_key.startswith(SERIES_KEY_PREFIX) and booking.series_id is not None:
+        bookings = list(
+            Booking.objects.filter(series_id=booking.series_id)
+            .select_related("therapist", "client")
+            .order_by("start")
+        )
+    events = [_feed_event(b, for_therapist=for_therapist) for b in bookings]
+    return ics.render_calendar(
+        events, name="Telehealth session", method=method, refresh=FEED_REFRESH
+    )

@@ -1,0 +1,919 @@
+"""Booking writes: the state machine, holds, cancellation and rescheduling, series, policies.
+
+States: ``held`` (the client pays; the hold blocks the slot until ``hold_expires_at`` and then
+stops blocking by itself) → ``confirmed`` → ``completed`` | ``cancelled`` | ``no_show``; a hold
+may also end ``cancelled`` (released, cancelled or expired). Only these services change a
+booking's status; each change writes a ``BookingTransition`` and an audit event in the same
+transaction, and an illegal one raises ``IllegalTransition`` (409 with the current status).
+
+Every write that can make time busy or free locks the client, then the therapist
+(``locks.py``), cancels that therapist's expired holds, and re-runs the slot engine through
+``scheduling.selectors.slot_is_open`` (the function that lists slots) on the locked state; on
+PostgreSQL the ``booking_no_overlap`` exclusion constraint has the last word
+(``scheduling/bookings/db.py``, ``docs/concurrency.md``).
+
+Auditing: with a ``request`` the caller is an ``AuditedMixin`` view and the event joins that
+request's batch (its user is the actor); without one (billing, jobs, commands) the event is
+written at once for ``actor``, or for ``actor_label`` (``"billing"``, ``"system"``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, Q
+from django.http import HttpRequest
+
+from api.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
+from api.models import Role, User
+from audit.services import audit_access
+from scheduling import selectors
+from scheduling.bookings import locks, notifications
+from scheduling.bookings.db import is_overlap_violation
+from scheduling.bookings.policy import Terms, is_free_to_cancel, settlement
+from scheduling.models import (
+    Booking,
+    BookingSeries,
+    BookingStatus,
+    BookingTransition,
+    CancellationPolicy,
+    FeeRequest,
+    FeeRequestState,
+    LateFeeKind,
+    NotificationKind,
+    SeriesFrequency,
+    SessionType,
+    TherapistProfile,
+)
+
+SYSTEM = "system"
+BILLING = "billing"
+
+# Who may move a booking from one status to another (reschedule keeps the status).
+_NEXT = {
+    BookingStatus.HELD: {BookingStatus.CONFIRMED, BookingStatus.CANCELLED},
+    BookingStatus.CONFIRMED: {
+        BookingStatus.CANCELLED,
+        BookingStatus.COMPLETED,
+        BookingStatus.NO_SHOW,
+    },
+}
+# Why a client or a therapist cancels (codes only: free text could carry health information).
+CANCEL_REASONS = ("schedule_conflict", "personal", "emergency", "therapist_unavailable", "other")
+
+
+# --- Refusals ---------------------------------------------------------------------------------
+
+
+class IllegalTransition(ConflictError):
+    """The booking's status does not allow this change; ``current_status`` (also in the problem
+    body) says what it is."""
+
+    code = "illegal_transition"
+
+    def __init__(self, current_status: str, detail: str | None = None):
+        super().__init__(
+            detail or f"Not possible while the booking is {current_status}.",
+            extra={"current_status": current_status},
+        )
+        self.current_status = current_status
+
+
+class HoldExpired(IllegalTransition):
+    code = "hold_expired"
+
+    def __init__(self) -> None:
+        super().__init__(BookingStatus.HELD, "The hold on this slot has expired.")
+
+
+class SlotUnavailable(ConflictError):
+    code = "slot_unavailable"
+    title = "Conflict"
+
+    def __init__(self, detail: str | None = None):
+        super().__init__(detail or "This time is not open for booking.")
+
+
+class ClientOverlap(ConflictError):
+    code = "client_overlap"
+    default_detail = "You already have a session at an overlapping time."
+
+
+class NotAcceptingNewClients(ConflictError):
+    code = "not_accepting_new_clients"
+    default_detail = "This therapist is not taking new clients."
+
+
+class NotLicensed(UnprocessableError):
+    code = "therapist_not_licensed"
+    default_detail = "This therapist is not licensed where you are for that date."
+
+
+class RescheduleTooLate(ConflictError):
+    code = "reschedule_too_late"
+    default_detail = "Sessions can be moved only before the free cancellation period ends."
+
+
+class SeriesConflicts(ConflictError):
+    code = "series_conflicts"
+
+
+# --- Helpers ----------------------------------------------------------------------------------
+
+
+def _audit(
+    booking: Booking,
+    action: str,
+    *,
+    request: HttpRequest | None,
+    actor: User | None,
+    actor_label: str = "",
+    details: dict[str, Any] | None = None,
+) -> None:
+    if request is not None:
+        audit_access(obj=booking, action=action, details=details)
+    else:
+        audit_access(
+            obj=booking,
+            action=action,
+            actor=actor,
+            actor_label="" if actor is not None else (actor_label or SYSTEM),
+            details=details,
+        )
+
+
+def _transition(
+    booking: Booking,
+    *,
+    to_status: str,
+    from_status: str,
+    actor: User | None,
+    actor_label: str = "",
+    reason: str,
+    now: datetime,
+    previous_start: datetime | None = None,
+) -> BookingTransition:
+    return BookingTransition(
+        booking=booking,
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor,
+        actor_label="" if actor is not None else (actor_label or SYSTEM),
+        reason=reason,
+        previous_start=previous_start,
+        occurred_at=now,
+    )
+
+
+def _change(
+    booking: Booking,
+    *,
+    to_status: str,
+    action: str,
+    actor: User | None,
+    actor_label: str = "",
+    reason: str,
+    request: HttpRequest | None,
+    now: datetime,
+    fields: dict[str, Any] | None = None,
+) -> Booking:
+    """Move a locked booking to ``to_status`` (checked against ``_NEXT``), recorded and audited.
+
+    Bumps the ICS sequence, since every change of status shows in a calendar."""
+    from_status = booking.status
+    if to_status not in _NEXT.get(BookingStatus(from_status), set()):
+        raise IllegalTransition(from_status)
+    values = {"status": to_status, "updated_at": now, **(fields or {})}
+    Booking.objects.filter(pk=booking.pk).update(sequence=F("sequence") + 1, **values)
+    for name, value in values.items():
+        setattr(booking, name, value)
+    booking.sequence += 1
+    _transition(
+        booking,
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor,
+        actor_label=actor_label,
+        reason=reason,
+        now=now,
+    ).save()
+    _audit(
+        booking,
+        action,
+        request=request,
+        actor=actor,
+        actor_label=actor_label,
+        details={"from": from_status, "to": to_status, "reason": reason},
+    )
+    return booking
+
+
+def _availability_changed(*, therapist: TherapistProfile) -> None:
+    """Time became busy or free: mark the directory's precomputed summary stale.
+
+    ``manage.py refresh_availability`` (run every minute) recomputes it at its next run. Doing
+    it here would recompute 60 days of slots inside the booking's lock on every booking, which
+    is most of a booking's cost; the summary only ranks the directory, while the slot list and
+    the booking check are always exact. ``therapist`` was read under its lock, so a summary
+    already marked stale needs no write."""
+    if therapist.availability_computed_at is not None:
+        TherapistProfile.objects.filter(pk=therapist.pk).update(availability_computed_at=None)
+        therapist.availability_computed_at = None
+
+
+def _live() -> Q:
+    return Q(status__in=selectors.BLOCKING_STATUSES)
+
+
+def _expire_holds(*, therapist: TherapistProfile, now: datetime) -> int:
+    """Cancel the therapist's holds that ran out (under the therapist's lock).
+
+    They already stopped blocking in the slot engine's eyes; cancelling them takes them out of
+    the exclusion constraint's scope before this transaction inserts or moves a booking."""
+    expired = list(
+        Booking.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("therapist")
+        .filter(therapist=therapist, status=BookingStatus.HELD, hold_expires_at__lte=now)
+        .order_by("pk")
+    )
+    for booking in expired:
+        _change(
+            booking,
+            to_status=BookingStatus.CANCELLED,
+            action="expire",
+            actor=None,
+            actor_label=SYSTEM,
+            reason="hold_expired",
+            request=None,
+            now=now,
+        )
+    notifications.notify(bookings=expired, kind=NotificationKind.CANCELLED, now=now)
+    return len(expired)
+
+
+def holds_expire(*, now: datetime) -> int:
+    """Tidy-up (``manage.py expire_holds``): cancel every expired hold, one therapist per
+    transaction. Not needed for correctness (an expired hold blocks nothing); idempotent."""
+    therapist_ids = (
+        Booking.objects.filter(status=BookingStatus.HELD, hold_expires_at__lte=now)
+        .order_by("therapist_id")
+        .values_list("therapist_id", flat=True)
+        .distinct()
+    )
+    count = 0
+    for therapist_id in list(therapist_ids):
+        with transaction.atomic():
+            therapist = locks.lock_therapist(therapist_id=therapist_id)
+            if therapist is None:
+                continue
+            expired = _expire_holds(therapist=therapist, now=now)
+            if expired:
+                _availability_changed(therapist=therapist)
+            count += expired
+    return count
+
+
+def policy_of(*, therapist: TherapistProfile) -> CancellationPolicy:
+    """The therapist's cancellation policy (the defaults when they never set one)."""
+    try:
+        return therapist.cancellation_policy
+    except CancellationPolicy.DoesNotExist:
+        return CancellationPolicy(therapist=therapist)
+
+
+def _refusal(
+    *,
+    client: User,
+    therapist: TherapistProfile,
+    session_type: SessionType,
+    start: datetime,
+    jurisdiction: str,
+    now: datetime,
+    exclude: Iterable[uuid.UUID] = (),
+) -> ConflictError | UnprocessableError | None:
+    """Why ``client`` may not have this session now, or None. The same rules for a single
+    booking, each occurrence of a series, and a reschedule (which excludes itself)."""
+    exclude = list(exclude)
+    end = start + timedelta(minutes=session_type.duration_minutes)
+    session_day = start.astimezone(UTC).date()
+    licensed = selectors.licences_in(
+        therapist=therapist, jurisdiction=jurisdiction, today=max(session_day, now.date())
+    )
+    known = (
+        Booking.objects.filter(therapist=therapist, client=client)
+        .exclude(status=BookingStatus.CANCELLED)
+        .exclude(pk__in=exclude)
+    )
+    overlapping = Booking.objects.filter(
+        _live() | Q(status=BookingStatus.HELD, hold_expires_at__gt=now),
+        client=client,
+        start__lt=end,
+        end__gt=start,
+    ).exclude(pk__in=exclude)
+    # The three facts in one round trip (all read under the parties' locks), judged in order.
+    facts = (
+        TherapistProfile.objects.filter(pk=therapist.pk)
+        .values(
+            licensed=Exists(licensed),
+            known=Exists(known),
+            overlapping=Exists(overlapping),
+        )
+        .get()
+    )
+    if not facts["licensed"]:
+        return NotLicensed()
+    if not therapist.accepting_new_clients and not facts["known"]:
+        return NotAcceptingNewClients()
+    if not selectors.slot_is_open(
+        therapist=therapist,
+        session_type=session_type,
+        start=start,
+        now=now,
+        exclude_booking_ids=exclude,
+    ):
+        return SlotUnavailable()
+    if facts["overlapping"]:
+        return ClientOverlap()
+    return None
+
+
+def _insert(
+    *,
+    client: User,
+    therapist: TherapistProfile,
+    session_type: SessionType,
+    policy: CancellationPolicy,
+    start: datetime,
+    jurisdiction: str,
+    series: BookingSeries | None,
+    now: datetime,
+) -> Booking:
+    end = start + timedelta(minutes=session_type.duration_minutes)
+    paid = session_type.price_minor > 0
+    booking = Booking(
+        therapist=therapist,
+        client=client,
+        session_type=session_type,
+        start=start,
+        end=end,
+        blocked_start=start - timedelta(minutes=therapist.buffer_before_minutes),
+        blocked_end=end + timedelta(minutes=therapist.buffer_after_minutes),
+        status=BookingStatus.HELD if paid else BookingStatus.CONFIRMED,
+        hold_expires_at=now + timedelta(minutes=settings.BOOKING_HOLD_MINUTES) if paid else None,
+        created_at=now,
+        updated_at=now,
+        client_jurisdiction=jurisdiction,
+        price_minor=session_type.price_minor,
+        currency=session_type.currency,
+        cancel_free_hours=policy.free_until_hours,
+        late_fee_kind=policy.late_fee_kind,
+        late_fee_value=policy.late_fee_value,
+        series=series,
+    )
+    try:
+        booking.save(force_insert=True)
+    except IntegrityError as exc:
+        if is_overlap_violation(exc):
+            raise SlotUnavailable() from exc
+        raise
+    return booking
+
+
+def _created(booking: Booking, *, client: User, request: HttpRequest | None, now: datetime) -> None:
+    reason = "booked" if booking.status == BookingStatus.HELD else "booked_free"
+    _transition(
+        booking, from_status="", to_status=booking.status, actor=client, reason=reason, now=now
+    ).save()
+    details: dict[str, Any] = {"to": booking.status}
+    if booking.series_id is not None:
+        details["series"] = str(booking.series_id)
+    _audit(booking, "create", request=request, actor=client, details=details)
+
+
+def _session_type(*, therapist: TherapistProfile, session_type_id: uuid.UUID) -> SessionType:
+    return selectors.session_type_public_get(therapist=therapist, session_type_id=session_type_id)
+
+
+def _client_only(client: User) -> None:
+    if client.role != Role.CLIENT:
+        raise ForbiddenError("Only clients book sessions.", code="clients_only")
+
+
+# --- Create -----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def booking_create(
+    *,
+    client: User,
+    therapist_id: uuid.UUID,
+    session_type_id: uuid.UUID,
+    start: datetime,
+    jurisdiction: str,
+    request: HttpRequest | None = None,
+    now: datetime,
+) -> Booking:
+    """Book ``start`` for ``client``: a hold while they pay (confirmed at once when free).
+
+    Refused (nothing written) when the slot is not offered right now, the therapist is not
+    licensed in ``jurisdiction`` on that date, is not taking new clients, or the client already
+    has an overlapping session. The price, currency and cancellation policy are copied on."""
+    _client_only(client)
+    therapist = locks.lock_parties(client_id=client.pk, therapist_id=therapist_id)
+    if therapist is None:
+        raise NotFoundError("No such therapist.")
+    session_type = _session_type(therapist=therapist, session_type_id=session_type_id)
+    _expire_holds(therapist=therapist, now=now)
+    refusal = _refusal(
+        client=client,
+        therapist=therapist,
+        session_type=session_type,
+        start=start,
+        jurisdiction=jurisdiction,
+        now=now,
+    )
+    if refusal is not None:
+        raise refusal
+    booking = _insert(
+        client=client,
+        therapist=therapist,
+        session_type=session_type,
+        policy=policy_of(therapist=therapist),
+        start=start,
+        jurisdiction=jurisdiction,
+        series=None,
+        now=now,
+    )
+    _created(booking, client=client, request=request, now=now)
+    notifications.notify(bookings=[booking], kind=NotificationKind.BOOKED, now=now)
+    _availability_changed(therapist=therapist)
+    return booking
+
+
+# --- Series -----------------------------------------------------------------------------------
+
+ON_CONFLICT_SKIP = "skip"
+ON_CONFLICT_ABORT = "abort"
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    index: int
+    start: datetime
+    end: datetime
+    code: str = ""  # why it cannot be booked; empty when it can (or was)
+    booking: Booking | None = None
+
+
+@dataclass
+class SeriesOutcome:
+    series: BookingSeries | None
+    occurrences: list[Occurrence] = field(default_factory=list)
+
+    @property
+    def booked(self) -> list[Occurrence]:
+        return [o for o in self.occurrences if o.booking is not None]
+
+    @property
+    def conflicts(self) -> list[Occurrence]:
+        return [o for o in self.occurrences if o.code]
+
+
+def series_starts(
+    *, first_start: datetime, zone: ZoneInfo, frequency: str, count: int
+) -> list[datetime]:
+    """The occurrences' UTC starts: the first one's local wall time in ``zone`` on every
+    (or every other) week, so 09:00 stays 09:00 across DST. A wall time that does not exist
+    on a date (spring forward) maps to an instant the slot engine never offers."""
+    local = first_start.astimezone(zone)
+    step = 7 if frequency == SeriesFrequency.WEEKLY else 14
+    wall = time(local.hour, local.minute, local.second)
+    return [
+        datetime.combine(local.date() + timedelta(days=step * k), wall, tzinfo=zone).astimezone(UTC)
+        for k in range(count)
+    ]
+
+
+def _conflict_payload(occurrences: list[Occurrence]) -> list[dict[str, Any]]:
+    return [
+        {"index": o.index, "start": o.start.isoformat(), "code": o.code}
+        for o in occurrences
+        if o.code
+    ]
+
+
+@transaction.atomic
+def booking_series_create(
+    *,
+    client: User,
+    therapist_id: uuid.UUID,
+    session_type_id: uuid.UUID,
+    first_start: datetime,
+    frequency: str,
+    count: int,
+    jurisdiction: str,
+    on_conflict: str,
+    dry_run: bool = False,
+    request: HttpRequest | None = None,
+    now: datetime,
+) -> SeriesOutcome:
+    """Book a weekly or fortnightly series: every occurrence is checked by the same rules as a
+    single booking (``_refusal``), in order, each seeing the ones booked before it.
+
+    Occurrences that cannot be booked are reported with a code; ``on_conflict="abort"`` then
+    books none (409 ``series_conflicts`` listing them), ``"skip"`` books the rest (409 when none
+    is left). ``dry_run`` reports what would happen and writes nothing."""
+    _client_only(client)
+    if not 1 <= count <= settings.BOOKING_SERIES_MAX_OCCURRENCES:
+        raise UnprocessableError(
+            f"A series has 1 to {settings.BOOKING_SERIES_MAX_OCCURRENCES} sessions.",
+            code="series_too_long",
+        )
+    if dry_run:
+        therapist = TherapistProfile.objects.filter(pk=therapist_id).first()
+    else:
+        therapist = locks.lock_parties(client_id=client.pk, therapist_id=therapist_id)
+    if therapist is None:
+        raise NotFoundError("No such therapist.")
+    session_type = _session_type(therapist=therapist, session_type_id=session_type_id)
+    length = timedelta(minutes=session_type.duration_minutes)
+    starts = series_starts(
+        first_start=first_start,
+        zone=ZoneInfo(therapist.time_zone),
+        frequency=frequency,
+        count=count,
+    )
+    outcome = SeriesOutcome(series=None)
+    if not dry_run:
+        _expire_holds(therapist=therapist, now=now)
+        outcome.series = BookingSeries.objects.create(
+            client=client,
+            therapist=therapist,
+            frequency=frequency,
+            requested_count=count,
+            created_at=now,
+        )
+    policy = policy_of(therapist=therapist)
+    for index, start in enumerate(starts):
+        refusal = _refusal(
+            client=client,
+            therapist=therapist,
+            session_type=session_type,
+            start=start,
+            jurisdiction=jurisdiction,
+            now=now,
+        )
+        booking = None
+        if refusal is None and not dry_run:
+            booking = _insert(
+                client=client,
+                therapist=therapist,
+                session_type=session_type,
+                policy=policy,
+                start=start,
+                jurisdiction=jurisdiction,
+                series=outcome.series,
+                now=now,
+            )
+            _created(booking, client=client, request=request, now=now)
+        code = refusal.code if refusal is not None else ""
+        outcome.occurrences.append(Occurrence(index, start, start + length, code, booking))
+    if dry_run:
+        return outcome
+    if outcome.conflicts and (on_conflict == ON_CONFLICT_ABORT or not outcome.booked):
+        raise SeriesConflicts(  # rolls back the occurrences booked above
+            "Some sessions of the series cannot be booked.",
+            extra={"conflicts": _conflict_payload(outcome.occurrences)},
+        )
+    first = outcome.booked[0].booking
+    assert first is not None and outcome.series is not None
+    notifications.notify(
+        bookings=[first],
+        kind=NotificationKind.BOOKED,
+        now=now,
+        dedupe_key=f"{notifications.SERIES_KEY_PREFIX}{outcome.series.pk}",
+    )
+    _availability_changed(therapist=therapist)
+    return outcome
+
+
+# --- Existing bookings ------------------------------------------------------------------------
+
+
+def _participant(booking: Booking | None, user: User) -> Booking:
+    """The booking if ``user`` is its client or its therapist; anything else is a plain 404."""
+    if booking is None or user.pk not in (booking.client_id, booking.therapist.user_id):
+        raise NotFoundError("No such booking.")
+    return booking
+
+
+def _is_therapist(booking: Booking, user: User) -> bool:
+    return user.pk == booking.therapist.user_id
+
+
+@transaction.atomic
+def booking_confirm(
+    *,
+    booking_id: uuid.UUID,
+    actor: User | None = None,
+    reason: str = "payment_succeeded",
+    request: HttpRequest | None = None,
+    now: datetime,
+) -> Booking:
+    """held → confirmed (billing on payment, or the therapist for a session paid outside).
+
+    ``IllegalTransition`` unless held; ``HoldExpired`` when the hold ran out. With a user as
+    ``actor``, only the booking's therapist may confirm (others: 404)."""
+    booking = locks.lock_booking(booking_id=booking_id)
+    if booking is None:
+        raise NotFoundError("No such booking.")
+    if actor is not None and not _is_therapist(_participant(booking, actor), actor):
+        raise ForbiddenError("Only the therapist confirms a session paid outside.")
+    if booking.status == BookingStatus.HELD and booking.hold_expires_at is not None:
+        if booking.hold_expires_at <= now:
+            raise HoldExpired()
+    booking = _change(
+        booking,
+        to_status=BookingStatus.CONFIRMED,
+        action="confirm",
+        actor=actor,
+        actor_label=BILLING,
+        reason=reason,
+        request=request,
+        now=now,
+        fields={"hold_expires_at": None},
+    )
+    notifications.notify(bookings=[booking], kind=NotificationKind.CONFIRMED, now=now)
+    return booking
+
+
+@transaction.atomic
+def booking_release(
+    *,
+    booking_id: uuid.UUID,
+    actor: User | None = None,
+    reason: str = "payment_failed",
+    request: HttpRequest | None = None,
+    now: datetime,
+) -> Booking:
+    """held → cancelled for billing (the payment failed or was abandoned): the slot is free at
+    once. Idempotent for a cancelled booking; no fee request (billing asked for it)."""
+    booking = locks.lock_booking_and_parties(booking_id=booking_id)
+    if booking is None:
+        raise NotFoundError("No such booking.")
+    if booking.status == BookingStatus.CANCELLED:
+        return booking
+    if booking.status != BookingStatus.HELD:
+        raise IllegalTransition(booking.status)
+    booking = _change(
+        booking,
+        to_status=BookingStatus.CANCELLED,
+        action="release",
+        actor=actor,
+        actor_label=BILLING,
+        reason=reason,
+        request=request,
+        now=now,
+    )
+    notifications.notify(bookings=[booking], kind=NotificationKind.CANCELLED, now=now)
+    _availability_changed(therapist=booking.therapist)
+    return booking
+
+
+@transaction.atomic
+def booking_cancel(
+    *,
+    booking_id: uuid.UUID,
+    by: User,
+    reason: str,
+    request: HttpRequest | None = None,
+    now: datetime,
+) -> Booking:
+    """The client or the therapist cancels (held or confirmed). The money side is handed to
+    billing as a ``FeeRequest`` by the booking's copied terms (``policy.settlement``): free
+    until N hours before, then the late fee; a therapist cancelling refunds in full."""
+    booking = _participant(locks.lock_booking_and_parties(booking_id=booking_id), by)
+    was_confirmed = booking.status == BookingStatus.CONFIRMED
+    booking = _change(
+        booking,
+        to_status=BookingStatus.CANCELLED,
+        action="cancel",
+        actor=by,
+        reason=reason,
+        request=request,
+        now=now,
+    )
+    money = settlement(
+        terms=Terms(
+            price_minor=booking.price_minor,
+            free_until_hours=booking.cancel_free_hours,
+            late_fee_kind=booking.late_fee_kind,
+            late_fee_value=booking.late_fee_value,
+        ),
+        start=booking.start,
+        by_therapist=_is_therapist(booking, by),
+        was_confirmed=was_confirmed,
+        now=now,
+    )
+    if money is not None:
+        booking.fee_request = FeeRequest.objects.create(
+            booking=booking,
+            kind=money.kind,
+            reason=money.reason,
+            fee_minor=money.fee_minor,
+            refund_minor=money.refund_minor,
+            currency=booking.currency,
+            created_at=now,
+        )
+    notifications.notify(bookings=[booking], kind=NotificationKind.CANCELLED, now=now)
+    _availability_changed(therapist=booking.therapist)
+    return booking
+
+
+@transaction.atomic
+def booking_reschedule(
+    *,
+    booking_id: uuid.UUID,
+    by: User,
+    start: datetime,
+    request: HttpRequest | None = None,
+    now: datetime,
+) -> Booking:
+    """Move a held or confirmed booking to ``start`` atomically: the new time is checked by the
+    same rules as a new booking (ignoring the booking itself) and taken, and the old one freed,
+    in one transaction, or nothing changes. A client may move a session only while it could
+    still be cancelled for free; the therapist any time before it starts. Terms are kept."""
+    booking = _participant(locks.lock_booking_and_parties(booking_id=booking_id), by)
+    status = booking.status
+    if status not in (BookingStatus.HELD, BookingStatus.CONFIRMED) or booking.start <= now:
+        raise IllegalTransition(status)
+    if status == BookingStatus.HELD and booking.hold_expires_at and booking.hold_expires_at <= now:
+        raise HoldExpired()
+    therapist = booking.therapist
+    if not _is_therapist(booking, by) and not is_free_to_cancel(
+        start=booking.start, free_until_hours=booking.cancel_free_hours, now=now
+    ):
+        raise RescheduleTooLate()
+    if start == booking.start:
+        raise ConflictError("The session is already at that time.", code="same_time")
+    _expire_holds(therapist=therapist, now=now)
+    # The booking's own length, even if the session type has changed since.
+    length = SessionType(
+        therapist=therapist, duration_minutes=(booking.end - booking.start) // timedelta(minutes=1)
+    )
+    refusal = _refusal(
+        client=booking.client,
+        therapist=therapist,
+        session_type=length,
+        start=start,
+        jurisdiction=booking.client_jurisdiction,
+        now=now,
+        exclude=[booking.pk],
+    )
+    if refusal is not None:
+        raise refusal
+    previous = booking.start
+    end = start + (booking.end - booking.start)
+    values = {
+        "start": start,
+        "end": end,
+        "blocked_start": start - timedelta(minutes=therapist.buffer_before_minutes),
+        "blocked_end": end + timedelta(minutes=therapist.buffer_after_minutes),
+        "updated_at": now,
+    }
+    try:
+        Booking.objects.filter(pk=booking.pk).update(sequence=F("sequence") + 1, **values)
+    except IntegrityError as exc:
+        if is_overlap_violation(exc):
+            raise SlotUnavailable() from exc
+        raise
+    for name, value in values.items():
+        setattr(booking, name, value)
+    booking.sequence += 1
+    _transition(
+        booking,
+        from_status=status,
+        to_status=status,
+        actor=by,
+        reason="rescheduled",
+        now=now,
+        previous_start=previous,
+    ).save()
+    _audit(booking, "reschedule", request=request, actor=by, details={"status": status})
+    notifications.notify(bookings=[booking], kind=NotificationKind.RESCHEDULED, now=now)
+    _availability_changed(therapist=therapist)
+    return booking
+
+
+def _after_start(
+    *,
+    booking_id: uuid.UUID,
+    by: User,
+    to_status: str,
+    action: str,
+    request: HttpRequest | None,
+    now: datetime,
+) -> Booking:
+    booking = _participant(locks.lock_booking(booking_id=booking_id), by)
+    if not _is_therapist(booking, by):
+        raise ForbiddenError("Only the therapist records how a session went.")
+    if booking.start > now:
+        raise ConflictError("The session has not started yet.", code="not_started")
+    return _change(
+        booking,
+        to_status=to_status,
+        action=action,
+        actor=by,
+        reason=action,
+        request=request,
+        now=now,
+    )
+
+
+@transaction.atomic
+def booking_complete(
+    *, booking_id: uuid.UUID, by: User, request: HttpRequest | None = None, now: datetime
+) -> Booking:
+    """confirmed → completed, by the therapist, once the session has started."""
+    return _after_start(
+        booking_id=booking_id,
+        by=by,
+        to_status=BookingStatus.COMPLETED,
+        action="complete",
+        request=request,
+        now=now,
+    )
+
+
+@transaction.atomic
+def booking_mark_no_show(
+    *, booking_id: uuid.UUID, by: User, request: HttpRequest | None = None, now: datetime
+) -> Booking:
+    """confirmed → no_show (the client did not come), by the therapist, once it has started."""
+    return _after_start(
+        booking_id=booking_id,
+        by=by,
+        to_status=BookingStatus.NO_SHOW,
+        action="no_show",
+        request=request,
+        now=now,
+    )
+
+
+# --- Cancellation policy ----------------------------------------------------------------------
+
+
+@transaction.atomic
+def cancellation_policy_set(
+    *,
+    therapist: TherapistProfile,
+    free_until_hours: int,
+    late_fee_kind: str,
+    late_fee_value: int,
+    now: datetime,
+) -> CancellationPolicy:
+    """The therapist's terms for new bookings (existing bookings keep the terms they copied)."""
+    if late_fee_kind == LateFeeKind.NONE:
+        late_fee_value = 0
+    elif late_fee_kind == LateFeeKind.PERCENT and late_fee_value > 100:
+        raise UnprocessableError("A percentage is at most 100.", code="late_fee_invalid")
+    policy, _ = CancellationPolicy.objects.update_or_create(
+        therapist=therapist,
+        defaults={
+            "free_until_hours": free_until_hours,
+            "late_fee_kind": late_fee_kind,
+            "late_fee_value": late_fee_value,
+            "updated_at": now,
+        },
+    )
+    return policy
+
+
+# --- Fee requests (called by billing) ---------------------------------------------------------
+
+
+def fee_request_claim(
+    *, fee_request_id: uuid.UUID, now: datetime, lease: timedelta = timedelta(minutes=5)
+) -> bool:
+    """Claim a pending fee request for processing (one claimant wins while the lease runs)."""
+    free = Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
+    return (
+        FeeRequest.objects.filter(free, pk=fee_request_id, state=FeeRequestState.PENDING).update(
+            claimed_until=now + lease
+        )
+        == 1
+    )
+
+
+def fee_request_settle(*, fee_request_id: uuid.UUID, now: datetime) -> None:
+    """Billing has done what the request asked (idempotent)."""
+    FeeRequest.objects.filter(pk=fee_request_id, state=FeeRequestState.PENDING).update(
+        state=FeeRequestState.SETTLED, settled_at=now, claimed_until=None
+    )

@@ -1,0 +1,283 @@
+"""Reads: the slot engine's inputs from the database, the directory, profiles and feeds.
+
+The booking code re-checks a slot with ``slot_is_open`` (the same path as the slot list) and
+adds nothing else: bookings and holds are busy through ``therapist_busy``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from collections.abc import Collection
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.db.models import (
+    DateField,
+    DateTimeField,
+    Exists,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Value,
+)
+
+from api import crypto
+from api.errors import NotFoundError
+from api.models import User
+from scheduling import slots
+from scheduling.models import (
+    AvailabilityOverride,
+    AvailabilityRule,
+    Booking,
+    BookingStatus,
+    CalendarFeedToken,
+    ExternalBusyInterval,
+    ExternalCalendar,
+    Licence,
+    OverrideKind,
+    SessionType,
+    TherapistProfile,
+)
+
+# Sessions in these states block time (a hold only until it expires).
+BLOCKING_STATUSES = (BookingStatus.CONFIRMED, BookingStatus.COMPLETED, BookingStatus.NO_SHOW)
+# How far around a range bookings are read, so the daily maximum sees whole local days.
+_DAY_MARGIN = timedelta(days=2)
+
+
+_WEEKLY = "weekly"  # marks the weekly rules' rows beside the overrides' kinds
+
+
+def therapist_schedule(*, therapist: TherapistProfile) -> slots.Schedule:
+    """The slot engine's view of a therapist's rules, overrides and settings (rules and
+    overrides read in one UNION ALL query)."""
+    no_date = Value(None, output_field=DateField())
+    rules = (
+        AvailabilityRule.objects.filter(therapist=therapist)
+        .annotate(kind=Value(_WEEKLY), first_date=no_date, last_date=no_date)
+        .values_list("kind", "weekday", "first_date", "last_date", "start_minute", "end_minute")
+    )
+    overrides = (
+        AvailabilityOverride.objects.filter(therapist=therapist)
+        .annotate(weekday=Value(None, output_field=IntegerField()))
+        .values_list("kind", "weekday", "first_date", "last_date", "start_minute", "end_minute")
+    )
+    weekly: list[slots.WeeklyWindow] = []
+    extra: list[slots.ExtraHours] = []
+    time_off: list[slots.TimeOff] = []
+    for kind, weekday, first, last, start_minute, end_minute in rules.union(overrides, all=True):
+        if kind == _WEEKLY:
+            weekly.append(slots.WeeklyWindow(weekday, start_minute, end_minute))
+        elif kind == OverrideKind.EXTRA:
+            assert start_minute is not None and end_minute is not None
+            extra.append(slots.ExtraHours(first, start_minute, end_minute))
+        else:
+            time_off.append(slots.TimeOff(first, last))
+    return slots.Schedule(
+        zone=ZoneInfo(therapist.time_zone),
+        weekly=weekly,
+        extra=extra,
+        time_off=time_off,
+        policy=slots.Policy(
+            buffer_before=timedelta(minutes=therapist.buffer_before_minutes),
+            buffer_after=timedelta(minutes=therapist.buffer_after_minutes),
+            min_notice=timedelta(minutes=therapist.min_notice_minutes),
+            horizon=timedelta(days=therapist.horizon_days),
+            max_per_day=therapist.max_sessions_per_day,
+            step=timedelta(minutes=therapist.slot_step_minutes),
+        ),
+    )
+
+
+def _booking_busy_rows(
+    *,
+    therapist: TherapistProfile,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    exclude_booking_ids: Collection[uuid.UUID],
+) -> QuerySet[Booking, tuple[datetime, datetime, datetime | None]]:
+    """Bookings and unexpired holds whose blocked range touches ``[start, end)``: their blocked
+    range and their start."""
+    live = Q(status__in=BLOCKING_STATUSES) | Q(status=BookingStatus.HELD, hold_expires_at__gt=now)
+    return (
+        Booking.objects.filter(live, therapist=therapist, blocked_start__lt=end)
+        .filter(blocked_end__gt=start)
+        .exclude(pk__in=list(exclude_booking_ids))
+        .values_list("blocked_start", "blocked_end", "start")
+    )
+
+
+def _external_busy_rows(
+    *, therapist: TherapistProfile, start: datetime, end: datetime
+) -> QuerySet[ExternalBusyInterval, tuple[datetime, datetime, datetime | None]]:
+    """Imported busy times that touch ``[start, end)`` (no session start: not a session)."""
+    return (
+        ExternalBusyInterval.objects.filter(therapist=therapist, start__lt=end, end__gt=start)
+        .annotate(session_start=Value(None, output_field=DateTimeField()))
+        .values_list("start", "end", "session_start")
+    )
+
+
+def therapist_busy(
+    *,
+    therapist: TherapistProfile,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    exclude_booking_ids: Collection[uuid.UUID] = (),
+) -> list[slots.Busy]:
+    """Every busy interval the slot engine needs for starts in ``[start, end)``: bookings and
+    holds (``session_start`` set) and imported busy times, read in one query."""
+    lo, hi = start - _DAY_MARGIN, end + _DAY_MARGIN
+    bookings = _booking_busy_rows(
+        therapist=therapist, start=lo, end=hi, now=now, exclude_booking_ids=exclude_booking_ids
+    )
+    rows = bookings.union(_external_busy_rows(therapist=therapist, start=lo, end=hi), all=True)
+    return [slots.Busy(a, b, session_start=s) for a, b, s in rows]
+
+
+def therapist_open_slots(
+    *,
+    therapist: TherapistProfile,
+    session_type: SessionType,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    exclude_booking_ids: Collection[uuid.UUID] = (),
+) -> list[datetime]:
+    """Bookable UTC starts of ``session_type`` in ``[start, end)`` at ``now``."""
+    return slots.open_slots(
+        therapist_schedule(therapist=therapist),
+        duration=timedelta(minutes=session_type.duration_minutes),
+        busy=therapist_busy(
+            therapist=therapist,
+            start=start,
+            end=end,
+            now=now,
+            exclude_booking_ids=exclude_booking_ids,
+        ),
+        start=start,
+        end=end,
+        now=now,
+    )
+
+
+def slot_is_open(
+    *,
+    therapist: TherapistProfile,
+    session_type: SessionType,
+    start: datetime,
+    now: datetime,
+    exclude_booking_ids: Collection[uuid.UUID] = (),
+) -> bool:
+    """Whether ``start`` is offered right now: the slot list over ``[start, start + 1 s)``.
+
+    The booking code calls this inside its write transaction, after locking the therapist.
+    """
+    return start in therapist_open_slots(
+        therapist=therapist,
+        session_type=session_type,
+        start=start,
+        end=start + timedelta(seconds=1),
+        now=now,
+        exclude_booking_ids=exclude_booking_ids,
+    )
+
+
+def current_licences(*, today: date) -> QuerySet[Licence]:
+    """Licences an admin verified that have not expired on ``today`` (UTC date)."""
+    return Licence.objects.filter(verified_at__isnull=False, expires_on__gte=today)
+
+
+def therapist_is_licensed_in(
+    *, therapist: TherapistProfile, jurisdiction: str, today: date
+) -> bool:
+    """May a client located in ``jurisdiction`` book this therapist on ``today``?"""
+    return licences_in(therapist=therapist, jurisdiction=jurisdiction, today=today).exists()
+
+
+def licences_in(
+    *, therapist: TherapistProfile, jurisdiction: str, today: date
+) -> QuerySet[Licence]:
+    """The therapist's current licences for ``jurisdiction`` on ``today`` (the booking code
+    tests their existence in a query of its own)."""
+    return current_licences(today=today).filter(therapist=therapist, jurisdiction=jurisdiction)
+
+
+def listed_therapists(*, now: datetime) -> QuerySet[TherapistProfile]:
+    """Therapists the public may see: at least one current (verified, unexpired) licence."""
+    licensed = current_licences(today=now.date()).filter(therapist=OuterRef("pk"))
+    return TherapistProfile.objects.filter(Exists(licensed))
+
+
+def directory_queryset(*, now: datetime) -> QuerySet[TherapistProfile]:
+    """The directory before filters, ordered by soonest availability. A row carries what it
+    shows (the directory card), so a page is one query."""
+    return listed_therapists(now=now).order_by("availability_rank", "id")
+
+
+def therapist_public_get(*, therapist_id: uuid.UUID, now: datetime) -> TherapistProfile:
+    therapist = directory_queryset(now=now).filter(pk=therapist_id).first()
+    if therapist is None:
+        raise NotFoundError("No such therapist.")
+    return therapist
+
+
+def session_type_public_get(
+    *, therapist: TherapistProfile, session_type_id: uuid.UUID
+) -> SessionType:
+    session_type = SessionType.objects.filter(
+        therapist=therapist, pk=session_type_id, is_active=True
+    ).first()
+    if session_type is None:
+        raise NotFoundError(
+            "No such session type for this therapist.", code="session_type_not_found"
+        )
+    return session_type
+
+
+def therapist_profile_of(*, user: User) -> TherapistProfile:
+    """The caller's own profile (404 until they create it)."""
+    profile = TherapistProfile.objects.filter(user=user).first()
+    if profile is None:
+        raise NotFoundError("Create your therapist profile first.", code="profile_not_found")
+    return profile
+
+
+def own_calendars(*, therapist: TherapistProfile) -> QuerySet[ExternalCalendar]:
+    return ExternalCalendar.objects.filter(therapist=therapist).order_by("created_at", "id")
+
+
+def bookings_for_feed(*, owner: User, now: datetime) -> QuerySet[Booking]:
+    """What a user's calendar feed shows: their sessions from 90 days ago on, holds excluded."""
+    since = now - timedelta(days=90)
+    mine = Q(client=owner) | Q(therapist__user=owner)
+    return (
+        Booking.objects.filter(mine, start__gte=since)
+        .exclude(status=BookingStatus.HELD)
+        .select_related("client", "therapist")
+        .order_by("start", "id")
+    )
+
+
+FEED_LOOKUP_CHARS = 16
+FEED_TOKEN_PURPOSE = "scheduling.calendar_feed"  # noqa: S105 - an HMAC domain label
+
+
+def calendar_feed_token_owner(*, presented: str) -> User | None:
+    """The owner of a live feed token, or None. The secret is compared in constant time, and
+    an unknown lookup costs the same hash and comparison."""
+    lookup, secret = presented[:FEED_LOOKUP_CHARS], presented[FEED_LOOKUP_CHARS:]
+    row = (
+        CalendarFeedToken.objects.select_related("owner")
+        .filter(lookup=lookup, revoked_at__isnull=True)
+        .first()
+    )
+    expected = row.secret_hash if row is not None else "0" * 64
+    matches = hmac.compare_digest(crypto.keyed_hash(secret, purpose=FEED_TOKEN_PURPOSE), expected)
+    if row is None or not matches or not row.owner.is_active:
+        return None
+    return row.owner

@@ -1,0 +1,172 @@
+"""Receipts, superbills, and the therapist's NPI."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from api.models import User
+from audit.models import AuditEvent
+from billing.documents import money, npi_is_valid
+from billing.models import Payment, ProviderBilling
+from scheduling.models import Booking, SessionType, TherapistProfile
+from tests.billing.conftest import make_payment
+from tests.factories import api_client_for
+
+NOW = timezone.now()
+VALID_NPI = "1234567893"  # the CMS example number
+
+
+def paid(client: User, therapist: User, *, start: datetime, cpt: str = "90834") -> Payment:
+    payment = make_payment(
+        client=client, therapist=therapist, now=NOW, state="succeeded", captured_minor=12000
+    )
+    Booking.objects.filter(pk=payment.booking_id).update(
+        start=start,
+        end=start + timedelta(minutes=50),
+        blocked_start=start,
+        blocked_end=start + timedelta(minutes=50),
+    )
+    SessionType.objects.filter(pk=payment.booking.session_type_id).update(cpt_code=cpt)
+    return payment
+
+
+def test_npi_check_digit() -> None:
+    assert npi_is_valid(VALID_NPI)
+    assert not npi_is_valid("1234567890")
+    assert not npi_is_valid("123456789")
+    assert not npi_is_valid("12345678ab")
+
+
+def test_money_is_formatted_from_minor_units() -> None:
+    assert money(12000, "USD") == "120.00 USD"
+    assert money(5, "EUR") == "0.05 EUR"
+    assert money(5000, "JPY") == "5000 JPY"
+
+
+def test_a_therapist_sets_a_valid_npi(therapist: User) -> None:
+    api = api_client_for(therapist)
+    assert (
+        api.put("/api/v1/billing/provider", {"npi": "1234567890"}, format="json").status_code == 400
+    )
+    assert ProviderBilling.objects.count() == 0
+    response = api.put("/api/v1/billing/provider", {"npi": VALID_NPI}, format="json")
+    assert response.status_code == 200
+    assert response.json() == {"npi": VALID_NPI, "payouts_enabled": False}
+    assert ProviderBilling.objects.get(user=therapist).npi == VALID_NPI
+
+
+def test_a_client_cannot_set_an_npi(client_user: User) -> None:
+    response = api_client_for(client_user, mfa=False).put(
+        "/api/v1/billing/provider", {"npi": VALID_NPI}, format="json"
+    )
+    assert response.status_code == 403
+
+
+def test_a_receipt_for_the_client_and_the_therapist(client_user: User, therapist: User) -> None:
+    payment = paid(client_user, therapist, start=datetime(2026, 3, 10, 15, tzinfo=UTC))
+    ProviderBilling.objects.create(user=therapist, npi=VALID_NPI, updated_at=NOW)
+    url = f"/api/v1/billing/payments/{payment.pk}/receipt"
+
+    receipt = api_client_for(client_user, mfa=False).get(url)
+    assert receipt.status_code == 200
+    body = receipt.json()
+    assert body["number"] == f"R-{payment.pk.hex[:12].upper()}"
+    assert body["date_of_service"] == "2026-03-10"  # 11:00 in New York
+    assert body["provider"]["npi"] == VALID_NPI
+    assert body["provider"]["licences"] == [f"US-NY LIC-{therapist.pk.hex[:8]}"]
+    assert (body["amount_paid_minor"], body["net_minor"], body["currency"]) == (12000, 12000, "USD")
+    assert api_client_for(therapist).get(url).status_code == 200
+    reads = AuditEvent.objects.filter(action="billing.receipt.read", outcome="allowed")
+    assert [r.patient_id for r in reads] == [client_user.pk, client_user.pk]
+
+
+def test_a_receipt_is_404_for_anyone_else_and_audited(
+    client_user: User, outsider: User, therapist: User, other_therapist: User
+) -> None:
+    payment = paid(client_user, therapist, start=datetime(2026, 3, 10, 15, tzinfo=UTC))
+    url = f"/api/v1/billing/payments/{payment.pk}/receipt"
+    assert api_client_for(outsider, mfa=False).get(url).status_code == 404
+    assert api_client_for(other_therapist).get(url).status_code == 404
+    denied = AuditEvent.objects.filter(action="billing.receipt.read", outcome="denied")
+    assert denied.count() == 2
+    assert all(event.patient_id is None for event in denied)
+
+
+def test_an_unpaid_payment_has_no_receipt(client_user: User, therapist: User) -> None:
+    unpaid = make_payment(client=client_user, therapist=therapist, now=NOW)
+    url = f"/api/v1/billing/payments/{unpaid.pk}/receipt"
+    assert api_client_for(client_user, mfa=False).get(url).status_code == 404
+
+
+def test_a_printable_receipt_escapes_what_it_prints(client_user: User, therapist: User) -> None:
+    payment = paid(client_user, therapist, start=datetime(2026, 3, 10, 15, tzinfo=UTC))
+    TherapistProfile.objects.filter(user=therapist).update(display_name="<script>x</script>")
+    response = api_client_for(client_user, mfa=False).get(
+        f"/api/v1/billing/payments/{payment.pk}/receipt/print"
+    )
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    assert response["Cache-Control"] == "no-store"
+    html = response.content.decode()
+    assert "120.00 USD" in html
+    assert "<script>x</script>" not in html
+    assert "&lt;script&gt;" in html
+
+
+def test_a_superbill_lists_the_months_paid_sessions(
+    client_user: User, therapist: User, other_therapist: User
+) -> None:
+    ProviderBilling.objects.create(user=therapist, npi=VALID_NPI, updated_at=NOW)
+    paid(client_user, therapist, start=datetime(2026, 3, 3, 15, tzinfo=UTC))
+    # 02:00 UTC on 1 April is still 31 March in New York: a March session.
+    paid(client_user, other_therapist, start=datetime(2026, 4, 1, 2, tzinfo=UTC), cpt="90837")
+    paid(client_user, therapist, start=datetime(2026, 4, 2, 15, tzinfo=UTC))  # April
+    refunded = paid(client_user, therapist, start=datetime(2026, 3, 20, 15, tzinfo=UTC))
+    Payment.objects.filter(pk=refunded.pk).update(amount_refunded_minor=12000, state="refunded")
+    partly = paid(client_user, therapist, start=datetime(2026, 3, 24, 15, tzinfo=UTC))
+    Payment.objects.filter(pk=partly.pk).update(
+        amount_refunded_minor=2000, state="partially_refunded"
+    )
+
+    response = api_client_for(client_user, mfa=False).get("/api/v1/billing/superbills/2026/3")
+    assert response.status_code == 200
+    bill = response.json()
+    assert bill["month"] == "2026-03"
+    assert bill["client_name"] == client_user.full_name
+    assert [
+        (
+            line["date_of_service"],
+            line["cpt_code"],
+            line["amount_paid_minor"],
+            line["provider"]["npi"],
+        )
+        for line in bill["lines"]
+    ] == [
+        ("2026-03-03", "90834", 12000, VALID_NPI),
+        ("2026-03-24", "90834", 10000, VALID_NPI),
+        ("2026-03-31", "90837", 12000, ""),
+    ]
+    assert bill["totals_minor"] == {"USD": 34000}
+    audit = AuditEvent.objects.get(action="billing.superbill.read")
+    assert (audit.patient_id, audit.details) == (client_user.pk, {"sessions": 3})
+
+
+def test_a_printable_superbill(client_user: User, therapist: User) -> None:
+    paid(client_user, therapist, start=datetime(2026, 3, 3, 15, tzinfo=UTC))
+    response = api_client_for(client_user, mfa=False).get("/api/v1/billing/superbills/2026/3/print")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "90834" in html and "120.00 USD" in html and "2026-03-03" in html
+
+
+@pytest.mark.parametrize("path", ["2026/13", "2026/0", "1999/5"])
+def test_a_superbill_for_no_month_is_400(client_user: User, path: str) -> None:
+    response = api_client_for(client_user, mfa=False).get(f"/api/v1/billing/superbills/{path}")
+    assert response.status_code == 400
+
+
+def test_superbills_are_for_clients(therapist: User) -> None:
+    assert api_client_for(therapist).get("/api/v1/billing/superbills/2026/3").status_code == 403

@@ -1,0 +1,61 @@
+"""What one booking costs in database statements, so the count cannot silently grow back.
+
+``POST /api/v1/bookings/`` with an ``Idempotency-Key`` (as a real client sends it): the request's
+transaction, the token check, the idempotency claim (one statement), the service's savepoint,
+the client's and the therapist's locks, the session type, the expired holds, the licence /
+new-client / overlap facts (one query), the therapist's rules and overrides (one query), the
+busy times (bookings and imported calendars, one query), the booking, transition and
+notification inserts, marking the directory summary stale, the stored response and the
+request's one audit INSERT (through the service alone the audit event is its own INSERT).
+Counted inside the test's transaction, so BEGIN/COMMIT show as SAVEPOINT/RELEASE.
+
+Before these budgets: 24 statements over HTTP, 17 through the service.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from scheduling.bookings import services
+from scheduling.models import Booking
+from tests.scheduling.bookings.conftest import NOW, open_starts, session_type_of
+
+pytestmark = pytest.mark.django_db
+
+HTTP_BOOKING_MAX_QUERIES = 19
+SERVICE_BOOKING_MAX_QUERIES = 14
+
+
+def test_a_booking_over_http_stays_within_its_query_budget(
+    profile, client_api, django_assert_max_num_queries
+):
+    start = open_starts(profile, now=timezone.now(), days=10)[0]
+    body = {
+        "therapist": str(profile.pk),
+        "session_type": str(session_type_of(profile).pk),
+        "start": start.isoformat(),
+        "jurisdiction": "US-NY",
+    }
+    with django_assert_max_num_queries(HTTP_BOOKING_MAX_QUERIES):
+        response = client_api.post(
+            "/api/v1/bookings/", body, format="json", HTTP_IDEMPOTENCY_KEY="budget-1"
+        )
+    assert response.status_code == 201, response.content
+
+
+def test_a_booking_through_the_service_stays_within_its_query_budget(
+    profile, client_user, django_assert_max_num_queries
+):
+    start = open_starts(profile)[0]
+    session_type = session_type_of(profile)
+    with django_assert_max_num_queries(SERVICE_BOOKING_MAX_QUERIES):
+        booking = services.booking_create(
+            client=client_user,
+            therapist_id=profile.pk,
+            session_type_id=session_type.pk,
+            start=start,
+            jurisdiction="US-NY",
+            now=NOW,
+        )
+    assert Booking.objects.filter(pk=booking.pk).exists()
