@@ -36,8 +36,28 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 CONTENDERS = 50
 
 
+def _free_connections() -> int:
+    """Connection slots PostgreSQL still has for ordinary roles."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('max_connections')::int"
+            " - current_setting('superuser_reserved_connections')::int"
+            " - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+        )
+        return cursor.fetchone()[0]
+
+
 def _race(fn, arguments):
-    """Run ``fn(arg)`` for each argument in its own thread, all released at once."""
+    """Run ``fn(arg)`` for each argument in its own thread, all released at once.
+
+    Each thread needs its own connection: when the server has too few left (other programs on
+    the machine hold them), say so plainly instead of failing with a thread's connect error.
+    """
+    free = _free_connections()
+    assert free > len(arguments), (
+        f"PostgreSQL has {free} free connections; this race needs {len(arguments) + 1}. "
+        "Close other clients of the server or raise max_connections."
+    )
     barrier = threading.Barrier(len(arguments))
     results: list[object] = [None] * len(arguments)
 
