@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from django.db import DatabaseError, connection
+from django.db import connection
 from django.db.models import QuerySet
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -21,6 +21,7 @@ from api import tokens
 from api.models import Role, User
 from audit.db import EVENT_COLUMNS, db_now
 from audit.models import AuditEvent, Outcome
+from tests.audit.faults import audit_inserts_fail
 from tests.factories import api_client_for, make_user
 
 pytestmark = [pytest.mark.urls("tests.audit.urls"), pytest.mark.usefixtures("user_resource")]
@@ -236,39 +237,44 @@ def test_aud_05_the_jwt_subject_and_its_session_are_the_actor(
     assert str(event.session_id) == claims.fam
 
 
-def test_aud_07_failed_audit_insert_withholds_the_record(
-    therapist: User, client_user: User, assign, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("route", ["clients", "cards"])
+def test_aud_07_a_failed_audit_insert_withholds_the_record(
+    route: str, therapist: User, client_user: User, assign, new_events: Events
 ) -> None:
+    """AUD-07: when the database refuses the audit row, the read answers 500 without the
+    record (fail closed), on both view shapes."""
     assign(therapist, client_user)
-
-    def broken(**kwargs: object) -> None:
-        raise DatabaseError("audit insert failed")
-
-    monkeypatch.setattr("audit.mixins.audit_record_many", broken)
     api = api_client_for(therapist)
     api.raise_request_exception = False
-    response = api.get(f"/demo/clients/{client_user.pk}")
+    with audit_inserts_fail():
+        response = api.get(f"/demo/{route}/{client_user.pk}")
     assert response.status_code == 500
-    assert client_user.email not in response.content.decode()
-    assert client_user.full_name not in response.content.decode()
+    body = response.content.decode()
+    assert client_user.email not in body and client_user.full_name not in body
+    assert not new_events().exists()
 
 
-def test_aud_07_failed_audit_insert_rolls_the_write_back(
-    therapist: User, client_user: User, assign, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("route", ["clients", "cards"])
+def test_aud_07_a_failed_audit_insert_rolls_the_write_back(
+    route: str, therapist: User, client_user: User, assign, new_events: Events
 ) -> None:
+    """AUD-07: when the database refuses the audit row of a write, the change is not
+    committed (no test transaction hides it here) and the answer is a 500 without the data."""
     assign(therapist, client_user)
     before = client_user.full_name
-
-    def broken(**kwargs: object) -> None:
-        raise DatabaseError("audit insert failed")
-
-    monkeypatch.setattr("audit.mixins.audit_record_many", broken)
     api = api_client_for(therapist)
     api.raise_request_exception = False
-    response = api.patch(f"/demo/cards/{client_user.pk}", {"full_name": "Changed"}, format="json")
+    with audit_inserts_fail():
+        response = api.patch(
+            f"/demo/{route}/{client_user.pk}", {"full_name": "Changed Name"}, format="json"
+        )
     assert response.status_code == 500
+    assert "Changed Name" not in response.content.decode()
     client_user.refresh_from_db()
     assert client_user.full_name == before
+    assert not new_events().exists()
 
 
 def test_aud_20_a_list_of_100_clients_is_one_batch_insert(

@@ -17,6 +17,7 @@ from api.models import Role
 from audit.models import AuditEvent, Outcome
 from scheduling.models import SessionNote, SessionNoteVersion
 from scheduling.notes.services import NoteUnreadable, note_keys_rotate
+from tests.audit.faults import audit_inserts_fail
 from tests.factories import api_client_for, make_user
 
 pytestmark = pytest.mark.django_db
@@ -132,6 +133,25 @@ def test_every_read_and_write_is_audited_without_the_text(
     for event in events:
         assert SECRET_TEXT not in json.dumps(event.details)
         assert "sertraline" not in json.dumps(event.details)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_aud_07_a_note_is_neither_saved_nor_shown_when_its_audit_row_fails(session, therapist):
+    """AUD-07 on a real PHI route: the database refuses the audit row → 500 without the text,
+    and the note written in that request is not committed."""
+    api = api_client_for(therapist)
+    api.raise_request_exception = False
+    with audit_inserts_fail():
+        written = _write(api, session)
+    assert written.status_code == 500
+    assert "panic" not in written.content.decode()
+    assert not SessionNote.objects.exists() and not SessionNoteVersion.objects.exists()
+
+    assert _write(api, session).status_code == 201
+    with audit_inserts_fail():
+        read = api.get(_url(session))
+    assert read.status_code == 500
+    assert "panic" not in read.content.decode()
 
 
 # --- ENC-01..ENC-06 -------------------------------------------------------------------------------
