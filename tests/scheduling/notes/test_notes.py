@@ -116,6 +116,7 @@ def test_clients_other_therapists_and_staff_cannot_read_notes(
 def test_every_read_and_write_is_audited_without_the_text(
     session, client_user, therapist, therapist_api
 ):
+    """AUD-01: each note read (current, versions) and write is one row naming the client."""
     _write(therapist_api, session)
     therapist_api.get(_url(session))
     therapist_api.get(_url(session, "/versions"))
@@ -214,6 +215,8 @@ def _assert_explicit_failure(response):
     ],
 )
 def test_enc_03_a_missing_or_wrong_key_is_an_explicit_error(session, therapist_api, keys):
+    """ENC-03: a missing or wrong key is an explicit 500 problem, never ciphertext as text;
+    the rotation job refuses and rewrites nothing."""
     _write(therapist_api, session)
     before = _raw_ciphertexts()
     with override_settings(FIELD_ENCRYPTION_KEYS=keys, FIELD_ENCRYPTION_KEY_ID="k2"):
@@ -225,6 +228,7 @@ def test_enc_03_a_missing_or_wrong_key_is_an_explicit_error(session, therapist_a
 
 
 def test_enc_04_one_flipped_byte_is_a_decryption_error(session, therapist_api):
+    """ENC-04: one flipped byte of the stored ciphertext is a decryption error (AEAD)."""
     _write(therapist_api, session)
     [(stored, _)] = _raw_ciphertexts()
     prefix, key_id, payload = stored.split(":", 2)
@@ -236,6 +240,7 @@ def test_enc_04_one_flipped_byte_is_a_decryption_error(session, therapist_api):
 
 
 def test_enc_04_a_ciphertext_moved_to_another_version_does_not_decrypt(session, therapist_api):
+    """ENC-04: a ciphertext moved to another version fails its associated data."""
     _write(therapist_api, session)
     _write(therapist_api, session, "v2", expected=1)
     first = SessionNoteVersion.objects.get(version=1)
