@@ -22,7 +22,7 @@ from django.http import HttpRequest
 from api.errors import ConflictError, NotFoundError, UnprocessableError
 from api.models import User
 from audit.models import Outcome
-from audit.services import audit_record
+from audit.services import EventDraft, audit_record, audit_record_many, origin_of
 from billing import gateways, states
 from billing.errors import PaymentPendingError, PaymentsNotConfiguredError
 from billing.gateways.base import (
@@ -370,13 +370,14 @@ def payments_read_record(
     by_client: dict[uuid.UUID, list[str]] = {}
     for payment in payments:
         by_client.setdefault(payment.client_id, []).append(str(payment.pk))
-    for client_id, ids in by_client.items():
-        audit_record(
+    drafts = [
+        EventDraft(
             action="billing.payment.read",
-            actor=actor,
-            request=request,
             resource_type="payment",
             resource_id=ids[0] if len(ids) == 1 else "",
             patient_id=client_id,
             details={"payments": ids},
         )
+        for client_id, ids in by_client.items()
+    ]
+    audit_record_many(drafts=drafts, origin=origin_of(request=request, actor=actor))

@@ -36,6 +36,10 @@ class _ProfileView(ServiceReportedAuditMixin, APIView):
 class MyClientProfileView(_ProfileView):
     permission_classes = [IsClient]
 
+    def audit_action(self) -> str:
+        # One record, named by the token rather than the URL: a read (AUD-01), not a query.
+        return "read" if self.request.method in ("GET", "HEAD") else super().audit_action()
+
     @extend_schema(tags=TAGS, responses={200: ClientProfileOut, **problem_responses(403, 404)})
     def get(self, request: Request) -> Response:
         return Response(ClientProfileOut(selectors.own_client_profile(user=user_of(request))).data)

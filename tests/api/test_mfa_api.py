@@ -159,6 +159,7 @@ def test_the_second_step_with_a_wrong_code_is_401_and_leaves_its_audit_row(clock
 
 
 def test_mfa_05_a_guess_inside_the_back_off_gets_429_with_retry_after(clock):
+    """MFA-05: a guess inside the back-off is 429 with ``Retry-After``, even a right one."""
     user = make_user(role=Role.THERAPIST)
     device = enrol(user)
     client = APIClient()
@@ -192,6 +193,7 @@ def test_mfa_05_a_guess_inside_the_back_off_gets_429_with_retry_after(clock):
     ],
 )
 def test_mfa_06_malformed_codes_get_400_and_change_nothing(clock, code):
+    """MFA-06: malformed codes over HTTP are a 400 problem (never a 500) and change nothing."""
     user = make_user(role=Role.THERAPIST)
     enrol(user)
     before = (device_state(user), AuditEvent.objects.count())
@@ -207,6 +209,7 @@ def test_mfa_06_malformed_codes_get_400_and_change_nothing(clock, code):
 
 
 def test_mfa_06_a_nul_byte_in_the_code_is_refused_by_the_parser(clock):
+    """MFA-06: a NUL byte in the code is refused at the door."""
     user = make_user(role=Role.THERAPIST)
     device = enrol(user)
     before = device_state(user)
@@ -221,6 +224,7 @@ def test_mfa_06_a_nul_byte_in_the_code_is_refused_by_the_parser(clock):
 
 
 def test_mfa_06_surrounding_whitespace_around_a_valid_code_is_ignored(clock):
+    """MFA-06: whitespace around a valid code is ignored."""
     user = make_user(role=Role.THERAPIST)
     device = enrol(user)
     response = APIClient().post(
@@ -308,6 +312,7 @@ def test_mfa_11_a_password_only_client_reaches_protected_data_and_staff_reach_ac
 
 
 def test_mfa_09_a_staff_member_enrols_and_then_needs_the_second_factor(clock):
+    """MFA-09: the device counts only once confirmed with a code; MFA-08: URI shown here."""
     user = make_user(role=Role.THERAPIST)
     client, session = signed_in(user)
     _, other = signed_in(user)
@@ -338,6 +343,7 @@ def test_mfa_09_a_staff_member_enrols_and_then_needs_the_second_factor(clock):
 
 
 def test_mfa_08_the_secret_is_shown_at_enrolment_only(clock):
+    """MFA-08: the secret is shown at enrolment only: not by the status, not in the trail."""
     user = make_user(role=Role.CLIENT)
     client, _ = signed_in(user)
     first = client.post(f"{MFA}totp", {"password": DEFAULT_PASSWORD}).json()["secret"]
@@ -357,6 +363,7 @@ def test_mfa_08_the_secret_is_shown_at_enrolment_only(clock):
 
 
 def test_mfa_09_enrolment_needs_a_recent_sign_in_and_the_password(clock):
+    """MFA-09: enrolment over HTTP needs a fresh ``auth_time`` and the password."""
     user = make_user(role=Role.THERAPIST)
     _, old = signed_in(user, at=T0 - timedelta(seconds=601))
     # a refreshed token of that old sign-in: valid, but its auth_time is 601 s ago
@@ -485,7 +492,8 @@ def test_tokens_from_a_backup_code_sign_in_also_carry_mfa(clock):
 
 @pytest.mark.django_db(transaction=True)
 def test_mfa_05_a_refused_code_commits_its_failure_count_and_audit_row(clock):
-    """No test transaction around the request here: what the refusal left is really committed."""
+    """MFA-05: a refused code's failure count and audit row are committed. No test transaction
+    around the request here: what the refusal left is really committed."""
     user = make_user(role=Role.THERAPIST)
     device = enrol(user)
     response = APIClient().post(

@@ -52,6 +52,7 @@ def verify(user, code):
 
 
 def test_mfa_04_one_code_in_parallel_requests_signs_in_exactly_once():
+    """MFA-04: one TOTP code in eight parallel requests signs in exactly once (row lock)."""
     user = make_user(role="therapist")
     device = enrol(user)
 
@@ -65,6 +66,7 @@ def test_mfa_04_one_code_in_parallel_requests_signs_in_exactly_once():
 
 
 def test_mfa_05_parallel_wrong_guesses_get_one_judgement_per_back_off_window():
+    """MFA-05: parallel wrong guesses: one is judged, the rest meet the back-off it started."""
     user = make_user(role="therapist")
     device = enrol(user)
 
@@ -78,6 +80,7 @@ def test_mfa_05_parallel_wrong_guesses_get_one_judgement_per_back_off_window():
 
 @override_settings(OTP_TOTP_THROTTLE_FACTOR=0)  # no back-off: every guess is judged
 def test_mfa_05_parallel_wrong_guesses_are_each_counted():
+    """MFA-05: with no back-off, every one of the parallel wrong guesses is counted."""
     user = make_user(role="therapist")
     device = enrol(user)
 
@@ -89,6 +92,7 @@ def test_mfa_05_parallel_wrong_guesses_are_each_counted():
 
 
 def test_mfa_07_one_backup_code_in_parallel_requests_signs_in_exactly_once():
+    """MFA-07: one backup code in eight parallel requests signs in exactly once."""
     user = make_user(role="compliance_officer")
     device = enrol(user)
     codes = mfa.mfa_backup_codes_regenerate(
@@ -108,6 +112,7 @@ def test_mfa_07_one_backup_code_in_parallel_requests_signs_in_exactly_once():
 
 
 def test_mfa_04_parallel_confirmations_of_one_enrolment_enable_it_once():
+    """MFA-04, MFA-09: parallel confirmations of one enrolment with one code confirm it once."""
     user = make_user(role="therapist")
     mfa.mfa_totp_begin(
         user=user,

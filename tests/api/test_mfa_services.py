@@ -56,6 +56,7 @@ def backup_codes_for(user, device, *, now=T0):
 
 @pytest.mark.parametrize("steps", [-1, 0, 1])
 def test_mfa_06_codes_of_the_previous_current_and_next_step_are_accepted(steps):
+    """MFA-06: codes of the previous, current and next 30 s step are accepted."""
     user = make_user(role=Role.CLIENT)
     device = enrol(user)
     pair = verify(user, code_at(device, T0 + steps * STEP))
@@ -68,6 +69,7 @@ def test_mfa_06_codes_of_the_previous_current_and_next_step_are_accepted(steps):
 
 @pytest.mark.parametrize("steps", [-2, 2, -3, 3])
 def test_mfa_06_codes_two_or_more_steps_away_are_rejected(steps):
+    """MFA-06: codes two or more steps away are refused and sign nobody in."""
     user = make_user(role=Role.CLIENT)
     device = enrol(user)
     with pytest.raises(UnauthorizedError) as refused:
@@ -95,12 +97,14 @@ def test_mfa_06_codes_two_or_more_steps_away_are_rejected(steps):
     ],
 )
 def test_mfa_06_code_shapes(raw, parsed):
+    """MFA-06: letters, 5 or 7 digits, non-ASCII digits, inner spaces are no code."""
     result = mfa.mfa_code_parse(raw)
     assert (result and (result.kind.value, result.value)) == parsed
 
 
 @pytest.mark.parametrize("raw", ["12345", "1234567", "abcdef", "123 456", "١٢٣٤٥٦", "\x00"])
 def test_mfa_06_a_malformed_code_reaching_the_service_is_a_counted_wrong_code(raw):
+    """MFA-06: a malformed code reaching the service is a counted wrong code, not a crash."""
     user = make_user(role=Role.CLIENT)
     enrol(user)
     with pytest.raises(UnauthorizedError):
@@ -109,6 +113,7 @@ def test_mfa_06_a_malformed_code_reaching_the_service_is_a_counted_wrong_code(ra
 
 
 def test_mfa_03_the_same_code_twice_in_a_row_fails_the_second_time():
+    """MFA-03: the same TOTP code twice in a row: the second fails (``last_t``)."""
     user = make_user(role=Role.THERAPIST)
     device = enrol(user)
     code = code_at(device, T0)
@@ -127,6 +132,7 @@ def test_mfa_03_the_same_code_twice_in_a_row_fails_the_second_time():
 
 
 def test_mfa_03_an_earlier_steps_code_is_refused_after_a_later_one_passed():
+    """MFA-03: once a step's code passed, that step and earlier ones are spent."""
     user = make_user(role=Role.THERAPIST)
     device = enrol(user)
     verify(user, code_at(device, T0 + STEP))  # the app runs a step ahead
@@ -139,6 +145,7 @@ def test_mfa_03_an_earlier_steps_code_is_refused_after_a_later_one_passed():
 
 
 def test_mfa_05_wrong_codes_back_off_exponentially_1_2_4_8_seconds():
+    """MFA-05: wrong codes back off 1, 2, 4, 8, 16 s; early guesses are not judged."""
     user = make_user(role=Role.THERAPIST)
     device = enrol(user)
     bad = wrong_code(device, T0)
@@ -177,6 +184,7 @@ def test_lgn_02_the_second_step_back_off_is_capped_so_it_never_locks_the_owner_o
 
 
 def test_mfa_05_a_success_after_the_wait_resets_the_counter():
+    """MFA-05: a right code after the wait resets the failure counter."""
     user = make_user(role=Role.THERAPIST)
     device = enrol(user)
     for k in range(3):
@@ -189,6 +197,7 @@ def test_mfa_05_a_success_after_the_wait_resets_the_counter():
 
 
 def test_mfa_05_each_failure_is_audited_and_kept_though_the_request_fails():
+    """MFA-05: each failure (and each throttled try) is audited, without the code."""
     user = make_user(role=Role.THERAPIST)
     device = enrol(user)
     bad = wrong_code(device, T0)
@@ -209,6 +218,7 @@ def test_mfa_05_each_failure_is_audited_and_kept_though_the_request_fails():
 
 
 def test_mfa_07_a_backup_code_signs_in_once():
+    """MFA-07: a backup code signs in once (any case, hyphen optional), then is spent."""
     user = make_user(role=Role.COMPLIANCE_OFFICER)
     device = enrol(user)
     codes = backup_codes_for(user, device)
@@ -224,6 +234,7 @@ def test_mfa_07_a_backup_code_signs_in_once():
 
 
 def test_mfa_07_backup_codes_are_stored_only_as_keyed_hashes():
+    """MFA-07: a dump of the backup-code table shows no usable code, only keyed hashes."""
     user = make_user(role=Role.CLIENT)
     device = enrol(user)
     codes = backup_codes_for(user, device)
@@ -239,6 +250,7 @@ def test_mfa_07_backup_codes_are_stored_only_as_keyed_hashes():
 
 
 def test_mfa_07_regenerating_invalidates_every_earlier_code():
+    """MFA-07: regenerating the backup codes invalidates every earlier one."""
     user = make_user(role=Role.CLIENT)
     device = enrol(user)
     old = backup_codes_for(user, device)
@@ -254,6 +266,7 @@ def test_mfa_07_regenerating_invalidates_every_earlier_code():
 
 
 def test_mfa_07_regenerating_needs_the_password_and_a_current_code():
+    """MFA-07: regenerating needs the password and an unspent code; a refusal changes nothing."""
     user = make_user(role=Role.CLIENT)
     device = enrol(user)
     backup_codes_for(user, device)
@@ -286,6 +299,7 @@ def test_mfa_07_regenerating_needs_the_password_and_a_current_code():
 
 
 def test_mfa_08_the_totp_key_is_ciphertext_at_rest():
+    """MFA-08: the TOTP secret is ciphertext (with a key id) in the raw column."""
     user = make_user(role=Role.THERAPIST)
     device = enrol(user)
     with connection.cursor() as cursor:
@@ -297,6 +311,7 @@ def test_mfa_08_the_totp_key_is_ciphertext_at_rest():
 
 
 def test_mfa_08_a_key_copied_to_another_users_device_does_not_decrypt():
+    """MFA-08: an encrypted secret copied to another user's device does not decrypt."""
     victim, attacker = make_user(role=Role.THERAPIST), make_user(role=Role.CLIENT)
     stolen = enrol(victim).encrypted_key
     device = enrol(attacker)
@@ -307,6 +322,7 @@ def test_mfa_08_a_key_copied_to_another_users_device_does_not_decrypt():
 
 
 def test_mfa_08_the_provisioning_uri_carries_the_secret_shown_once():
+    """MFA-08: the provisioning URI is returned by the enrolment only, never by the status."""
     user = make_user(role=Role.CLIENT, email="pat@example.test")
     enrolment = mfa.mfa_totp_begin(
         user=user,
@@ -351,6 +367,7 @@ def confirm(user, code, *, keep=None, auth_time=FRESH, now=T0):
 
 
 def test_mfa_09_a_device_stays_unconfirmed_until_a_valid_code():
+    """MFA-09: a new device stays ``confirmed=False`` until a valid code is entered."""
     user = make_user(role=Role.THERAPIST)
     begin(user)
     pending = TOTPDevice.objects.get(user=user)
@@ -386,6 +403,7 @@ def test_mfa_09_a_device_stays_unconfirmed_until_a_valid_code():
 
 @pytest.mark.parametrize("age", [601, 3600])
 def test_mfa_09_enrolling_needs_a_recent_sign_in(age):
+    """MFA-09: enrolling needs a fresh ``auth_time``."""
     user = make_user(role=Role.THERAPIST)
     with pytest.raises(ForbiddenError) as refused:
         begin(user, auth_time=FRESH - age)
@@ -394,6 +412,7 @@ def test_mfa_09_enrolling_needs_a_recent_sign_in(age):
 
 
 def test_mfa_09_confirming_needs_a_recent_sign_in_too():
+    """MFA-09: confirming the enrolment needs a fresh ``auth_time`` too."""
     user = make_user(role=Role.THERAPIST)
     begin(user)
     pending = TOTPDevice.objects.get(user=user)
@@ -405,6 +424,7 @@ def test_mfa_09_confirming_needs_a_recent_sign_in_too():
 
 
 def test_mfa_09_enrolling_needs_the_password():
+    """MFA-09: enrolling needs the password again."""
     user = make_user(role=Role.THERAPIST)
     with pytest.raises(ForbiddenError) as refused:
         begin(user, password="wrong password entirely")
@@ -413,6 +433,7 @@ def test_mfa_09_enrolling_needs_the_password():
 
 
 def test_reenrolling_needs_a_code_of_the_current_device_and_keeps_it_until_confirmed():
+    """MFA-09, MFA-07: replacing a device needs its code; its backup codes go with it."""
     user = make_user(role=Role.THERAPIST)
     old = enrol(user)
     old_codes = backup_codes_for(user, old)
@@ -477,6 +498,7 @@ def test_staff_cannot_turn_their_second_factor_off(role):
 
 
 def test_mfa_09_a_client_turns_it_off_with_password_code_and_a_recent_sign_in():
+    """MFA-09: removing the device needs a fresh ``auth_time``, the password and a code."""
     user = make_user(role=Role.CLIENT)
     device = enrol(user)
     kept = session_start(user=user, amr=["pwd", "otp", "mfa"], now=T0).family_id

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from django.db import DatabaseError, connection
+from django.db import connection
 from django.db.models import QuerySet
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -21,6 +21,7 @@ from api import tokens
 from api.models import Role, User
 from audit.db import EVENT_COLUMNS, db_now
 from audit.models import AuditEvent, Outcome
+from tests.audit.faults import audit_inserts_fail
 from tests.factories import api_client_for, make_user
 
 pytestmark = [pytest.mark.urls("tests.audit.urls"), pytest.mark.usefixtures("user_resource")]
@@ -30,6 +31,7 @@ Events = Callable[[], QuerySet[AuditEvent]]
 def test_aud_01_read_records_who_what_when_where(
     therapist: User, client_user: User, therapist_api: APIClient, assign, new_events: Events
 ) -> None:
+    """AUD-01: a read writes one row: who, what, when (DB clock), where, action, outcome."""
     assign(therapist, client_user)
     response = therapist_api.get(f"/demo/clients/{client_user.pk}", HTTP_USER_AGENT="TestAgent/1.0")
     assert response.status_code == 200
@@ -49,6 +51,7 @@ def test_aud_01_read_records_who_what_when_where(
 def test_aud_01_house_style_view_is_recorded_the_same_way(
     therapist: User, client_user: User, therapist_api: APIClient, assign, new_events: Events
 ) -> None:
+    """AUD-01: a house-style view (selector + serializer) is recorded the same way."""
     assign(therapist, client_user)
     assert therapist_api.get(f"/demo/cards/{client_user.pk}").status_code == 200
     [event] = new_events()
@@ -62,6 +65,7 @@ def test_aud_01_house_style_view_is_recorded_the_same_way(
 def test_aud_01_list_records_one_row_per_client_with_the_ids_returned(
     therapist: User, therapist_api: APIClient, assign, new_events: Events
 ) -> None:
+    """AUD-01: a list writes one row per client, naming the ids it returned."""
     clients = [make_user(role=Role.CLIENT) for _ in range(3)]
     assign(therapist, *clients)
     response = therapist_api.get("/demo/clients")
@@ -78,6 +82,7 @@ def test_aud_01_list_records_one_row_per_client_with_the_ids_returned(
 def test_aud_01_an_empty_list_is_still_recorded_as_a_query(
     therapist_api: APIClient, new_events: Events
 ) -> None:
+    """AUD-01: a list that returns nobody is still recorded, as a query."""
     assert therapist_api.get("/demo/clients").status_code == 200
     [event] = new_events()
     assert (event.action, event.patient_id, event.details["count"]) == ("list", None, 0)
@@ -86,6 +91,7 @@ def test_aud_01_an_empty_list_is_still_recorded_as_a_query(
 def test_aud_01_a_service_reports_what_it_read_once(
     therapist: User, client_user: User, therapist_api: APIClient, assign, new_events: Events
 ) -> None:
+    """AUD-01: what a service reports it read is recorded once."""
     assign(therapist, client_user)
     assert therapist_api.get(f"/demo/notes/{client_user.pk}").status_code == 200
     [event] = new_events()
@@ -96,6 +102,7 @@ def test_aud_01_a_service_reports_what_it_read_once(
 def test_aud_01_update_records_field_names_never_values(
     therapist: User, client_user: User, therapist_api: APIClient, assign, new_events: Events
 ) -> None:
+    """AUD-01, AUD-13: an update is recorded with field names, never values."""
     assign(therapist, client_user)
     response = therapist_api.patch(
         f"/demo/cards/{client_user.pk}", {"full_name": "Zebulon Quartermaine"}, format="json"
@@ -110,6 +117,7 @@ def test_aud_01_update_records_field_names_never_values(
 def test_aud_01_generic_update_and_create_are_recorded(
     therapist: User, client_user: User, therapist_api: APIClient, assign, new_events: Events
 ) -> None:
+    """AUD-01: a generic view's update is recorded with the fields sent."""
     assign(therapist, client_user)
     response = therapist_api.patch(
         f"/demo/clients/{client_user.pk}", {"full_name": "Ann Other"}, format="json"
@@ -127,6 +135,7 @@ def test_aud_01_generic_update_and_create_are_recorded(
 def test_aud_01_delete_names_the_client_whose_record_went(
     route: str, therapist: User, therapist_api: APIClient, assign, new_events: Events
 ) -> None:
+    """AUD-01: a delete names the client whose record went."""
     client = make_user(role=Role.CLIENT)
     assign(therapist, client)
     assert therapist_api.delete(f"/demo/{route}/{client.pk}").status_code == 204
@@ -223,6 +232,8 @@ def test_aud_03_expired_token_is_a_security_row_without_client(
 def test_aud_05_the_jwt_subject_and_its_session_are_the_actor(
     therapist: User, client_user: User, assign, new_events: Events
 ) -> None:
+    """AUD-05: for a JWT-authenticated request, read or write, the actor is the token's
+    subject (not None) and the session its sign-in."""
     assign(therapist, client_user)
     api = api_client_for(therapist)
     claims = tokens.decode(
@@ -230,64 +241,90 @@ def test_aud_05_the_jwt_subject_and_its_session_are_the_actor(
         expected_typ=tokens.ACCESS,
         now=timezone.now(),
     )
-    assert api.get(f"/demo/cards/{client_user.pk}").status_code == 200
-    [event] = new_events()
-    assert event.actor_id == therapist.pk
-    assert str(event.session_id) == claims.fam
+    url = f"/demo/cards/{client_user.pk}"
+    assert api.get(url).status_code == 200
+    assert api.patch(url, {"full_name": "Renamed"}, format="json").status_code == 200
+    events = list(new_events())
+    assert [e.action for e in events] == ["read", "update"]
+    for event in events:
+        assert (event.actor_id, event.actor_role, event.actor_label) == (
+            therapist.pk,
+            "therapist",
+            "",
+        )
+        assert str(event.session_id) == claims.fam
 
 
-def test_aud_07_failed_audit_insert_withholds_the_record(
-    therapist: User, client_user: User, assign, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("route", ["clients", "cards"])
+def test_aud_07_a_failed_audit_insert_withholds_the_record(
+    route: str, therapist: User, client_user: User, assign, new_events: Events
 ) -> None:
+    """AUD-07: when the database refuses the audit row, the read answers 500 without the
+    record (fail closed), on both view shapes."""
     assign(therapist, client_user)
-
-    def broken(**kwargs: object) -> None:
-        raise DatabaseError("audit insert failed")
-
-    monkeypatch.setattr("audit.mixins.audit_record_many", broken)
     api = api_client_for(therapist)
     api.raise_request_exception = False
-    response = api.get(f"/demo/clients/{client_user.pk}")
+    with audit_inserts_fail():
+        response = api.get(f"/demo/{route}/{client_user.pk}")
     assert response.status_code == 500
-    assert client_user.email not in response.content.decode()
-    assert client_user.full_name not in response.content.decode()
+    body = response.content.decode()
+    assert client_user.email not in body and client_user.full_name not in body
+    assert not new_events().exists()
 
 
-def test_aud_07_failed_audit_insert_rolls_the_write_back(
-    therapist: User, client_user: User, assign, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("route", ["clients", "cards"])
+def test_aud_07_a_failed_audit_insert_rolls_the_write_back(
+    route: str, therapist: User, client_user: User, assign, new_events: Events
 ) -> None:
+    """AUD-07: when the database refuses the audit row of a write, the change is not
+    committed (no test transaction hides it here) and the answer is a 500 without the data."""
     assign(therapist, client_user)
     before = client_user.full_name
-
-    def broken(**kwargs: object) -> None:
-        raise DatabaseError("audit insert failed")
-
-    monkeypatch.setattr("audit.mixins.audit_record_many", broken)
     api = api_client_for(therapist)
     api.raise_request_exception = False
-    response = api.patch(f"/demo/cards/{client_user.pk}", {"full_name": "Changed"}, format="json")
+    with audit_inserts_fail():
+        response = api.patch(
+            f"/demo/{route}/{client_user.pk}", {"full_name": "Changed Name"}, format="json"
+        )
     assert response.status_code == 500
+    assert "Changed Name" not in response.content.decode()
     client_user.refresh_from_db()
     assert client_user.full_name == before
+    assert not new_events().exists()
 
 
 def test_aud_20_a_list_of_100_clients_is_one_batch_insert(
     therapist: User, therapist_api: APIClient, assign, new_events: Events
 ) -> None:
+    """AUD-20: a list of 100 clients is one batch INSERT, and no more queries than a list of 1."""
     clients = User.objects.bulk_create(
         [User(email=f"bulk-{n}@example.test", role=Role.CLIENT) for n in range(100)]
     )
     assign(therapist, *clients)
-    with CaptureQueriesContext(connection) as queries:
-        response = therapist_api.get("/demo/clients?page_size=100")
-    assert response.status_code == 200
-    assert len(response.json()["results"]) == 100
-    inserts = [q["sql"] for q in queries if q["sql"].startswith("INSERT INTO audit_event")]
-    # One INSERT statement, split only where SQLite caps the parameters of a statement.
+
+    def list_of(size: int) -> tuple[list[str], list[str]]:
+        """One list call of ``size`` clients: its audit inserts, and its other queries."""
+        with CaptureQueriesContext(connection) as queries:
+            response = therapist_api.get(f"/demo/clients?page_size={size}")
+        assert response.status_code == 200
+        assert len(response.json()["results"]) == size
+        sql = [q["sql"] for q in queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+        inserts = [q for q in sql if q.startswith("INSERT INTO audit_event")]
+        return inserts, [q for q in sql if q not in inserts]
+
+    one_insert, one_other = list_of(1)
+    mark = new_events().count()
+    inserts, other = list_of(100)
+    # One INSERT statement, split only where SQLite caps the parameters of a statement (the
+    # parts then share one transaction).
     per_statement = (connection.features.max_query_params or 65535) // len(EVENT_COLUMNS)
+    assert len(one_insert) == 1
     assert len(inserts) == math.ceil(100 / per_statement)
-    assert new_events().count() == 100
-    assert {e.patient_id for e in new_events()} == {c.pk for c in clients}
+    assert len(other) == len(one_other)  # nothing else grows with the page: no N+1
+    assert new_events().count() - mark == 100
+    assert {e.patient_id for e in new_events()[mark:]} == {c.pk for c in clients}
 
 
 def test_a_refused_write_changes_nothing_and_records_no_access(
@@ -307,7 +344,8 @@ def test_a_refused_write_changes_nothing_and_records_no_access(
 def test_aud_01_an_object_a_service_reported_is_not_recorded_twice(
     therapist: User, client_user: User, assign, new_events: Events, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A service that reports its own change (with details) stands for the rendered object."""
+    """AUD-01: a service that reports its own change (with details) stands for the rendered
+    object: one row, not two."""
     from audit.services import audit_access
     from tests.audit import demo
 

@@ -258,6 +258,7 @@ def make_payment(
     amount_minor: int = 12000,
     captured_minor: int = 0,
     purpose: str = "session",
+    starts_in: timedelta = timedelta(days=2),
 ) -> Payment:
     """A payment as our own rows would hold it (no Stripe call), for a booking of its own."""
     booking = booking_for(
@@ -266,6 +267,7 @@ def make_payment(
         now=now,
         status=BookingStatus.CONFIRMED if state in COLLECTED else BookingStatus.HELD,
         price_minor=amount_minor,
+        starts_in=starts_in,
     )
     return Payment.objects.create(
         booking=booking,

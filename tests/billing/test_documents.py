@@ -66,6 +66,7 @@ def test_a_client_cannot_set_an_npi(client_user: User) -> None:
 
 
 def test_a_receipt_for_the_client_and_the_therapist(client_user: User, therapist: User) -> None:
+    """AUD-01: each receipt read is one row naming the client."""
     payment = paid(client_user, therapist, start=datetime(2026, 3, 10, 15, tzinfo=UTC))
     ProviderBilling.objects.create(user=therapist, npi=VALID_NPI, updated_at=NOW)
     url = f"/api/v1/billing/payments/{payment.pk}/receipt"
@@ -102,6 +103,7 @@ def test_an_unpaid_payment_has_no_receipt(client_user: User, therapist: User) ->
 
 
 def test_a_printable_receipt_escapes_what_it_prints(client_user: User, therapist: User) -> None:
+    """AUD-01: the printable receipt is audited like the receipt; its HTML is escaped."""
     payment = paid(client_user, therapist, start=datetime(2026, 3, 10, 15, tzinfo=UTC))
     TherapistProfile.objects.filter(user=therapist).update(display_name="<script>x</script>")
     response = api_client_for(client_user, mfa=False).get(
@@ -114,11 +116,18 @@ def test_a_printable_receipt_escapes_what_it_prints(client_user: User, therapist
     assert "120.00 USD" in html
     assert "<script>x</script>" not in html
     assert "&lt;script&gt;" in html
+    [read] = AuditEvent.objects.filter(action="billing.receipt.read")
+    assert (read.outcome, read.actor_id, read.patient_id) == (
+        "allowed",
+        client_user.pk,
+        client_user.pk,
+    )
 
 
 def test_a_superbill_lists_the_months_paid_sessions(
     client_user: User, therapist: User, other_therapist: User
 ) -> None:
+    """AUD-01: a superbill read is one row naming the client."""
     ProviderBilling.objects.create(user=therapist, npi=VALID_NPI, updated_at=NOW)
     paid(client_user, therapist, start=datetime(2026, 3, 3, 15, tzinfo=UTC))
     # 02:00 UTC on 1 April is still 31 March in New York: a March session.
@@ -155,9 +164,16 @@ def test_a_superbill_lists_the_months_paid_sessions(
 
 
 def test_a_printable_superbill(client_user: User, therapist: User) -> None:
+    """AUD-01: the printable superbill is one read row naming the client."""
     paid(client_user, therapist, start=datetime(2026, 3, 3, 15, tzinfo=UTC))
     response = api_client_for(client_user, mfa=False).get("/api/v1/billing/superbills/2026/3/print")
     assert response.status_code == 200
+    [read] = AuditEvent.objects.filter(action="billing.superbill.read")
+    assert (read.outcome, read.patient_id, read.details) == (
+        "allowed",
+        client_user.pk,
+        {"sessions": 1},
+    )
     html = response.content.decode()
     assert "90834" in html and "120.00 USD" in html and "2026-03-03" in html
 

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from api.models import User
+from api.models import Role, User
+from audit.db import EVENT_COLUMNS
 from audit.models import AuditEvent
 from billing.models import Payment
 from scheduling.models import Booking, BookingStatus
 from tests.billing.conftest import WireRequest, booking_for, make_payment
 from tests.billing.stripe_doubles import LocalStripe, free_port
-from tests.factories import api_client_for
+from tests.factories import api_client_for, make_user
 
 NOW = timezone.now()  # the views run at the real time
 
@@ -198,6 +202,25 @@ def test_payments_are_listed_for_their_client_and_therapist_only(
         (client_user.pk, [str(mine.pk)]),
         (outsider.pk, [str(theirs.pk)]),
     ]
+
+
+def test_aud_20_a_page_of_100_clients_payments_is_audited_in_one_insert(therapist: User) -> None:
+    """AUD-20 (and AUD-01): a therapist's page of 100 payments of 100 clients writes one row
+    per client in one INSERT (split only by SQLite's parameter limit), not 100 single-row
+    inserts each committed on its own."""
+    clients = [make_user(role=Role.CLIENT) for _ in range(100)]
+    for n, client in enumerate(clients):
+        make_payment(client=client, therapist=therapist, now=NOW, starts_in=timedelta(days=2 + n))
+    with CaptureQueriesContext(connection) as queries:
+        response = api_client_for(therapist).get("/api/v1/billing/payments?page_size=100")
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 100
+    inserts = [q["sql"] for q in queries if q["sql"].startswith("INSERT INTO audit_event")]
+    per_statement = (connection.features.max_query_params or 65535) // len(EVENT_COLUMNS)
+    assert len(inserts) == math.ceil(100 / per_statement)
+    reads = AuditEvent.objects.filter(action="billing.payment.read")
+    assert sorted(str(r.patient_id) for r in reads) == sorted(str(c.pk) for c in clients)
+    assert {r.actor_id for r in reads} == {therapist.pk}
 
 
 def test_compliance_officers_do_not_list_payments(compliance_officer: User) -> None:

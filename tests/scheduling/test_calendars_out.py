@@ -127,6 +127,7 @@ def test_a_client_feed_shows_only_their_own_sessions(sessions, profile, anon_api
 
 
 def test_aud_01_a_feed_fetch_is_audited_once_per_client_shown(sessions, therapist_api, anon_api):
+    """AUD-01: a feed fetch writes one row per client shown, the feed's owner the actor."""
     url = _feed_url(therapist_api)
     anon_api.get(url)
     rows = AuditEvent.objects.filter(resource_type="scheduling.booking", action="list")
@@ -186,6 +187,7 @@ def test_feed_tokens_are_for_clients_and_therapists_only(compliance_api, therapi
 
 
 def test_booking_ics_for_participants_only(sessions, therapist_api, anon_api):
+    """AUD-01: each booking .ics download is one read row naming the client."""
     booking = sessions["confirmed"]
     url = f"/api/v1/bookings/{booking.pk}.ics"
     response = therapist_api.get(url)

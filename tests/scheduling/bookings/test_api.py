@@ -231,6 +231,7 @@ def test_az_03_lists_hold_only_the_callers_rows_whatever_the_parameters(
 def test_a_participant_reads_the_booking_with_its_history_and_the_read_is_audited(
     profile, client_user, client_api, therapist, therapist_api, starts
 ):
+    """AUD-01, AUD-05: each participant's read is one row, the JWT subject its actor."""
     booking = _book(client_api, profile, starts[0])
     services.booking_confirm(booking_id=booking["id"], now=timezone.now())
     for api, user in ((client_api, client_user), (therapist_api, therapist)):
@@ -249,6 +250,7 @@ def test_a_participant_reads_the_booking_with_its_history_and_the_read_is_audite
 def test_a_list_is_audited_once_per_client(
     profile, client_user, client_api, outsider, therapist, therapist_api, starts
 ):
+    """AUD-01: a booking list writes one row per client shown."""
     _book(client_api, profile, starts[0])
     _book(api_client_for(outsider, mfa=False), profile, starts[2])
     assert therapist_api.get(URL).status_code == 200
@@ -340,6 +342,7 @@ def test_the_therapist_confirms_a_session_paid_outside(profile, client_api, ther
 def test_the_therapists_schedule_by_day_week_and_range_with_client_names(
     profile, client_user, client_api, outsider, therapist_api, other_therapist, starts
 ):
+    """AUD-01: each schedule call writes one list row per client it shows."""
     first = _book(client_api, profile, starts[0])
     next_day = [s for s in starts if s.date() > starts[0].date()][0]
     second = _book(api_client_for(outsider, mfa=False), profile, next_day)
@@ -370,9 +373,12 @@ def test_the_therapists_schedule_by_day_week_and_range_with_client_names(
     other = api_client_for(other_therapist)
     other.post("/api/v1/therapists/me/profile", {"display_name": "X", "time_zone": "UTC"})
     assert other.get(schedule, {"period": "week", "date": day}).json() == []
-    # One list event per client shown.
-    events = AuditEvent.objects.filter(action="list", request_id__isnull=False)
-    assert events.filter(patient_id=client_user.pk).exists()
+    # Each call: one list event per client it showed, and none for the other therapist's.
+    for response, shown in ((by_day, [client_user]), (rng, [client_user, outsider])):
+        events = AuditEvent.objects.filter(request_id=response["X-Request-ID"])
+        assert sorted((e.action, e.outcome, str(e.patient_id)) for e in events) == sorted(
+            ("list", "allowed", str(c.pk)) for c in shown
+        )
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,11 @@ from api import crypto
 from api.models import Role
 from audit.models import AuditEvent, Outcome
 from scheduling.bookings import services as booking_services
-from scheduling.clients.services import PHONE_INDEX_PURPOSE, client_profile_keys_rotate
+from scheduling.clients.services import (
+    PHONE_INDEX_PURPOSE,
+    ProfileUnreadable,
+    client_profile_keys_rotate,
+)
 from scheduling.models import ClientProfile
 from tests.factories import api_client_for, make_user
 from tests.scheduling.bookings.conftest import NOW, book, open_starts
@@ -120,24 +124,27 @@ def test_visible_to_therapists_with_a_confirmed_session_and_nobody_else(
 
 
 def test_every_access_is_audited_by_field_group_not_value(
-    saved, client_user, profile, therapist, therapist_api
+    saved, client_user, client_api, profile, therapist, therapist_api
 ):
+    """AUD-01: each profile write and read is one row naming the client, by field group."""
     _treated_by(client_user, profile)
+    client_api.get(ME)
     therapist_api.get(_url(client_user))
     api_client_for(make_user(role=Role.THERAPIST)).get(_url(client_user))
     events = AuditEvent.objects.filter(resource_type="scheduling.client_profile").order_by("id")
     assert [(e.action, e.outcome, e.patient_id) for e in events] == [
         ("create", Outcome.ALLOWED, client_user.pk),
         ("read", Outcome.ALLOWED, client_user.pk),
+        ("read", Outcome.ALLOWED, client_user.pk),
         ("read", Outcome.DENIED, client_user.pk),
     ]
+    assert [e.actor_id for e in events[:3]] == [client_user.pk, client_user.pk, therapist.pk]
     assert events[0].details["field_groups"] == [
         "date_of_birth",
         "emergency_contact",
         "home_jurisdiction",
         "phone",
     ]
-    assert events[1].actor_id == therapist.pk
     dumped = json.dumps([e.details for e in events])
     assert not [value for value in PHI if value in dumped]
 
@@ -164,6 +171,7 @@ def test_enc_05_the_phone_has_a_keyed_blind_index_and_no_plaintext_index(saved):
 def test_enc_05_a_therapist_finds_their_own_client_by_phone(
     saved, client_user, profile, therapist_api
 ):
+    """ENC-05; AUD-01: each search is audited, one row per client found, without the phone."""
     lookup = "/api/v1/therapists/me/clients/lookup"
     assert therapist_api.post(lookup, {"phone": "+12125550100"}).json() == []  # not theirs yet
     _treated_by(client_user, profile)
@@ -189,13 +197,31 @@ def test_enc_02_profiles_rotate_to_a_new_key(saved, client_api):
 
 
 def test_enc_03_an_unreadable_profile_is_an_explicit_error(saved, client_api):
+    """ENC-03: a profile under a missing key is an explicit 500 problem, never ciphertext;
+    the rotation job refuses it and rewrites nothing."""
+    before = _raw_profile()
     with override_settings(
         FIELD_ENCRYPTION_KEYS={"k2": base64.b64encode(b"n" * 32).decode()},
         FIELD_ENCRYPTION_KEY_ID="k2",
     ):
         response = client_api.get(ME)
+        with pytest.raises(ProfileUnreadable):
+            client_profile_keys_rotate()
     assert response.status_code == 500 and response.json()["code"] == "decryption_failed"
     assert "v1:" not in response.content.decode()
+    assert _raw_profile() == before  # nothing "mangled" was saved
+
+
+def test_enc_03_without_the_current_key_a_write_saves_nothing(saved, client_api):
+    """ENC-03: a write whose current key is not configured fails as a whole: the stored row
+    is the one from before, every field still under its old key."""
+    before = _raw_profile()
+    client_api.raise_request_exception = False
+    with override_settings(FIELD_ENCRYPTION_KEY_ID="k9"):
+        response = client_api.put(ME, {**PROFILE, "phone": "+12125550111"}, format="json")
+    assert response.status_code == 500
+    assert "2125550111" not in response.content.decode()
+    assert _raw_profile() == before
 
 
 def _raw_key() -> str:

@@ -17,6 +17,7 @@ from api.models import Role
 from audit.models import AuditEvent, Outcome
 from scheduling.models import SessionNote, SessionNoteVersion
 from scheduling.notes.services import NoteUnreadable, note_keys_rotate
+from tests.audit.faults import audit_inserts_fail
 from tests.factories import api_client_for, make_user
 
 pytestmark = pytest.mark.django_db
@@ -115,6 +116,7 @@ def test_clients_other_therapists_and_staff_cannot_read_notes(
 def test_every_read_and_write_is_audited_without_the_text(
     session, client_user, therapist, therapist_api
 ):
+    """AUD-01: each note read (current, versions) and write is one row naming the client."""
     _write(therapist_api, session)
     therapist_api.get(_url(session))
     therapist_api.get(_url(session, "/versions"))
@@ -132,6 +134,25 @@ def test_every_read_and_write_is_audited_without_the_text(
     for event in events:
         assert SECRET_TEXT not in json.dumps(event.details)
         assert "sertraline" not in json.dumps(event.details)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_aud_07_a_note_is_neither_saved_nor_shown_when_its_audit_row_fails(session, therapist):
+    """AUD-07 on a real PHI route: the database refuses the audit row → 500 without the text,
+    and the note written in that request is not committed."""
+    api = api_client_for(therapist)
+    api.raise_request_exception = False
+    with audit_inserts_fail():
+        written = _write(api, session)
+    assert written.status_code == 500
+    assert "panic" not in written.content.decode()
+    assert not SessionNote.objects.exists() and not SessionNoteVersion.objects.exists()
+
+    assert _write(api, session).status_code == 201
+    with audit_inserts_fail():
+        read = api.get(_url(session))
+    assert read.status_code == 500
+    assert "panic" not in read.content.decode()
 
 
 # --- ENC-01..ENC-06 -------------------------------------------------------------------------------
@@ -194,6 +215,8 @@ def _assert_explicit_failure(response):
     ],
 )
 def test_enc_03_a_missing_or_wrong_key_is_an_explicit_error(session, therapist_api, keys):
+    """ENC-03: a missing or wrong key is an explicit 500 problem, never ciphertext as text;
+    the rotation job refuses and rewrites nothing."""
     _write(therapist_api, session)
     before = _raw_ciphertexts()
     with override_settings(FIELD_ENCRYPTION_KEYS=keys, FIELD_ENCRYPTION_KEY_ID="k2"):
@@ -205,6 +228,7 @@ def test_enc_03_a_missing_or_wrong_key_is_an_explicit_error(session, therapist_a
 
 
 def test_enc_04_one_flipped_byte_is_a_decryption_error(session, therapist_api):
+    """ENC-04: one flipped byte of the stored ciphertext is a decryption error (AEAD)."""
     _write(therapist_api, session)
     [(stored, _)] = _raw_ciphertexts()
     prefix, key_id, payload = stored.split(":", 2)
@@ -216,6 +240,7 @@ def test_enc_04_one_flipped_byte_is_a_decryption_error(session, therapist_api):
 
 
 def test_enc_04_a_ciphertext_moved_to_another_version_does_not_decrypt(session, therapist_api):
+    """ENC-04: a ciphertext moved to another version fails its associated data."""
     _write(therapist_api, session)
     _write(therapist_api, session, "v2", expected=1)
     first = SessionNoteVersion.objects.get(version=1)
