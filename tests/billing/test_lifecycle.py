@@ -22,7 +22,11 @@ from billing import gateways
 from billing.gateways.stripe import StripeGateway
 from billing.models import Payment, Refund
 from billing.services.lifecycle import billing_settle, fee_request_process, payment_refresh
-from scheduling.bookings.services import booking_cancel
+from scheduling.bookings.services import (
+    booking_cancel,
+    booking_mark_no_show,
+    booking_therapist_no_show,
+)
 from scheduling.models import Booking, BookingStatus, FeeRequest
 from tests.billing.conftest import (
     WireRequest,
@@ -157,6 +161,48 @@ def test_pay_11_the_therapist_cancelling_late_refunds_in_full(
 
     payment.refresh_from_db()
     assert (payment.state, payment.amount_refunded_minor) == ("refunded", 12000)
+
+
+def test_pay_11_the_therapist_not_showing_up_refunds_in_full_with_no_fee(
+    localstripe: LocalStripe, client_user: User, therapist: User, stripe_wire: list
+) -> None:
+    """PAY-11: the therapist no-shows → the whole payment is refunded, whatever the late fee."""
+    booking, payment = paid_booking(
+        localstripe, client_user, therapist, late_fee_kind="percent", late_fee_value=100
+    )
+    booking_therapist_no_show(
+        booking_id=booking.pk, by=therapist, now=booking.start + timedelta(minutes=15)
+    )
+    fee_request = FeeRequest.objects.get(booking=booking)
+
+    fee_request_process(fee_request_id=fee_request.pk, now=NOW)
+
+    payment.refresh_from_db()
+    assert (payment.state, payment.amount_refunded_minor) == ("refunded", 12000)
+    assert Refund.objects.get(payment=payment).reason == "therapist_no_show"
+    assert not Payment.objects.exclude(purpose="session").exists()  # no fee
+    assert refunds_sent(stripe_wire) == [f"billing:refund:{payment.pk}:1"]
+
+
+def test_pay_11_a_client_no_show_keeps_the_fee_from_the_session_payment(
+    localstripe: LocalStripe, client_user: User, therapist: User
+) -> None:
+    """PAY-11: the client no-shows → the late fee is kept from what they paid up front, the rest
+    refunded; nothing is charged off-session."""
+    booking, payment = paid_booking(
+        localstripe, client_user, therapist, late_fee_kind="fixed", late_fee_value=5000
+    )
+    booking_mark_no_show(
+        booking_id=booking.pk, by=therapist, now=booking.start + timedelta(minutes=15)
+    )
+    fee_request = FeeRequest.objects.get(booking=booking)
+
+    fee_request_process(fee_request_id=fee_request.pk, now=NOW)
+
+    payment.refresh_from_db()
+    assert (payment.state, payment.amount_refunded_minor) == ("partially_refunded", 7000)
+    assert Refund.objects.get(payment=payment).reason == "client_no_show"
+    assert not Payment.objects.exclude(purpose="session").exists()
 
 
 def test_a_held_unpaid_booking_cancelled_cancels_its_intent(
