@@ -100,6 +100,7 @@ def test_paid_after_the_hold_ran_out_is_refunded_and_the_client_told(
 def test_pay_11_cancel_in_time_refunds_in_full(
     localstripe: LocalStripe, client_user: User, therapist: User, stripe_wire: list
 ) -> None:
+    """PAY-11: cancelled more than N h before → full refund."""
     booking, payment = paid_booking(localstripe, client_user, therapist)
     booking_cancel(booking_id=booking.pk, by=client_user, reason="cannot make it", now=NOW)
     fee_request = FeeRequest.objects.get(booking=booking)
@@ -118,6 +119,8 @@ def test_pay_11_cancel_in_time_refunds_in_full(
 def test_pay_11_late_cancel_keeps_the_fee_and_refunds_the_rest(
     localstripe: LocalStripe, client_user: User, therapist: User
 ) -> None:
+    """PAY-11: cancelled within N h → the policy's fee is kept from the payment, the rest
+    refunded."""
     booking, payment = paid_booking(
         localstripe,
         client_user,
@@ -145,6 +148,7 @@ def test_pay_11_late_cancel_keeps_the_fee_and_refunds_the_rest(
 def test_pay_11_the_therapist_cancelling_late_refunds_in_full(
     localstripe: LocalStripe, client_user: User, therapist: User
 ) -> None:
+    """PAY-11: the therapist cancels, even late → full refund, no fee."""
     booking, payment = paid_booking(
         localstripe,
         client_user,
@@ -208,6 +212,8 @@ def test_pay_11_a_client_no_show_keeps_the_fee_from_the_session_payment(
 def test_a_held_unpaid_booking_cancelled_cancels_its_intent(
     localstripe: LocalStripe, client_user: User, therapist: User
 ) -> None:
+    """PAY-11: a booking not yet paid, cancelled → its PaymentIntent is canceled (the hold
+    released), nothing refunded."""
     held = booking_for(client=client_user, therapist=therapist, now=NOW)
     payment = start_payment(client=client_user, therapist=therapist, now=NOW, booking=held).payment
     booking_cancel(booking_id=held.pk, by=client_user, reason="changed my mind", now=NOW)
@@ -277,6 +283,13 @@ NY = ZoneInfo("America/New_York")
         (datetime(2026, 3, 8, 12, tzinfo=NY), datetime(2026, 3, 7, 12, tzinfo=NY), 6000),
         # ... and noon to noon across the autumn change is 25 h elapsed: free
         (datetime(2026, 11, 1, 12, tzinfo=NY), datetime(2026, 10, 31, 12, tzinfo=NY), 12000),
+        # a therapist in Los Angeles (09:00 on the 5th, 16:00 UTC) and a client in Tokyo
+        # cancelling at 01:00 on the 5th (16:00 UTC on the 4th): exactly 24 h, still free
+        (
+            datetime(2026, 5, 5, 9, tzinfo=ZoneInfo("America/Los_Angeles")),
+            datetime(2026, 5, 5, 1, 0, tzinfo=ZoneInfo("Asia/Tokyo")),
+            12000,
+        ),
         # a client cancelling from Tokyo at 01:00 on the 5th (16:00 UTC on the 4th): 23 h
         # before a session at 15:00 UTC; the instants count, not anyone's wall clock
         (
@@ -294,6 +307,8 @@ def test_pay_11_the_free_cancellation_edges(
     cancelled_at: datetime,
     refunded: int,
 ) -> None:
+    """PAY-11 edges, followed through to the refund sent: exactly N h before, a DST change
+    either way, and a client in another time zone than the therapist (elapsed UTC time counts)."""
     payment = make_payment(
         client=client_user,
         therapist=therapist,
