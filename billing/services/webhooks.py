@@ -160,12 +160,27 @@ def _apply_charge_refunded(event: WebhookEvent, *, now: datetime) -> tuple[str, 
         return StripeEvent.Outcome.UNKNOWN_OBJECT, None
     captured = int(charge.get("amount_captured") or charge.get("amount") or 0)
     refunded = int(charge.get("amount_refunded") or 0)
+    known_refunded = payment.amount_refunded_minor
     payment.amount_captured_minor = min(
         payment.amount_minor, max(payment.amount_captured_minor, captured)
     )
     payment.amount_refunded_minor = min(
         payment.amount_captured_minor, max(payment.amount_refunded_minor, refunded)
     )
+    # Our own refunds are counted when we ask for them, so Stripe's total going past ours is
+    # money refunded elsewhere (the Dashboard): audited, and taken back from a sent payout
+    # (PAY-14) once this transaction commits.
+    external = payment.amount_refunded_minor - known_refunded
+    if external > 0:
+        audit_record(
+            action="billing.refund.external",
+            actor_label="system",
+            resource_type="payment",
+            resource_id=str(payment.pk),
+            patient_id=payment.client_id,
+            details={"amount_minor": external, "stripe_event": event.id},
+        )
+        payout_reverse_after_commit(payment_id=payment.pk, why="refund", amount_minor=external)
     payment.stripe_charge_id = str(charge["id"])
     target = states.state_of_amounts(
         captured=payment.amount_captured_minor, refunded=payment.amount_refunded_minor
