@@ -323,6 +323,9 @@ STRIPE_WEBHOOK_MAX_BYTES = env_int("STRIPE_WEBHOOK_MAX_BYTES", 256 * 1024)
 # Stripe Connect payouts to therapists (separate charges and transfers), off by default.
 BILLING_CONNECT_ENABLED = env_bool("BILLING_CONNECT_ENABLED", False)
 BILLING_PLATFORM_FEE_BPS = env_int("BILLING_PLATFORM_FEE_BPS", 1500)  # 15.00 %, in basis points
+# Fees charged off-session to a saved card: how many attempts, and how far apart.
+BILLING_FEE_MAX_ATTEMPTS = env_int("BILLING_FEE_MAX_ATTEMPTS", 3)
+BILLING_FEE_RETRY_HOURS = env_int("BILLING_FEE_RETRY_HOURS", 24)
 
 # --- Scheduling -------------------------------------------------------------------------------
 # Networks that calendar URLs may resolve to although not public (SSRF guard); empty in

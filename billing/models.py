@@ -44,6 +44,10 @@ class PaymentState(models.TextChoices):
     PARTIALLY_REFUNDED = "partially_refunded"
     REFUNDED = "refunded"
     CANCELED = "canceled"
+    # Ours, for a fee charged off-session: Stripe declined it, asked for authentication the
+    # client is not there to give, or there was no saved card. Final for this version; the next
+    # attempt is a new version (its own idempotency key).
+    FAILED = "failed"
 
 
 class Payment(models.Model):
@@ -156,6 +160,7 @@ class Refund(models.Model):
         HOLD_RELEASED = "hold_released"
         THERAPIST_CANCELLED = "therapist_cancelled"
         THERAPIST_NO_SHOW = "therapist_no_show"
+        CLIENT_NO_SHOW = "client_no_show"  # the part above the no-show fee
         SLOT_LOST = "slot_lost"  # paid after the hold expired and the slot was taken
         GOODWILL = "goodwill"
 
@@ -275,3 +280,88 @@ class Transfer(models.Model):
 
     def __str__(self) -> str:
         return f"Transfer {self.pk}"
+
+
+class SetupState(models.TextChoices):
+    """A SetupIntent's status at Stripe (a subset of which we ever see for cards)."""
+
+    REQUIRES_PAYMENT_METHOD = "requires_payment_method"
+    REQUIRES_CONFIRMATION = "requires_confirmation"
+    REQUIRES_ACTION = "requires_action"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    CANCELED = "canceled"
+
+
+class PaymentMethodSetup(models.Model):
+    """One SetupIntent we created for a client to save a card for later (off-session) fees.
+
+    ``(client, version)`` names it and its Stripe idempotency key; a new version is made only
+    when the previous one succeeded or was canceled, so a retried request reuses the open one.
+    The stored SetupIntent id is the only link from a Stripe event to a client."""
+
+    State = SetupState
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payment_method_setups"
+    )
+    version = models.PositiveIntegerField()
+    stripe_customer_id = models.CharField(max_length=255)
+    stripe_setup_intent_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    state = models.CharField(
+        max_length=32, choices=SetupState.choices, default=SetupState.REQUIRES_PAYMENT_METHOD
+    )
+    last_error_code = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client", "version"], name="setup_client_version"),
+            models.CheckConstraint(
+                condition=Q(state__in=[s.value for s in SetupState]), name="setup_state_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"PaymentMethodSetup {self.pk}"
+
+
+class SavedPaymentMethod(models.Model):
+    """A card a client saved through a SetupIntent: Stripe's id and what the client needs to
+    recognise it (brand, last four digits, expiry), nothing else. The most recently saved card
+    that is not removed is the one off-session fees are charged to."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="saved_payment_methods"
+    )
+    setup = models.ForeignKey(
+        PaymentMethodSetup, on_delete=models.PROTECT, related_name="saved_methods"
+    )
+    stripe_payment_method_id = models.CharField(max_length=255, unique=True)
+    brand = models.CharField(max_length=32)
+    last4 = models.CharField(max_length=4)
+    exp_month = models.PositiveSmallIntegerField()
+    exp_year = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField()
+    detached_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(last4__regex=r"^[0-9]{4}$"), name="method_last4"),
+            models.CheckConstraint(
+                condition=Q(exp_month__gte=1) & Q(exp_month__lte=12), name="method_exp_month"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["client", "-created_at"],
+                condition=Q(detached_at__isnull=True),
+                name="method_client_active",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"SavedPaymentMethod {self.pk}"

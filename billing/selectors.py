@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from django.db.models import QuerySet
 
 from api.models import Role, User
-from billing.models import Payment
+from billing.models import Payment, SavedPaymentMethod
 
 
 def payments_created_between(*, start: datetime, end: datetime) -> QuerySet[Payment]:
@@ -27,3 +28,15 @@ def payments_visible_to(*, user: User) -> QuerySet[Payment]:
         else (Payment.objects.filter(client=user))
     )
     return mine.order_by("-created_at", "-pk")
+
+
+def payment_methods_active(*, client_id: uuid.UUID) -> QuerySet[SavedPaymentMethod]:
+    """A client's saved cards that are not removed, the default (most recent) first."""
+    return SavedPaymentMethod.objects.filter(client_id=client_id, detached_at=None).order_by(
+        "-created_at", "-pk"
+    )
+
+
+def payment_method_default(*, client_id: uuid.UUID) -> SavedPaymentMethod | None:
+    """The card off-session fees are charged to: the one saved last."""
+    return payment_methods_active(client_id=client_id).first()

@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from api.serializers import StrictInputSerializer
 from billing.documents import npi_is_valid
-from billing.models import Payment
+from billing.models import Payment, SavedPaymentMethod
 from billing.services.payments import MAX_AMOUNT_MINOR
 
 
@@ -26,6 +26,12 @@ class PayIn(StrictInputSerializer):
 
 class PaymentOut(serializers.ModelSerializer):
     booking = serializers.UUIDField(source="booking_id", read_only=True)
+    failure_code = serializers.CharField(
+        source="last_error_code",
+        read_only=True,
+        help_text="Why the last attempt failed (e.g. card_declined, authentication_required, "
+        "no_saved_payment_method); empty otherwise.",
+    )
 
     class Meta:
         model = Payment
@@ -39,6 +45,7 @@ class PaymentOut(serializers.ModelSerializer):
             "currency",
             "amount_captured_minor",
             "amount_refunded_minor",
+            "failure_code",
             "created_at",
             "updated_at",
         ]
@@ -100,3 +107,25 @@ class ProviderBillingIn(StrictInputSerializer):
 class ProviderBillingOut(serializers.Serializer):
     npi = serializers.CharField()
     payouts_enabled = serializers.BooleanField()
+
+
+class SavedPaymentMethodOut(serializers.ModelSerializer):
+    is_default = serializers.SerializerMethodField(
+        help_text="Off-session fees are charged to this card (the one saved last)."
+    )
+
+    class Meta:
+        model = SavedPaymentMethod
+        fields = ["id", "brand", "last4", "exp_month", "exp_year", "is_default", "created_at"]
+        read_only_fields = fields
+
+    def get_is_default(self, method: SavedPaymentMethod) -> bool:
+        return bool(self.context.get("default_id") == method.pk)
+
+
+class SetupOut(serializers.Serializer):
+    setup_id = serializers.UUIDField(source="setup.pk")
+    state = serializers.CharField(source="setup.state")
+    client_secret = serializers.CharField(
+        help_text="For Stripe.js / the mobile SDK to collect and save the card; never log it."
+    )

@@ -4,7 +4,8 @@ States are ranked along the way a payment goes. An event may move a payment up t
 event for a lower rank is stale and changes nothing. The rank-1 states (waiting for the client)
 move freely among themselves: a failed 3-D Secure attempt goes back to ``requires_payment_method``.
 ``canceled`` is reachable only before the money is taken; a collected state arriving after
-``canceled`` contradicts what we know, so the caller asks Stripe for the truth.
+``canceled`` contradicts what we know, so the caller asks Stripe for the truth. ``failed`` (ours:
+an off-session fee charge that could not be made) is final like ``canceled``.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ RANK: dict[str, int] = {
     S.PARTIALLY_REFUNDED: 5,
     S.REFUNDED: 6,
     S.CANCELED: 4,
+    S.FAILED: 4,
 }
 COLLECTED = frozenset({S.SUCCEEDED, S.PARTIALLY_REFUNDED, S.REFUNDED})
+ENDED = frozenset({S.CANCELED, S.FAILED})  # this version can no longer collect anything
 _WAITING = 1
 _LAST_CANCELABLE = RANK[S.REQUIRES_CAPTURE]
 
@@ -41,7 +44,7 @@ class Decision(enum.Enum):
 def decide(current: str, target: str) -> Decision:
     if current == target:
         return Decision.STALE
-    if current == S.CANCELED:
+    if current in ENDED:
         return Decision.CONFLICT if target in COLLECTED else Decision.STALE
     if target == S.CANCELED:
         return Decision.APPLY if RANK[current] <= _LAST_CANCELABLE else Decision.STALE

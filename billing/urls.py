@@ -3,6 +3,9 @@
 from django.urls import path
 
 from billing.views import (
+    PaymentMethodSetupView,
+    PaymentMethodsView,
+    PaymentMethodView,
     PaymentsView,
     PayView,
     ProviderBillingView,
@@ -38,4 +41,15 @@ urlpatterns = [
         name="billing-superbill-print",
     ),
     path("billing/provider", ProviderBillingView.as_view(), name="billing-provider"),
+    path("billing/payment-methods", PaymentMethodsView.as_view(), name="billing-payment-methods"),
+    path(
+        "billing/payment-methods/setup",
+        PaymentMethodSetupView.as_view(),
+        name="billing-payment-method-setup",
+    ),
+    path(
+        "billing/payment-methods/<uuid:method_id>",
+        PaymentMethodView.as_view(),
+        name="billing-payment-method",
+    ),
 ]

@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
+from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny
@@ -29,7 +30,7 @@ from api.permissions import has_role
 from api.serializers import problem_responses
 from billing.documents import money
 from billing.models import Payment
-from billing.selectors import payments_visible_to
+from billing.selectors import payment_methods_active, payments_visible_to
 from billing.serializers import (
     PayIn,
     PaymentOut,
@@ -37,10 +38,17 @@ from billing.serializers import (
     ProviderBillingIn,
     ProviderBillingOut,
     ReceiptOut,
+    SavedPaymentMethodOut,
+    SetupOut,
     SuperbillOut,
     WebhookAckSerializer,
 )
 from billing.services.documents import receipt_read, superbill_read
+from billing.services.methods import (
+    payment_method_detach,
+    payment_method_setup_start,
+    payment_methods_read_record,
+)
 from billing.services.payments import booking_payment_start, payments_read_record
 from billing.services.providers import provider_billing_set_npi
 from billing.services.webhooks import webhook_receive
@@ -254,3 +262,62 @@ class ProviderBillingView(APIView):
             now=timezone.now(),
         )
         return Response(ProviderBillingOut(record).data)
+
+
+class PaymentMethodsView(APIView):
+    """``GET /api/v1/billing/payment-methods``: the client's saved cards (brand, last four,
+    expiry), the default first. Audited."""
+
+    permission_classes = [has_role(Role.CLIENT)]
+
+    @extend_schema(
+        operation_id="billing_payment_methods_list",
+        summary="List the client's saved cards",
+        responses={200: SavedPaymentMethodOut(many=True), **problem_responses(401, 403)},
+        tags=["billing"],
+    )
+    def get(self, request: Request) -> Response:
+        client = user_of(request)
+        methods = list(payment_methods_active(client_id=client.pk))
+        payment_methods_read_record(methods=methods, client=client, request=request)
+        context = {"default_id": methods[0].pk if methods else None}
+        return Response(SavedPaymentMethodOut(methods, many=True, context=context).data)
+
+
+class PaymentMethodSetupView(APIView):
+    """``POST /api/v1/billing/payment-methods/setup``: start (or resume) saving a card for
+    later fees; returns the SetupIntent's client secret for Stripe's SDK."""
+
+    permission_classes = [has_role(Role.CLIENT)]
+
+    @extend_schema(
+        operation_id="billing_payment_method_setup",
+        summary="Start saving a card (a SetupIntent, usage off_session)",
+        request=None,
+        responses={200: SetupOut, **problem_responses(401, 403, 409, 503)},
+        tags=["billing"],
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        started = payment_method_setup_start(
+            client=user_of(request), request=request, now=timezone.now()
+        )
+        return Response(SetupOut(started).data)
+
+
+class PaymentMethodView(APIView):
+    """``DELETE /api/v1/billing/payment-methods/{id}``: remove one of the client's cards."""
+
+    permission_classes = [has_role(Role.CLIENT)]
+
+    @extend_schema(
+        operation_id="billing_payment_method_detach",
+        summary="Remove a saved card (detached at Stripe)",
+        responses={204: None, **problem_responses(401, 403, 404, 503)},
+        tags=["billing"],
+    )
+    def delete(self, request: Request, method_id: uuid.UUID) -> Response:
+        payment_method_detach(
+            method_id=method_id, client=user_of(request), request=request, now=timezone.now()
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -595,6 +595,7 @@ class BookingTransition(models.Model):
 class FeeRequestKind(models.TextChoices):
     FULL_REFUND = "full_refund", "Refund everything paid (or cancel an uncaptured payment)"
     LATE_CANCELLATION_FEE = "late_cancellation_fee", "Keep fee_minor, refund the rest"
+    NO_SHOW_FEE = "no_show_fee", "The client did not come: keep fee_minor, refund the rest"
 
 
 class FeeRequestState(models.TextChoices):

@@ -47,6 +47,21 @@ class SetupIntentResult:
     status: str
     client_secret: str
     customer_id: str = ""
+    payment_method_id: str = ""
+    last_error_code: str = ""
+
+
+@dataclass(frozen=True)
+class PaymentMethodResult:
+    """A saved payment method as far as we keep it: no name, address or full number."""
+
+    id: str
+    type: str
+    customer_id: str = ""
+    brand: str = ""
+    last4: str = ""
+    exp_month: int = 0
+    exp_year: int = 0
 
 
 @dataclass(frozen=True)
@@ -170,6 +185,14 @@ class PaymentGateway(Protocol):
     def setup_intent_create(
         self, *, idempotency_key: str, customer_id: str, metadata: Mapping[str, str]
     ) -> SetupIntentResult: ...
+
+    def setup_intent_retrieve(self, setup_intent_id: str) -> SetupIntentResult: ...
+
+    def payment_method_retrieve(self, payment_method_id: str) -> PaymentMethodResult: ...
+
+    def payment_method_detach(
+        self, *, payment_method_id: str, idempotency_key: str
+    ) -> PaymentMethodResult: ...
 
     def transfer_create(
         self,

@@ -27,6 +27,7 @@ from billing.gateways.base import (
     IdempotencyKeyReused,
     InvalidGatewayRequest,
     PaymentIntentResult,
+    PaymentMethodResult,
     RefundResult,
     SetupIntentResult,
     TransferResult,
@@ -68,6 +69,31 @@ def payment_intent_from(obj: Mapping[str, Any]) -> PaymentIntentResult:
         last_error_code=str(error.get("decline_code") or error.get("code") or ""),
         livemode=bool(obj.get("livemode", False)),
         metadata={str(k): str(v) for k, v in (obj.get("metadata") or {}).items()},
+    )
+
+
+def setup_intent_from(obj: Mapping[str, Any]) -> SetupIntentResult:
+    error = obj.get("last_setup_error") or {}
+    return SetupIntentResult(
+        id=str(obj["id"]),
+        status=str(obj["status"]),
+        client_secret=str(obj.get("client_secret") or ""),
+        customer_id=id_of(obj.get("customer")),
+        payment_method_id=id_of(obj.get("payment_method")),
+        last_error_code=str(error.get("decline_code") or error.get("code") or ""),
+    )
+
+
+def _payment_method_from(obj: Mapping[str, Any]) -> PaymentMethodResult:
+    card = obj.get("card") or {}
+    return PaymentMethodResult(
+        id=str(obj["id"]),
+        type=str(obj.get("type") or ""),
+        customer_id=id_of(obj.get("customer")),
+        brand=str(card.get("brand") or ""),
+        last4=str(card.get("last4") or ""),
+        exp_month=int(card.get("exp_month") or 0),
+        exp_year=int(card.get("exp_year") or 0),
     )
 
 
@@ -243,13 +269,28 @@ class StripeGateway:
                 options={"idempotency_key": idempotency_key},
             )
         )
-        data = intent.to_dict()
-        return SetupIntentResult(
-            id=str(data["id"]),
-            status=str(data["status"]),
-            client_secret=str(data.get("client_secret") or ""),
-            customer_id=id_of(data.get("customer")),
+        return setup_intent_from(intent.to_dict())
+
+    def setup_intent_retrieve(self, setup_intent_id: str) -> SetupIntentResult:
+        client = self._require_client()
+        intent = self._call(lambda: client.v1.setup_intents.retrieve(setup_intent_id))
+        return setup_intent_from(intent.to_dict())
+
+    def payment_method_retrieve(self, payment_method_id: str) -> PaymentMethodResult:
+        client = self._require_client()
+        method = self._call(lambda: client.v1.payment_methods.retrieve(payment_method_id))
+        return _payment_method_from(method.to_dict())
+
+    def payment_method_detach(
+        self, *, payment_method_id: str, idempotency_key: str
+    ) -> PaymentMethodResult:
+        client = self._require_client()
+        method = self._call(
+            lambda: client.v1.payment_methods.detach(
+                payment_method_id, options={"idempotency_key": idempotency_key}
+            )
         )
+        return _payment_method_from(method.to_dict())
 
     # --- Connect (localstripe has none: tested against a scripted server) -------------------
 

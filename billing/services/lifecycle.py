@@ -23,7 +23,9 @@ from api.models import User
 from audit.models import Outcome
 from audit.services import audit_record
 from billing import states
+from billing.gateways.base import InvalidGatewayRequest
 from billing.models import Payment, Refund, Transfer
+from billing.services.fees import fee_attempts_failed, fee_charge
 from billing.services.payments import gateway_call, payment_apply_intent
 from billing.services.payouts import payout_create, payouts_due
 from billing.services.refunds import refund_request, refund_submit
@@ -33,6 +35,7 @@ from scheduling.bookings.services import (
     booking_confirm,
     booking_release,
     fee_request_claim,
+    fee_request_defer,
     fee_request_settle,
 )
 from scheduling.models import BookingStatus, FeeRequest, FeeRequestKind
@@ -154,12 +157,24 @@ def _booking_release(*, payment: Payment, reason: str, now: datetime) -> None:
 # --- Fee requests (what a cancellation asks of billing) --------------------------------------
 
 
+_FEE_PURPOSE = {
+    FeeRequestKind.LATE_CANCELLATION_FEE: Payment.Purpose.LATE_CANCELLATION_FEE,
+    FeeRequestKind.NO_SHOW_FEE: Payment.Purpose.NO_SHOW_FEE,
+}
+
+
 def fee_request_process(*, fee_request_id: uuid.UUID, now: datetime) -> bool:
-    """Do what one cancellation asked: refund all or all but the late fee, or cancel an intent
-    not yet paid; then mark the request settled. False when another worker holds it."""
+    """Do what one cancellation or no-show asked: refund all, or all but the fee (kept from the
+    session's payment), or cancel an intent not yet paid; then mark the request settled. A fee
+    that cannot be kept from a collected payment (none was collected: an authorization that
+    expired, PAY-13, or a session paid outside) is charged off-session to the client's saved card
+    (``fees.fee_charge``), and the request stays pending until that succeeds or the attempts are
+    used up. False when another worker holds the request."""
     if not fee_request_claim(fee_request_id=fee_request_id, now=now):
         return False
-    fee_request = FeeRequest.objects.get(pk=fee_request_id)
+    fee_request = FeeRequest.objects.select_related("booking__therapist").get(pk=fee_request_id)
+    purpose = _FEE_PURPOSE.get(FeeRequestKind(fee_request.kind))
+    charge_fee = False
     refund_id = None
     with transaction.atomic():  # the money decision and "settled" commit together
         payment = (
@@ -168,33 +183,66 @@ def fee_request_process(*, fee_request_id: uuid.UUID, now: datetime) -> bool:
             .order_by("-version")
             .first()
         )
+        if payment is not None and payment.state == Payment.State.PROCESSING:
+            return True  # not known yet whether it was paid: the claim runs out, retried then
         if payment is not None and payment.state in states.COLLECTED:
-            wanted = (
-                payment.refundable_minor
-                if fee_request.kind == FeeRequestKind.FULL_REFUND
-                else fee_request.refund_minor
-            )
+            wanted = payment.refundable_minor if purpose is None else fee_request.refund_minor
             amount = min(wanted, payment.refundable_minor)
             if amount > 0:
                 refund_id = refund_request(
                     payment=payment, amount_minor=amount, reason=fee_request.reason, now=now
                 ).pk
-        elif payment is not None and payment.state in _CANCELABLE:
-            _intent_cancel(payment=payment, now=now)
-            if fee_request.kind == FeeRequestKind.LATE_CANCELLATION_FEE and fee_request.fee_minor:
-                audit_record(
-                    action="billing.fee.uncollected",
-                    actor_label="system",
-                    outcome=Outcome.ERROR,
-                    resource_type="payment",
-                    resource_id=str(payment.pk),
-                    patient_id=payment.client_id,
-                    details={"fee_minor": fee_request.fee_minor, "why": "not_paid"},
-                )
-        fee_request_settle(fee_request_id=fee_request_id, now=now)
+        else:
+            if payment is not None and payment.state in _CANCELABLE:
+                _intent_cancel(payment=payment, now=now)
+            charge_fee = purpose is not None and fee_request.fee_minor > 0
+        if not charge_fee:
+            fee_request_settle(fee_request_id=fee_request_id, now=now)
     if refund_id is not None:
         _refund_send(refund_id=refund_id, now=now)
+    if charge_fee:
+        assert purpose is not None
+        _fee_collect(fee_request=fee_request, purpose=purpose, now=now)
     return True
+
+
+def _fee_collect(*, fee_request: FeeRequest, purpose: str, now: datetime) -> None:
+    """One off-session attempt at the fee; settled when collected or when the last attempt
+    failed (audited and alerted as uncollected), else tried again after
+    ``BILLING_FEE_RETRY_HOURS``."""
+    fee = fee_charge(
+        booking=fee_request.booking,
+        purpose=purpose,
+        amount_minor=fee_request.fee_minor,
+        currency=fee_request.currency,
+        now=now,
+    )
+    if fee.state == Payment.State.PROCESSING:
+        return  # its webhook will tell; the claim runs out and the next run re-reads it
+    failed = fee_attempts_failed(booking_id=fee_request.booking_id, purpose=purpose)
+    if fee.state in states.ENDED and failed < settings.BILLING_FEE_MAX_ATTEMPTS:
+        fee_request_defer(
+            fee_request_id=fee_request.pk,
+            until=now + timedelta(hours=settings.BILLING_FEE_RETRY_HOURS),
+        )
+        return
+    with transaction.atomic():
+        if fee.state in states.ENDED:
+            security_log.warning("fee of payment %s given up after %s attempts", fee.pk, failed)
+            audit_record(
+                action="billing.fee.uncollected",
+                actor_label="system",
+                outcome=Outcome.ERROR,
+                resource_type="payment",
+                resource_id=str(fee.pk),
+                patient_id=fee.client_id,
+                details={
+                    "fee_minor": fee_request.fee_minor,
+                    "why": "attempts_exhausted",
+                    "attempts": failed,
+                },
+            )
+        fee_request_settle(fee_request_id=fee_request.pk, now=now)
 
 
 def _refund_send(*, refund_id: uuid.UUID, now: datetime) -> Refund | None:
@@ -211,12 +259,18 @@ def _intent_cancel(*, payment: Payment, now: datetime) -> None:
     intent_id = payment.stripe_payment_intent_id
     if not intent_id:
         return
-    intent = gateway_call(
-        lambda gateway: gateway.payment_intent_cancel(
-            payment_intent_id=str(intent_id),
-            idempotency_key=f"billing:payment_intent_cancel:{payment.pk}",
+    try:
+        intent = gateway_call(
+            lambda gateway: gateway.payment_intent_cancel(
+                payment_intent_id=str(intent_id),
+                idempotency_key=f"billing:payment_intent_cancel:{payment.pk}",
+            )
         )
-    )
+    except InvalidGatewayRequest:
+        # Stripe refuses to cancel an intent that is no longer cancelable: an authorization
+        # that expired (Stripe canceled it, PAY-13) or one that was paid meanwhile. Its status
+        # at Stripe is the truth.
+        intent = gateway_call(lambda gateway: gateway.payment_intent_retrieve(str(intent_id)))
     payment_apply_intent(payment=payment, intent=intent, reason="booking_cancelled", now=now)
 
 
@@ -225,7 +279,7 @@ def billing_settle(*, now: datetime, limit: int = 100) -> dict[str, int]:
     reserved but never reached Stripe (older than a minute, so none is being sent right now),
     and, with Connect on, pay therapists for completed sessions."""
     settled = 0
-    for fee_request in list(fee_requests_pending(limit=limit)):
+    for fee_request in list(fee_requests_pending(limit=limit, now=now)):
         try:
             settled += fee_request_process(fee_request_id=fee_request.pk, now=now)
         except Exception:

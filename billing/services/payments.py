@@ -303,7 +303,8 @@ def _current_payment_locked(
     now: datetime,
 ) -> Payment:
     """The latest version of a booking's payment for ``purpose``, locked; a new version when
-    there is none yet or the latest was canceled. A concurrent creator makes us wait and reuse."""
+    there is none yet or the latest ended (canceled, or a failed fee charge). A concurrent
+    creator makes us wait and reuse."""
     for _ in range(2):
         latest = (
             Payment.objects.select_for_update()
@@ -311,7 +312,7 @@ def _current_payment_locked(
             .order_by("-version")
             .first()
         )
-        if latest is not None and latest.state != Payment.State.CANCELED:
+        if latest is not None and latest.state not in states.ENDED:
             return latest
         try:
             with transaction.atomic():

@@ -4,8 +4,9 @@ therapist's share goes to their connected account with ``source_transaction`` (t
 ``transfer_group``. The platform fee is an integer share in basis points, floored, and the
 transfer is the rest, so fee + transfer is exactly what was paid: no rounding drift (PAY-14).
 
-A refund after the payout reverses the transfer by the refunded amount (up to what is left of
-it); a dispute reverses what is left (PAY-15). The platform fee is not given back on a refund.
+A refund after the payout — ours, or one made in the Stripe Dashboard that we learn of from
+``charge.refunded`` — reverses the transfer by the refunded amount (up to what is left of it); a
+dispute reverses what is left (PAY-15). The platform fee is not given back on a refund.
 """
 
 from __future__ import annotations
@@ -143,16 +144,21 @@ def payout_reverse(*, payment: Payment, amount_minor: int, why: str, now: dateti
     return amount
 
 
-def payout_reverse_after_commit(*, payment_id: uuid.UUID, why: str) -> None:
-    """Reverse what is left of a payment's transfer once the current transaction commits (a
-    webhook answers Stripe at once; the reversal is a call to Stripe of its own)."""
+def payout_reverse_after_commit(
+    *, payment_id: uuid.UUID, why: str, amount_minor: int | None = None
+) -> None:
+    """Reverse ``amount_minor`` (by default all that is left) of a payment's transfer once the
+    current transaction commits (a webhook answers Stripe at once; the reversal is a call to
+    Stripe of its own)."""
 
     def reverse() -> None:
         with transaction.atomic():
             payment = Payment.objects.select_for_update().get(pk=payment_id)
             payout_reverse(
                 payment=payment,
-                amount_minor=payment.amount_captured_minor,
+                amount_minor=payment.amount_captured_minor
+                if amount_minor is None
+                else amount_minor,
                 why=why,
                 now=timezone.now(),
             )

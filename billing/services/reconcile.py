@@ -34,9 +34,9 @@ class Mismatch:
 def _agrees(payment: Payment, intent: PaymentIntentResult) -> str | None:
     """Why ``payment`` and ``intent`` disagree, or None."""
     collected = payment.state in states.COLLECTED
-    if collected != (intent.status == "succeeded") or (
-        not collected and payment.state != intent.status
-    ):
+    # A failed fee charge is ours: its intent was canceled at Stripe so it cannot succeed later.
+    ours = Payment.State.CANCELED if payment.state == Payment.State.FAILED else payment.state
+    if collected != (intent.status == "succeeded") or (not collected and ours != intent.status):
         return "state"
     if (
         intent.amount != payment.amount_minor

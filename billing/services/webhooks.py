@@ -11,6 +11,7 @@ event's metadata (PAY-09). Events of the other mode (test vs live) are recorded 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -22,9 +23,10 @@ from audit.services import audit_record
 from billing import gateways, states
 from billing.errors import WebhookRejectedError, WebhooksNotConfiguredError
 from billing.gateways.base import WebhookEvent, WebhookPayloadInvalid, WebhookSignatureInvalid
-from billing.gateways.stripe import id_of, payment_intent_from
-from billing.models import Payment, Refund, StripeEvent
+from billing.gateways.stripe import id_of, payment_intent_from, setup_intent_from
+from billing.models import Payment, PaymentMethodSetup, Refund, StripeEvent
 from billing.services.lifecycle import payment_booking_follow
+from billing.services.methods import setup_apply_intent
 from billing.services.payments import payment_apply_intent, payment_transition
 from billing.services.payouts import payout_reverse_after_commit, provider_account_update
 from billing.services.refunds import refund_apply_update
@@ -43,6 +45,14 @@ _INTENT_EVENTS = frozenset(
     }
 )
 _REFUND_EVENTS = frozenset({"refund.updated", "refund.failed", "charge.refund.updated"})
+_SETUP_EVENTS = frozenset(
+    {
+        "setup_intent.succeeded",
+        "setup_intent.setup_failed",
+        "setup_intent.requires_action",
+        "setup_intent.canceled",
+    }
+)
 
 
 def webhook_receive(*, payload: bytes, signature_header: str, now: datetime) -> StripeEvent | None:
@@ -98,6 +108,8 @@ def _apply(event: WebhookEvent, *, now: datetime) -> tuple[str, Payment | None]:
         return _apply_dispute(event, now=now)
     if event.type in _REFUND_EVENTS:
         return _apply_refund_event(event, now=now)
+    if event.type in _SETUP_EVENTS:
+        return _apply_setup_event(event, now=now), None
     if event.type == "account.updated":
         known = provider_account_update(
             account_id=str(event.object["id"]),
@@ -148,12 +160,27 @@ def _apply_charge_refunded(event: WebhookEvent, *, now: datetime) -> tuple[str, 
         return StripeEvent.Outcome.UNKNOWN_OBJECT, None
     captured = int(charge.get("amount_captured") or charge.get("amount") or 0)
     refunded = int(charge.get("amount_refunded") or 0)
+    known_refunded = payment.amount_refunded_minor
     payment.amount_captured_minor = min(
         payment.amount_minor, max(payment.amount_captured_minor, captured)
     )
     payment.amount_refunded_minor = min(
         payment.amount_captured_minor, max(payment.amount_refunded_minor, refunded)
     )
+    # Our own refunds are counted when we ask for them, so Stripe's total going past ours is
+    # money refunded elsewhere (the Dashboard): audited, and taken back from a sent payout
+    # (PAY-14) once this transaction commits.
+    external = payment.amount_refunded_minor - known_refunded
+    if external > 0:
+        audit_record(
+            action="billing.refund.external",
+            actor_label="system",
+            resource_type="payment",
+            resource_id=str(payment.pk),
+            patient_id=payment.client_id,
+            details={"amount_minor": external, "stripe_event": event.id},
+        )
+        payout_reverse_after_commit(payment_id=payment.pk, why="refund", amount_minor=external)
     payment.stripe_charge_id = str(charge["id"])
     target = states.state_of_amounts(
         captured=payment.amount_captured_minor, refunded=payment.amount_refunded_minor
@@ -213,6 +240,28 @@ def _apply_refund_event(event: WebhookEvent, *, now: datetime) -> tuple[str, Pay
     return (StripeEvent.Outcome.APPLIED if changed else StripeEvent.Outcome.STALE), payment
 
 
+def _apply_setup_event(event: WebhookEvent, *, now: datetime) -> str:
+    """A SetupIntent we created changed: found by OUR stored id; its customer must be the one we
+    created it on (a mismatch is a security event and changes nothing)."""
+    setup = (
+        PaymentMethodSetup.objects.select_for_update()
+        .filter(stripe_setup_intent_id=str(event.object["id"]))
+        .first()
+    )
+    if setup is None:
+        _security_event("unknown_setup_intent", event)
+        return StripeEvent.Outcome.UNKNOWN_OBJECT
+    try:
+        intent = setup_intent_from(event.object)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WebhookRejectedError("The event's setup intent is malformed.") from exc
+    if intent.customer_id != setup.stripe_customer_id:
+        _security_event("customer_mismatch", event, client_id=setup.client_id)
+        return StripeEvent.Outcome.UNKNOWN_OBJECT
+    changed = setup_apply_intent(setup=setup, intent=intent, now=now, stripe_event_id=event.id)
+    return StripeEvent.Outcome.APPLIED if changed else StripeEvent.Outcome.STALE
+
+
 def _outcome(decision: states.Decision) -> str:
     return (
         StripeEvent.Outcome.APPLIED
@@ -221,7 +270,13 @@ def _outcome(decision: states.Decision) -> str:
     )
 
 
-def _security_event(why: str, event: WebhookEvent, *, payment: Payment | None = None) -> None:
+def _security_event(
+    why: str,
+    event: WebhookEvent,
+    *,
+    payment: Payment | None = None,
+    client_id: uuid.UUID | None = None,
+) -> None:
     security_log.warning("stripe event %s ignored or flagged: %s", event.id, why)
     audit_record(
         action=f"billing.webhook.{why}",
@@ -229,6 +284,6 @@ def _security_event(why: str, event: WebhookEvent, *, payment: Payment | None = 
         outcome=Outcome.DENIED,
         resource_type="stripe_event",
         resource_id=event.id[:64],
-        patient_id=payment.client_id if payment is not None else None,
+        patient_id=payment.client_id if payment is not None else client_id,
         details={"type": event.type, "livemode": event.livemode},
     )

@@ -4,7 +4,8 @@
 DST change 24 hours before a 09:00 session is 08:00 or 10:00 local the day before, and the
 time zones of the client and the therapist play no part. Cancelling exactly N hours before is
 still free. A late fee is a percentage of the price (rounded half up to a minor unit) or a fixed
-amount in the booking's currency, never more than the price.
+amount in the booking's currency, never more than the price. A client who does not come at all
+owes what cancelling at the last moment would have cost: the same fee (``no_show_settlement``).
 """
 
 from __future__ import annotations
@@ -63,3 +64,16 @@ def settlement(
         kind = FeeRequestKind.LATE_CANCELLATION_FEE if fee else FeeRequestKind.FULL_REFUND
         return Settlement(kind, "client_cancelled_late", fee, terms.price_minor - fee)
     return Settlement(FeeRequestKind.FULL_REFUND, reason, 0, terms.price_minor)
+
+
+def no_show_settlement(*, terms: Terms, by_therapist: bool) -> Settlement | None:
+    """The money side of a session one party did not come to, or None when it was free. The
+    client not coming costs the late fee (the rest is refunded); the therapist not coming
+    refunds everything."""
+    if terms.price_minor == 0:
+        return None
+    if by_therapist:
+        return Settlement(FeeRequestKind.FULL_REFUND, "therapist_no_show", 0, terms.price_minor)
+    fee = late_fee(terms)
+    kind = FeeRequestKind.NO_SHOW_FEE if fee else FeeRequestKind.FULL_REFUND
+    return Settlement(kind, "client_no_show", fee, terms.price_minor - fee)

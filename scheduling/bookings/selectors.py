@@ -84,10 +84,12 @@ def therapist_schedule(
     return list(rows)
 
 
-def fee_requests_pending(*, limit: int = 100) -> QuerySet[FeeRequest]:
-    """Fee requests billing has not settled yet, oldest first."""
+def fee_requests_pending(*, limit: int = 100, now: datetime | None = None) -> QuerySet[FeeRequest]:
+    """Fee requests billing has not settled yet, oldest first; with ``now``, only those no one
+    holds or has put off past ``now`` (``fee_request_claim``, ``fee_request_defer``)."""
+    free = Q(claimed_until__isnull=True) | Q(claimed_until__lte=now) if now is not None else Q()
     return (
-        FeeRequest.objects.filter(state=FeeRequestState.PENDING)
+        FeeRequest.objects.filter(free, state=FeeRequestState.PENDING)
         .select_related("booking")
         .order_by("created_at", "id")[:limit]
     )

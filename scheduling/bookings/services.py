@@ -37,7 +37,13 @@ from audit.services import audit_access
 from scheduling import selectors
 from scheduling.bookings import locks, notifications
 from scheduling.bookings.db import is_overlap_violation
-from scheduling.bookings.policy import Terms, is_free_to_cancel, settlement
+from scheduling.bookings.policy import (
+    Settlement,
+    Terms,
+    is_free_to_cancel,
+    no_show_settlement,
+    settlement,
+)
 from scheduling.models import (
     Booking,
     BookingSeries,
@@ -711,27 +717,13 @@ def booking_cancel(
         now=now,
     )
     money = settlement(
-        terms=Terms(
-            price_minor=booking.price_minor,
-            free_until_hours=booking.cancel_free_hours,
-            late_fee_kind=booking.late_fee_kind,
-            late_fee_value=booking.late_fee_value,
-        ),
+        terms=_terms(booking),
         start=booking.start,
         by_therapist=_is_therapist(booking, by),
         was_confirmed=was_confirmed,
         now=now,
     )
-    if money is not None:
-        booking.fee_request = FeeRequest.objects.create(
-            booking=booking,
-            kind=money.kind,
-            reason=money.reason,
-            fee_minor=money.fee_minor,
-            refund_minor=money.refund_minor,
-            currency=booking.currency,
-            created_at=now,
-        )
+    _fee_request(booking, money, now=now)
     notifications.notify(bookings=[booking], kind=NotificationKind.CANCELLED, now=now)
     _availability_changed(therapist=booking.therapist)
     return booking
@@ -856,8 +848,9 @@ def booking_complete(
 def booking_mark_no_show(
     *, booking_id: uuid.UUID, by: User, request: HttpRequest | None = None, now: datetime
 ) -> Booking:
-    """confirmed → no_show (the client did not come), by the therapist, once it has started."""
-    return _after_start(
+    """confirmed → no_show (the client did not come), by the therapist, once it has started.
+    Billing is asked for the no-show fee (the booking's late fee; the rest is refunded)."""
+    booking = _after_start(
         booking_id=booking_id,
         by=by,
         to_status=BookingStatus.NO_SHOW,
@@ -865,6 +858,63 @@ def booking_mark_no_show(
         request=request,
         now=now,
     )
+    _fee_request(booking, no_show_settlement(terms=_terms(booking), by_therapist=False), now=now)
+    return booking
+
+
+@transaction.atomic
+def booking_therapist_no_show(
+    *, booking_id: uuid.UUID, by: User, request: HttpRequest | None = None, now: datetime
+) -> Booking:
+    """The therapist did not come: confirmed → cancelled (reason ``therapist_no_show``), once
+    the session has started, recorded by the therapist themselves or by an admin after the
+    client complained. Billing refunds everything; no fee. Anyone else: 404."""
+    booking = locks.lock_booking_and_parties(booking_id=booking_id)
+    if by.role != Role.ADMIN:
+        booking = _participant(booking, by)
+        if not _is_therapist(booking, by):
+            raise ForbiddenError("Only the therapist, or an admin, records this.")
+    if booking is None:
+        raise NotFoundError("No such booking.")
+    if booking.status != BookingStatus.CONFIRMED:
+        raise IllegalTransition(booking.status)
+    if booking.start > now:
+        raise ConflictError("The session has not started yet.", code="not_started")
+    booking = _change(
+        booking,
+        to_status=BookingStatus.CANCELLED,
+        action="therapist_no_show",
+        actor=by,
+        reason="therapist_no_show",
+        request=request,
+        now=now,
+    )
+    _fee_request(booking, no_show_settlement(terms=_terms(booking), by_therapist=True), now=now)
+    notifications.notify(bookings=[booking], kind=NotificationKind.CANCELLED, now=now)
+    return booking
+
+
+def _terms(booking: Booking) -> Terms:
+    return Terms(
+        price_minor=booking.price_minor,
+        free_until_hours=booking.cancel_free_hours,
+        late_fee_kind=booking.late_fee_kind,
+        late_fee_value=booking.late_fee_value,
+    )
+
+
+def _fee_request(booking: Booking, money: Settlement | None, *, now: datetime) -> None:
+    """Hand the money side of a change to billing (nothing when the session was free)."""
+    if money is not None:
+        booking.fee_request = FeeRequest.objects.create(
+            booking=booking,
+            kind=money.kind,
+            reason=money.reason,
+            fee_minor=money.fee_minor,
+            refund_minor=money.refund_minor,
+            currency=booking.currency,
+            created_at=now,
+        )
 
 
 # --- Cancellation policy ----------------------------------------------------------------------
@@ -909,6 +959,13 @@ def fee_request_claim(
             claimed_until=now + lease
         )
         == 1
+    )
+
+
+def fee_request_defer(*, fee_request_id: uuid.UUID, until: datetime) -> None:
+    """Billing will try a pending request again at ``until`` (a fee charge that failed)."""
+    FeeRequest.objects.filter(pk=fee_request_id, state=FeeRequestState.PENDING).update(
+        claimed_until=until
     )
 
 

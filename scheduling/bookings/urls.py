@@ -34,6 +34,11 @@ urlpatterns: list[URLPattern | URLResolver] = [
         views.BookingNoShowView.as_view(),
         name="booking-no-show",
     ),
+    path(
+        "bookings/<uuid:booking_id>/therapist-no-show",
+        views.BookingTherapistNoShowView.as_view(),
+        name="booking-therapist-no-show",
+    ),
     path("therapists/me/schedule", views.MyScheduleView.as_view(), name="therapist-me-schedule"),
     path(
         "therapists/me/cancellation-policy",

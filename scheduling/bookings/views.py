@@ -235,6 +235,20 @@ class BookingNoShowView(AuditedBookingView, APIView):
         return Response(BookingOut(booking).data)
 
 
+class BookingTherapistNoShowView(AuditedBookingView, APIView):
+    """The therapist records that they did not come (after the start): the booking is
+    cancelled and the client refunded in full, no fee."""
+
+    permission_classes = [IsTherapist]
+
+    @_THERAPIST_ACTION
+    def post(self, request: Request, booking_id: uuid.UUID) -> Response:
+        booking = services.booking_therapist_no_show(
+            booking_id=booking_id, by=user_of(request), request=request, now=timezone.now()
+        )
+        return Response(BookingOut(booking).data)
+
+
 class MyScheduleView(AuditedBookingView, APIView):
     """The therapist's sessions for a local day, a week (Monday first) or a range, with client
     names; expired holds never show, cancelled sessions on request."""

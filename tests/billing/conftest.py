@@ -21,18 +21,27 @@ import pytest
 import stripe
 from django.db import connections
 from django.test.testcases import LiveServerThread, _StaticFilesHandler
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from api.models import Role, User
-from billing.models import Payment
+from billing.models import Payment, PaymentMethodSetup
+from billing.services.methods import payment_method_setup_start
 from billing.services.payments import PaymentStart, payment_intent_ensure
 from billing.states import COLLECTED
 from scheduling.models import Booking, BookingStatus, TherapistProfile
-from tests.billing.stripe_doubles import LOCALSTRIPE_KEY, WEBHOOK_SECRET, LocalStripe
+from tests.billing.stripe_doubles import (
+    LOCALSTRIPE_KEY,
+    WEBHOOK_SECRET,
+    LocalStripe,
+    event,
+    setup_intent_object,
+    signed,
+)
 from tests.factories import make_user
 from tests.scheduling.conftest import make_booking, make_therapist
 
-_ALLOWED_METADATA = {"payment_ref", "booking_ref", "user_ref", "refund_ref"}
+_ALLOWED_METADATA = {"payment_ref", "booking_ref", "user_ref", "refund_ref", "setup_ref"}
 _OPAQUE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _FORBIDDEN_PARAMS = re.compile(
     r"^(description|statement_descriptor.*|receipt_email|name|email|phone|address.*|shipping.*"
@@ -305,3 +314,38 @@ def post_webhook(body: bytes, sig: str | None, client: Any = None, **headers: st
     return (client or APIClient()).generic(
         "POST", WEBHOOK_URL, body, content_type="application/json", **extra
     )
+
+
+def save_card_at_stripe(localstripe: LocalStripe, setup_intent_id: str, number: str) -> str:
+    """What Stripe.js does with the SetupIntent's client secret: the card goes to Stripe."""
+    sdk = client_sdk(localstripe)
+    method = sdk.v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": number, "exp_month": 4, "exp_year": 2031, "cvc": "123"},
+        }
+    )
+    sdk.v1.setup_intents.confirm(setup_intent_id, params={"payment_method": method.id})
+    return str(method.id)
+
+
+def succeeded_event(setup: PaymentMethodSetup, method_id: str, *, event_id: str) -> dict[str, Any]:
+    return event(
+        "setup_intent.succeeded",
+        setup_intent_object(
+            setup_intent_id=str(setup.stripe_setup_intent_id),
+            status="succeeded",
+            customer=setup.stripe_customer_id,
+            payment_method=method_id,
+        ),
+        event_id=event_id,
+    )
+
+
+def saved_card(localstripe: LocalStripe, client: User, number: str = "4242424242424242") -> str:
+    """A card saved by ``client`` through a SetupIntent and its webhook; its Stripe id."""
+    setup = payment_method_setup_start(client=client, request=None, now=timezone.now()).setup
+    method_id = save_card_at_stripe(localstripe, str(setup.stripe_setup_intent_id), number)
+    body = succeeded_event(setup, method_id, event_id=f"evt_setup_{setup.pk.hex}")
+    assert post_webhook(*signed(body)).status_code == 200
+    return method_id

@@ -248,6 +248,25 @@ def charge_object(
     }
 
 
+def setup_intent_object(
+    *, setup_intent_id: str, status: str, customer: str, payment_method: str | None = None
+) -> dict[str, Any]:
+    """A SetupIntent as Stripe sends it in ``setup_intent.*`` events (localstripe sends none)."""
+    return {
+        "id": setup_intent_id,
+        "object": "setup_intent",
+        "client_secret": f"{setup_intent_id}_secret_test",
+        "customer": customer,
+        "last_setup_error": None,
+        "livemode": False,
+        "metadata": {},
+        "payment_method": payment_method,
+        "payment_method_types": ["card"],
+        "status": status,
+        "usage": "off_session",
+    }
+
+
 def dispute_object(*, dispute_id: str, charge_id: str, intent_id: str) -> dict[str, Any]:
     return {
         "id": dispute_id,

@@ -22,7 +22,11 @@ from billing import gateways
 from billing.gateways.stripe import StripeGateway
 from billing.models import Payment, Refund
 from billing.services.lifecycle import billing_settle, fee_request_process, payment_refresh
-from scheduling.bookings.services import booking_cancel
+from scheduling.bookings.services import (
+    booking_cancel,
+    booking_mark_no_show,
+    booking_therapist_no_show,
+)
 from scheduling.models import Booking, BookingStatus, FeeRequest
 from tests.billing.conftest import (
     WireRequest,
@@ -96,6 +100,7 @@ def test_paid_after_the_hold_ran_out_is_refunded_and_the_client_told(
 def test_pay_11_cancel_in_time_refunds_in_full(
     localstripe: LocalStripe, client_user: User, therapist: User, stripe_wire: list
 ) -> None:
+    """PAY-11: cancelled more than N h before → full refund."""
     booking, payment = paid_booking(localstripe, client_user, therapist)
     booking_cancel(booking_id=booking.pk, by=client_user, reason="cannot make it", now=NOW)
     fee_request = FeeRequest.objects.get(booking=booking)
@@ -114,6 +119,8 @@ def test_pay_11_cancel_in_time_refunds_in_full(
 def test_pay_11_late_cancel_keeps_the_fee_and_refunds_the_rest(
     localstripe: LocalStripe, client_user: User, therapist: User
 ) -> None:
+    """PAY-11: cancelled within N h → the policy's fee is kept from the payment, the rest
+    refunded."""
     booking, payment = paid_booking(
         localstripe,
         client_user,
@@ -141,6 +148,7 @@ def test_pay_11_late_cancel_keeps_the_fee_and_refunds_the_rest(
 def test_pay_11_the_therapist_cancelling_late_refunds_in_full(
     localstripe: LocalStripe, client_user: User, therapist: User
 ) -> None:
+    """PAY-11: the therapist cancels, even late → full refund, no fee."""
     booking, payment = paid_booking(
         localstripe,
         client_user,
@@ -159,9 +167,53 @@ def test_pay_11_the_therapist_cancelling_late_refunds_in_full(
     assert (payment.state, payment.amount_refunded_minor) == ("refunded", 12000)
 
 
+def test_pay_11_the_therapist_not_showing_up_refunds_in_full_with_no_fee(
+    localstripe: LocalStripe, client_user: User, therapist: User, stripe_wire: list
+) -> None:
+    """PAY-11: the therapist no-shows → the whole payment is refunded, whatever the late fee."""
+    booking, payment = paid_booking(
+        localstripe, client_user, therapist, late_fee_kind="percent", late_fee_value=100
+    )
+    booking_therapist_no_show(
+        booking_id=booking.pk, by=therapist, now=booking.start + timedelta(minutes=15)
+    )
+    fee_request = FeeRequest.objects.get(booking=booking)
+
+    fee_request_process(fee_request_id=fee_request.pk, now=NOW)
+
+    payment.refresh_from_db()
+    assert (payment.state, payment.amount_refunded_minor) == ("refunded", 12000)
+    assert Refund.objects.get(payment=payment).reason == "therapist_no_show"
+    assert not Payment.objects.exclude(purpose="session").exists()  # no fee
+    assert refunds_sent(stripe_wire) == [f"billing:refund:{payment.pk}:1"]
+
+
+def test_pay_11_a_client_no_show_keeps_the_fee_from_the_session_payment(
+    localstripe: LocalStripe, client_user: User, therapist: User
+) -> None:
+    """PAY-11: the client no-shows → the late fee is kept from what they paid up front, the rest
+    refunded; nothing is charged off-session."""
+    booking, payment = paid_booking(
+        localstripe, client_user, therapist, late_fee_kind="fixed", late_fee_value=5000
+    )
+    booking_mark_no_show(
+        booking_id=booking.pk, by=therapist, now=booking.start + timedelta(minutes=15)
+    )
+    fee_request = FeeRequest.objects.get(booking=booking)
+
+    fee_request_process(fee_request_id=fee_request.pk, now=NOW)
+
+    payment.refresh_from_db()
+    assert (payment.state, payment.amount_refunded_minor) == ("partially_refunded", 7000)
+    assert Refund.objects.get(payment=payment).reason == "client_no_show"
+    assert not Payment.objects.exclude(purpose="session").exists()
+
+
 def test_a_held_unpaid_booking_cancelled_cancels_its_intent(
     localstripe: LocalStripe, client_user: User, therapist: User
 ) -> None:
+    """PAY-11: a booking not yet paid, cancelled → its PaymentIntent is canceled (the hold
+    released), nothing refunded."""
     held = booking_for(client=client_user, therapist=therapist, now=NOW)
     payment = start_payment(client=client_user, therapist=therapist, now=NOW, booking=held).payment
     booking_cancel(booking_id=held.pk, by=client_user, reason="changed my mind", now=NOW)
@@ -231,6 +283,13 @@ NY = ZoneInfo("America/New_York")
         (datetime(2026, 3, 8, 12, tzinfo=NY), datetime(2026, 3, 7, 12, tzinfo=NY), 6000),
         # ... and noon to noon across the autumn change is 25 h elapsed: free
         (datetime(2026, 11, 1, 12, tzinfo=NY), datetime(2026, 10, 31, 12, tzinfo=NY), 12000),
+        # a therapist in Los Angeles (09:00 on the 5th, 16:00 UTC) and a client in Tokyo
+        # cancelling at 01:00 on the 5th (16:00 UTC on the 4th): exactly 24 h, still free
+        (
+            datetime(2026, 5, 5, 9, tzinfo=ZoneInfo("America/Los_Angeles")),
+            datetime(2026, 5, 5, 1, 0, tzinfo=ZoneInfo("Asia/Tokyo")),
+            12000,
+        ),
         # a client cancelling from Tokyo at 01:00 on the 5th (16:00 UTC on the 4th): 23 h
         # before a session at 15:00 UTC; the instants count, not anyone's wall clock
         (
@@ -248,6 +307,8 @@ def test_pay_11_the_free_cancellation_edges(
     cancelled_at: datetime,
     refunded: int,
 ) -> None:
+    """PAY-11 edges, followed through to the refund sent: exactly N h before, a DST change
+    either way, and a client in another time zone than the therapist (elapsed UTC time counts)."""
     payment = make_payment(
         client=client_user,
         therapist=therapist,

@@ -41,6 +41,7 @@ def test_pay_12_refunded_can_never_exceed_captured(client_user: User, therapist:
 def test_pay_02_one_payment_per_booking_purpose_and_version(
     client_user: User, therapist: User
 ) -> None:
+    """PAY-02: the database refuses a second payment for one (booking, purpose, version)."""
     payment = make_payment(client=client_user, therapist=therapist, now=NOW)
     with pytest.raises(IntegrityError), transaction.atomic():
         Payment.objects.create(

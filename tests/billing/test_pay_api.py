@@ -45,6 +45,7 @@ def held(client_user: User, therapist: User) -> Booking:
 def test_pay_01_the_price_is_the_bookings_whatever_the_client_sends(
     localstripe: LocalStripe, held: Booking, client_user: User, stripe_wire: list[WireRequest]
 ) -> None:
+    """PAY-01: the amount and currency are the booking's; what the client sends is ignored."""
     response = api_client_for(client_user, mfa=False).post(
         pay_url(held), {"amount": 1, "currency": "EUR"}, format="json"
     )
@@ -74,6 +75,8 @@ def test_pay_01_the_price_is_the_bookings_whatever_the_client_sends(
 def test_pay_01_bad_amounts_are_400_and_change_nothing(
     held: Booking, client_user: User, sent: dict[str, Any], stripe_wire: list
 ) -> None:
+    """PAY-01: zero, negative, fractional, huge or malformed amounts (and unknown fields) are
+    400, and nothing is created or sent to Stripe."""
     response = api_client_for(client_user, mfa=False).post(pay_url(held), sent, format="json")
     assert response.status_code == 400
     assert response.json()["code"] == "validation_error"
@@ -85,6 +88,7 @@ def test_pay_01_bad_amounts_are_400_and_change_nothing(
 def test_pay_02_double_click_gives_one_intent(
     localstripe: LocalStripe, held: Booking, client_user: User, stripe_wire: list[WireRequest]
 ) -> None:
+    """PAY-02: two POST /pay for one booking → one payment row and one PaymentIntent."""
     api = api_client_for(client_user, mfa=False)
     first = api.post(pay_url(held), {}, format="json")
     second = api.post(pay_url(held), {}, format="json")
@@ -99,6 +103,7 @@ def test_pay_02_double_click_gives_one_intent(
 def test_pay_02_a_retried_request_with_its_idempotency_key_is_replayed(
     localstripe: LocalStripe, held: Booking, client_user: User
 ) -> None:
+    """PAY-02: a retry carrying the same Idempotency-Key gets the stored answer replayed."""
     api = api_client_for(client_user, mfa=False)
     first = api.post(pay_url(held), {}, format="json", HTTP_IDEMPOTENCY_KEY="pay-1")
     again = api.post(pay_url(held), {}, format="json", HTTP_IDEMPOTENCY_KEY="pay-1")
@@ -110,6 +115,7 @@ def test_pay_02_a_retried_request_with_its_idempotency_key_is_replayed(
 def test_pay_04_someone_elses_booking_is_404_and_audited(
     held: Booking, outsider: User, stripe_wire: list
 ) -> None:
+    """PAY-04: paying for a booking you don't own → 404, audited as denied, nothing sent."""
     response = api_client_for(outsider, mfa=False).post(pay_url(held), {}, format="json")
     assert response.status_code == 404
     assert Payment.objects.count() == 0
@@ -119,6 +125,7 @@ def test_pay_04_someone_elses_booking_is_404_and_audited(
 
 
 def test_pay_04_an_unknown_booking_is_the_same_404(outsider: User) -> None:
+    """PAY-04: an unknown booking answers like someone else's (404)."""
     response = api_client_for(outsider, mfa=False).post(
         "/api/v1/bookings/6f1c1d7e-8a43-4a8e-9d0b-2f5b2b0c9a11/pay", {}, format="json"
     )
@@ -126,6 +133,7 @@ def test_pay_04_an_unknown_booking_is_the_same_404(outsider: User) -> None:
 
 
 def test_pay_04_the_therapist_does_not_pay(held: Booking, therapist: User) -> None:
+    """PAY-04: only the booking's client pays; a therapist is refused by role."""
     response = api_client_for(therapist).post(pay_url(held), {}, format="json")
     assert response.status_code == 403
     assert Payment.objects.count() == 0
@@ -144,6 +152,7 @@ def test_pay_04_the_therapist_does_not_pay(held: Booking, therapist: User) -> No
 def test_pay_04_a_booking_that_cannot_be_paid_is_409(
     held: Booking, client_user: User, change: dict[str, Any], code: str, stripe_wire: list
 ) -> None:
+    """PAY-04: a cancelled, completed, already paid, expired or free booking → 409."""
     Booking.objects.filter(pk=held.pk).update(**change)
     response = api_client_for(client_user, mfa=False).post(pay_url(held), {}, format="json")
     assert response.status_code == 409
@@ -156,6 +165,7 @@ def test_pay_04_a_booking_that_cannot_be_paid_is_409(
 
 
 def test_pay_04_a_session_in_the_past_is_409(held: Booking, client_user: User) -> None:
+    """PAY-04: a session that has started → 409 booking_in_past."""
     Booking.objects.filter(pk=held.pk).update(
         start=NOW - timedelta(hours=1),
         end=NOW - timedelta(minutes=10),

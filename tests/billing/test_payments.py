@@ -57,6 +57,8 @@ def use_gateway(monkeypatch: pytest.MonkeyPatch, api_base: str, sleeps: list[flo
 def test_pay_02_a_second_request_returns_the_same_intent(
     localstripe: LocalStripe, client_user: User, therapist: User, stripe_wire: list[WireRequest]
 ) -> None:
+    """PAY-02: a second start for one booking → the same payment and intent, one deterministic
+    key."""
     booking = booking_for(client=client_user, therapist=therapist, now=NOW)
     first = start_payment(client=client_user, therapist=therapist, now=NOW, booking=booking)
     second = start_payment(client=client_user, therapist=therapist, now=NOW, booking=booking)
@@ -79,8 +81,9 @@ def test_pay_02_simultaneous_requests_create_one_intent(
     therapist: User,
     stripe_wire: list[WireRequest],
 ) -> None:
-    """Six simultaneous "pay" calls for one booking, each on its own connection: one row, one
-    intent at Stripe (even though localstripe would happily create six), one client secret."""
+    """PAY-02: six simultaneous "pay" calls for one booking, each on its own connection: one
+    row, one intent at Stripe (even though localstripe would happily create six), one client
+    secret."""
     booking = booking_for(client=client_user, therapist=therapist, now=NOW)
     secrets: list[str] = []
     errors: list[BaseException] = []
@@ -193,6 +196,8 @@ def test_an_intent_with_other_terms_than_ours_is_refused(
 def test_pay_01_amounts_and_currencies_that_cannot_be_paid_are_refused(
     client_user: User, therapist: User, amount: Any, currency: str, stripe_wire: list
 ) -> None:
+    """PAY-01: the service refuses zero, negative, fractional, boolean or huge amounts and
+    non-ISO currencies before Stripe is called."""
     with pytest.raises(UnprocessableError):
         start_payment(
             client=client_user, therapist=therapist, now=NOW, amount_minor=amount, currency=currency
@@ -204,6 +209,7 @@ def test_pay_01_amounts_and_currencies_that_cannot_be_paid_are_refused(
 def test_pay_04_someone_elses_booking_payment_is_not_found(
     client_user: User, outsider: User, therapist: User, stripe_wire: list
 ) -> None:
+    """PAY-04: starting a payment on someone else's booking → not found, nothing sent."""
     theirs = make_payment(client=client_user, therapist=therapist, now=NOW)
     with pytest.raises(NotFoundError):
         start_payment(client=outsider, therapist=therapist, now=NOW, booking=theirs.booking)
@@ -213,6 +219,7 @@ def test_pay_04_someone_elses_booking_payment_is_not_found(
 def test_pay_04_a_paid_booking_cannot_be_paid_again(
     client_user: User, therapist: User, stripe_wire: list
 ) -> None:
+    """PAY-04: a booking already paid → 409 already_paid."""
     paid = make_payment(
         client=client_user, therapist=therapist, now=NOW, state="succeeded", captured_minor=12000
     )

@@ -200,6 +200,7 @@ def test_pay_14_an_account_without_payouts_holds_the_transfer_and_alerts(
 def test_pay_14_a_refund_after_the_payout_reverses_the_transfer(
     completed: Payment, stripe_server: ScriptedStripe
 ) -> None:
+    """PAY-14: a refund we make after the payout reverses the transfer by the refunded amount."""
     stripe_server.replies = [transfer_reply()]
     transfer = payout_create(payment_id=completed.pk, now=NOW)
     assert transfer is not None
@@ -209,6 +210,72 @@ def test_pay_14_a_refund_after_the_payout_reverses_the_transfer(
     assert (transfer.amount_reversed_minor, transfer.state) == (5000, "sent")
     reversal = sent(stripe_server, "/v1/transfers/tr_1/reversals")
     assert reversal == [(f"billing:transfer_reversal:{transfer.pk}:1", {"amount": "5000"})]
+
+
+@pytest.mark.usefixtures("connect")
+def test_pay_14_a_dashboard_refund_after_the_payout_reverses_the_transfer(
+    completed: Payment, stripe_server: ScriptedStripe, django_capture_on_commit_callbacks: Any
+) -> None:
+    """PAY-14: a refund we did not make (issued in the Stripe Dashboard) reaches us only as
+    ``charge.refunded``; what it refunded beyond what we know is taken back from the sent
+    transfer after the webhook commits, up to what is left of the transfer."""
+    stripe_server.replies = [transfer_reply()]
+    transfer = payout_create(payment_id=completed.pk, now=NOW)
+    assert transfer is not None
+    stripe_server.replies = [reversal_reply(6000)]
+    first = event(
+        "charge.refunded",
+        charge_object(charge_id="ch_1", intent_id="pi_x", amount_refunded=6000),
+        event_id="evt_dashboard_refund_1",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_webhook(*signed(first)).status_code == 200
+    transfer.refresh_from_db()
+    assert (transfer.amount_reversed_minor, transfer.state) == (6000, "sent")
+
+    stripe_server.replies = [reversal_reply(4200)]
+    rest = event(
+        "charge.refunded",
+        charge_object(charge_id="ch_1", intent_id="pi_x", amount_refunded=12000),
+        event_id="evt_dashboard_refund_2",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_webhook(*signed(rest)).status_code == 200
+        assert post_webhook(*signed(rest)).status_code == 200  # a duplicate changes nothing
+
+    transfer.refresh_from_db()
+    assert (transfer.amount_reversed_minor, transfer.state) == (10200, "reversed")
+    assert sent(stripe_server, "/v1/transfers/tr_1/reversals") == [
+        (f"billing:transfer_reversal:{transfer.pk}:1", {"amount": "6000"}),
+        (f"billing:transfer_reversal:{transfer.pk}:2", {"amount": "4200"}),
+    ]
+    external = AuditEvent.objects.filter(action="billing.refund.external").order_by("id")
+    assert [e.details["amount_minor"] for e in external] == [6000, 6000]
+
+
+@pytest.mark.usefixtures("connect")
+def test_pay_14_our_own_refund_s_webhook_does_not_reverse_twice(
+    completed: Payment, stripe_server: ScriptedStripe, django_capture_on_commit_callbacks: Any
+) -> None:
+    """PAY-14: ``charge.refunded`` for a refund we made (and already reversed for) reverses
+    nothing more."""
+    stripe_server.replies = [transfer_reply()]
+    transfer = payout_create(payment_id=completed.pk, now=NOW)
+    assert transfer is not None
+    stripe_server.replies = [refund_reply(5000), reversal_reply(5000)]
+    refund_create(payment_id=completed.pk, amount_minor=5000, reason="goodwill", now=NOW)
+    ours = event(
+        "charge.refunded",
+        charge_object(charge_id="ch_1", intent_id="pi_x", amount_refunded=5000),
+        event_id="evt_our_refund",
+    )
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        assert post_webhook(*signed(ours)).status_code == 200
+    assert queued == []
+    transfer.refresh_from_db()
+    assert transfer.amount_reversed_minor == 5000
+    assert len(sent(stripe_server, "/v1/transfers/tr_1/reversals")) == 1
+    assert not AuditEvent.objects.filter(action="billing.refund.external").exists()
 
 
 @pytest.mark.usefixtures("connect")

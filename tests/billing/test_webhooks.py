@@ -399,8 +399,9 @@ def test_an_event_type_we_do_not_handle_is_recorded(payment: Payment) -> None:
 def test_pay_13_an_authorization_that_expired_before_capture_marks_the_session_unpaid(
     client_user: User, therapist: User
 ) -> None:
-    """A manually captured payment whose authorization ran out: Stripe cancels the intent. The
-    confirmed session stays booked, the payment is canceled (unpaid), and it is flagged."""
+    """PAY-13: a manually captured payment whose authorization ran out: Stripe cancels the
+    intent. The confirmed session stays booked, the payment is canceled (unpaid), and it is
+    flagged; a fee due later is charged off-session (test_fees.py)."""
     payment = make_payment(
         client=client_user, therapist=therapist, now=NOW, state="requires_capture"
     )

@@ -152,7 +152,15 @@ def test_az_01_someone_elses_booking_is_404_like_a_missing_one(
     booking = _book(client_api, profile, starts[0])
     missing = "00000000-0000-4000-8000-000000000000"
     for api in (api_client_for(outsider, mfa=False), api_client_for(other_therapist)):
-        for suffix in ("", "/cancel", "/reschedule", "/confirm", "/complete", "/no-show"):
+        for suffix in (
+            "",
+            "/cancel",
+            "/reschedule",
+            "/confirm",
+            "/complete",
+            "/no-show",
+            "/therapist-no-show",
+        ):
             method = api.get if suffix == "" else api.post
             body = {"reason": "other"} if suffix == "/cancel" else {}
             if suffix == "/reschedule":

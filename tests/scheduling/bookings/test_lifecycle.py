@@ -9,7 +9,8 @@ from io import StringIO
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from api.errors import ConflictError, ForbiddenError, NotFoundError
 from api.models import Role
@@ -587,3 +588,96 @@ def test_the_free_period_counts_real_hours_across_dst_whatever_the_clients_zone(
     )
     fee = FeeRequest.objects.get(booking=late)
     assert (fee.reason, fee.fee_minor, fee.refund_minor) == ("client_cancelled_late", 6000, 6000)
+
+
+# --- No-shows -----------------------------------------------------------------------------------
+
+
+def test_a_client_no_show_asks_billing_for_the_late_fee_as_a_no_show_fee(
+    profile, therapist, client_user, slot
+):
+    services.cancellation_policy_set(
+        therapist=profile,
+        free_until_hours=24,
+        late_fee_kind=LateFeeKind.PERCENT,
+        late_fee_value=50,
+        now=NOW,
+    )
+    booking = book(client_user, profile, slot)
+    services.booking_confirm(booking_id=booking.pk, now=NOW)
+
+    services.booking_mark_no_show(booking_id=booking.pk, by=therapist, now=slot)
+
+    fee_request = FeeRequest.objects.get(booking=booking)
+    assert (
+        fee_request.kind,
+        fee_request.reason,
+        fee_request.fee_minor,
+        fee_request.refund_minor,
+    ) == (FeeRequestKind.NO_SHOW_FEE, "client_no_show", 6000, 6000)
+
+
+def test_pay_11_the_therapist_not_coming_cancels_with_a_full_refund_and_no_fee(
+    profile, therapist, other_therapist, client_user, slot
+):
+    """PAY-11: the therapist no-shows (reported by themselves) → full refund, no fee, whatever
+    the late fee; only after the start, only for a confirmed session, only by its therapist."""
+    services.cancellation_policy_set(
+        therapist=profile,
+        free_until_hours=24,
+        late_fee_kind=LateFeeKind.PERCENT,
+        late_fee_value=100,
+        now=NOW,
+    )
+    booking = book(client_user, profile, slot)
+    with pytest.raises(IllegalTransition):  # held: nothing was to happen yet
+        services.booking_therapist_no_show(booking_id=booking.pk, by=therapist, now=slot)
+    services.booking_confirm(booking_id=booking.pk, now=NOW)
+    with pytest.raises(ConflictError) as early:
+        services.booking_therapist_no_show(
+            booking_id=booking.pk, by=therapist, now=slot - timedelta(minutes=1)
+        )
+    assert early.value.code == "not_started"
+    with pytest.raises(ForbiddenError):
+        services.booking_therapist_no_show(booking_id=booking.pk, by=client_user, now=slot)
+    with pytest.raises(NotFoundError):
+        services.booking_therapist_no_show(booking_id=booking.pk, by=other_therapist, now=slot)
+    assert not FeeRequest.objects.exists()
+
+    done = services.booking_therapist_no_show(
+        booking_id=booking.pk, by=therapist, now=slot + timedelta(minutes=20)
+    )
+
+    assert done.status == BookingStatus.CANCELLED
+    transition = BookingTransition.objects.filter(booking=booking).order_by("id").last()
+    assert (transition.reason, transition.actor_id) == ("therapist_no_show", therapist.pk)
+    fee_request = FeeRequest.objects.get(booking=booking)
+    assert (fee_request.kind, fee_request.reason, fee_request.fee_minor) == (
+        FeeRequestKind.FULL_REFUND,
+        "therapist_no_show",
+        0,
+    )
+    assert fee_request.refund_minor == 12000
+    assert ("therapist_no_show", "cancelled") in _booking_events(booking)
+
+
+def test_an_admin_records_a_therapist_no_show_after_the_client_complains(
+    profile, therapist, client_user, admin_user, slot
+):
+    booking = book(client_user, profile, slot)
+    services.booking_confirm(booking_id=booking.pk, now=NOW)
+    with pytest.raises(CommandError):  # only an admin
+        call_command("record_therapist_no_show", str(booking.pk), "--by", therapist.email)
+    assert Booking.objects.get(pk=booking.pk).status == BookingStatus.CONFIRMED
+    started, ended = timezone.now() - timedelta(hours=2), timezone.now() - timedelta(hours=1)
+    Booking.objects.filter(pk=booking.pk).update(  # the command runs at the real time
+        start=started, end=ended, blocked_start=started, blocked_end=ended
+    )
+    out = StringIO()
+
+    call_command("record_therapist_no_show", str(booking.pk), "--by", admin_user.email, stdout=out)
+
+    assert "therapist_no_show" in out.getvalue()
+    transition = BookingTransition.objects.filter(booking=booking).order_by("id").last()
+    assert (transition.to_status, transition.actor_id) == ("cancelled", admin_user.pk)
+    assert FeeRequest.objects.get(booking=booking).reason == "therapist_no_show"

@@ -1,0 +1,201 @@
+"""Fees charged off-session to the client's saved card (PAY-11, PAY-13).
+
+Sessions are paid up front, so a late-cancellation or no-show fee is normally kept from the
+session's payment (``lifecycle.fee_request_process``). When there is no collected payment to keep
+it from — the authorization expired or was canceled before capture (PAY-13), or the session was
+paid outside the platform — the fee is charged here: a PaymentIntent confirmed ``off_session``
+with the client's default saved card, purpose ``late_cancellation_fee`` / ``no_show_fee``, and
+the deterministic key ``billing:payment_intent:<booking>:<purpose>:<version>``; opaque ids only
+(PAY-16).
+
+An attempt that fails (declined, authentication required while the client is away, no saved
+card) is recorded as a ``failed`` payment with its reason, shown in the client's payments,
+audited, alerted, and the client is emailed (no health information). Its intent is canceled at
+Stripe so it can never be completed later; the next attempt is the next version, with its own
+key. ``billing_settle`` makes at most ``BILLING_FEE_MAX_ATTEMPTS`` of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+
+from api.errors import DomainError
+from api.models import User
+from audit.models import Outcome
+from audit.services import audit_record
+from billing import states
+from billing.gateways.base import CardDeclined, InvalidGatewayRequest, PaymentIntentResult
+from billing.models import Payment
+from billing.selectors import payment_method_default
+from billing.services.payments import (
+    _current_payment_locked,
+    customer_ensure,
+    gateway_call,
+    payment_apply_intent,
+    payment_intent_idempotency_key,
+    payment_metadata,
+    payment_transition,
+)
+from scheduling.models import Booking
+
+logger = logging.getLogger("billing")
+security_log = logging.getLogger("billing.security")
+
+NO_SAVED_METHOD = "no_saved_payment_method"
+AUTHENTICATION_REQUIRED = "authentication_required"
+# Intent statuses that mean the off-session charge did not go through (the client would have to
+# be present: a new card, or 3-D Secure).
+_NOT_CHARGED = frozenset({"requires_payment_method", "requires_confirmation", "requires_action"})
+
+
+def fee_charge(
+    *, booking: Booking, purpose: str, amount_minor: int, currency: str, now: datetime
+) -> Payment:
+    """One off-session attempt to collect a fee (idempotent: a payment of this version that
+    already has an intent is re-read, never charged again). Returns the fee payment, which is
+    collected (``succeeded``), still ``processing``, or ``failed`` with ``last_error_code``.
+    Stripe unreachable → ``PaymentPendingError`` and nothing is kept: the same version and key
+    are used next time."""
+    customer_id = customer_ensure(user_id=booking.client_id, now=now)
+    with transaction.atomic():
+        payment = _current_payment_locked(
+            booking_id=booking.pk,
+            client_id=booking.client_id,
+            therapist_id=booking.therapist.user_id,
+            purpose=purpose,
+            amount_minor=amount_minor,
+            currency=currency,
+            now=now,
+        )
+        if payment.stripe_payment_intent_id:  # an earlier run reached Stripe: re-read
+            intent_id = payment.stripe_payment_intent_id
+            intent = gateway_call(lambda gateway: gateway.payment_intent_retrieve(intent_id))
+            _settle_attempt(payment=payment, intent=intent, error_code="", now=now)
+            return payment
+        method = payment_method_default(client_id=booking.client_id)
+        if method is None:
+            _attempt_failed(payment=payment, code=NO_SAVED_METHOD, now=now)
+            return payment
+        error_code = ""
+        try:
+            intent = gateway_call(
+                lambda gateway: gateway.payment_intent_create(
+                    idempotency_key=payment_intent_idempotency_key(payment),
+                    amount=payment.amount_minor,
+                    currency=payment.currency,
+                    customer_id=customer_id,
+                    metadata=payment_metadata(payment),
+                    payment_method_id=method.stripe_payment_method_id,
+                    off_session=True,
+                )
+            )
+        except CardDeclined as exc:
+            # Stripe answers an off-session decline or 3-D Secure demand with a 402 whose body
+            # holds the intent (left ``requires_payment_method``).
+            error_code = exc.decline_code or exc.code
+            if exc.payment_intent is None:
+                _attempt_failed(payment=payment, code=error_code, now=now)
+                return payment
+            intent = exc.payment_intent
+        payment.stripe_payment_intent_id = intent.id
+        payment.stripe_customer_id = customer_id
+        payment.updated_at = now
+        payment.save(update_fields=["stripe_payment_intent_id", "stripe_customer_id", "updated_at"])
+        audit_record(
+            action="billing.payment.intent_created",
+            actor_label="system",
+            resource_type="payment",
+            resource_id=str(payment.pk),
+            patient_id=payment.client_id,
+            details={"purpose": payment.purpose, "version": payment.version, "off_session": True},
+        )
+        _settle_attempt(payment=payment, intent=intent, error_code=error_code, now=now)
+    return payment
+
+
+def fee_attempts_failed(*, booking_id: uuid.UUID, purpose: str) -> int:
+    """How many attempts to collect this fee ended without the money."""
+    return Payment.objects.filter(
+        booking_id=booking_id, purpose=purpose, state__in=states.ENDED
+    ).count()
+
+
+def _settle_attempt(
+    *, payment: Payment, intent: PaymentIntentResult, error_code: str, now: datetime
+) -> None:
+    """Apply the intent; one that the client would have to be present to complete is a failed
+    attempt (and is canceled at Stripe)."""
+    if intent.status not in _NOT_CHARGED:
+        payment_apply_intent(payment=payment, intent=intent, reason="off_session_charge", now=now)
+        return
+    code = error_code or intent.last_error_code
+    if intent.status == "requires_action" or code == AUTHENTICATION_REQUIRED:
+        code = AUTHENTICATION_REQUIRED
+    _intent_cancel_quietly(payment=payment)
+    _attempt_failed(payment=payment, code=code or "card_declined", now=now)
+
+
+def _intent_cancel_quietly(*, payment: Payment) -> None:
+    """Cancel a failed fee attempt's intent at Stripe, so no one can complete it later. If
+    Stripe cannot take it now, the intent stays incomplete and reconciliation shows it."""
+    intent_id = str(payment.stripe_payment_intent_id)
+    try:
+        gateway_call(
+            lambda gateway: gateway.payment_intent_cancel(
+                payment_intent_id=intent_id,
+                idempotency_key=f"billing:payment_intent_cancel:{payment.pk}",
+            )
+        )
+    except (DomainError, InvalidGatewayRequest):
+        logger.warning("failed fee payment %s: its intent could not be canceled", payment.pk)
+
+
+def _attempt_failed(*, payment: Payment, code: str, now: datetime) -> None:
+    """Record a failed attempt: the payment, its history, the audit trail, an alert, and an
+    email to the client after commit."""
+    payment.last_error_code = code[:64]
+    payment_transition(
+        payment=payment, to=Payment.State.FAILED, reason="off_session_failed", now=now
+    )
+    security_log.warning("fee payment %s could not be charged (%s)", payment.pk, code)
+    audit_record(
+        action="billing.fee.charge_failed",
+        actor_label="system",
+        outcome=Outcome.ERROR,
+        resource_type="payment",
+        resource_id=str(payment.pk),
+        patient_id=payment.client_id,
+        details={"purpose": payment.purpose, "version": payment.version, "failure": code},
+    )
+    client_id, amount = payment.client_id, f"{payment.amount_minor / 100:.2f} {payment.currency}"
+    again = payment.version < settings.BILLING_FEE_MAX_ATTEMPTS
+    transaction.on_commit(
+        lambda: _tell_client(client_id=client_id, amount=amount, code=code, again=again)
+    )
+
+
+def _tell_client(*, client_id: uuid.UUID, amount: str, code: str, again: bool) -> None:
+    email = User.objects.filter(pk=client_id).values_list("email", flat=True).first()
+    if not email:
+        return
+    ask = (
+        "Please add a card in the app."
+        if code == NO_SAVED_METHOD
+        else "Please check your card or add another one in the app."
+    )
+    send_mail(
+        subject="We could not charge your card",
+        message=(
+            f"A fee of {amount} under your booking's cancellation terms could not be charged to "
+            f"your saved card. {ask}" + (" We will try again." if again else "")
+        ),
+        from_email=None,
+        recipient_list=[email],
+        fail_silently=True,
+    )

@@ -1,0 +1,222 @@
+"""Saved payment methods: a client saves a card through a SetupIntent (usage ``off_session``)
+so that later fees (a late cancellation, a no-show) can be charged without them present.
+
+The card goes from the app straight to Stripe with the SetupIntent's ``client_secret``; we keep
+Stripe's payment method id and what the client needs to recognise the card (brand, last four
+digits, expiry). ``setup_intent.succeeded`` (a webhook, applied exactly once like every event)
+stores it; a client's repeated request reuses the open SetupIntent (PAY-02's rule for setups).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.http import HttpRequest
+
+from api.errors import NotFoundError
+from api.models import User
+from audit.models import Outcome
+from audit.services import audit_record
+from billing.gateways.base import InvalidGatewayRequest, SetupIntentResult
+from billing.models import PaymentMethodSetup, SavedPaymentMethod, StripeCustomer
+from billing.services.payments import customer_ensure, gateway_call
+
+logger = logging.getLogger("billing")
+
+_OPEN = frozenset(
+    {
+        PaymentMethodSetup.State.REQUIRES_PAYMENT_METHOD,
+        PaymentMethodSetup.State.REQUIRES_CONFIRMATION,
+        PaymentMethodSetup.State.REQUIRES_ACTION,
+        PaymentMethodSetup.State.PROCESSING,
+    }
+)
+
+
+@dataclass(frozen=True)
+class SetupStart:
+    """What the app needs to collect a card with Stripe's SDK."""
+
+    setup: PaymentMethodSetup
+    client_secret: str
+
+
+def setup_intent_idempotency_key(setup: PaymentMethodSetup) -> str:
+    return f"billing:setup_intent:{setup.client_id}:{setup.version}"
+
+
+def payment_method_setup_start(
+    *, client: User, request: HttpRequest | None, now: datetime
+) -> SetupStart:
+    """Start (or resume) saving a card: the client's open SetupIntent, or a new one on their
+    Stripe Customer with ``usage=off_session``. The client's customer row is locked while Stripe
+    is called, so a double click gets one SetupIntent even from a Stripe double that ignores
+    idempotency keys; the key ``billing:setup_intent:<client>:<version>`` covers a crash."""
+    customer_id = customer_ensure(user_id=client.pk, now=now)
+    with transaction.atomic():
+        StripeCustomer.objects.select_for_update().get(user_id=client.pk)
+        latest = (
+            PaymentMethodSetup.objects.select_for_update()
+            .filter(client_id=client.pk)
+            .order_by("-version")
+            .first()
+        )
+        if latest is not None and latest.state in _OPEN and latest.stripe_setup_intent_id:
+            intent_id = latest.stripe_setup_intent_id
+            intent = gateway_call(lambda gateway: gateway.setup_intent_retrieve(intent_id))
+            setup_apply_intent(setup=latest, intent=intent, now=now)
+            if latest.state in _OPEN:
+                _audit_setup(latest, client=client, request=request, resumed=True)
+                return SetupStart(setup=latest, client_secret=intent.client_secret)
+        setup = PaymentMethodSetup.objects.create(
+            client=client,
+            version=latest.version + 1 if latest is not None else 1,
+            stripe_customer_id=customer_id,
+            created_at=now,
+            updated_at=now,
+        )
+        intent = gateway_call(
+            lambda gateway: gateway.setup_intent_create(
+                idempotency_key=setup_intent_idempotency_key(setup),
+                customer_id=customer_id,
+                metadata={"setup_ref": str(setup.pk), "user_ref": str(client.pk)},
+            )
+        )
+        setup.stripe_setup_intent_id = intent.id
+        setup.save(update_fields=["stripe_setup_intent_id"])
+        setup_apply_intent(setup=setup, intent=intent, now=now)
+        _audit_setup(setup, client=client, request=request, resumed=False)
+    return SetupStart(setup=setup, client_secret=intent.client_secret)
+
+
+def setup_apply_intent(
+    *,
+    setup: PaymentMethodSetup,
+    intent: SetupIntentResult,
+    now: datetime,
+    stripe_event_id: str = "",
+) -> bool:
+    """Apply what Stripe says of a LOCKED setup. ``succeeded`` and ``canceled`` are final;
+    success stores the card (once: its Stripe id is unique). Returns whether anything changed."""
+    if setup.state not in _OPEN or intent.status not in PaymentMethodSetup.State.values:
+        return False
+    if intent.status == setup.state and not intent.last_error_code:
+        return False
+    setup.state = intent.status
+    setup.last_error_code = intent.last_error_code[:64]
+    setup.updated_at = now
+    setup.save(update_fields=["state", "last_error_code", "updated_at"])
+    if setup.state == PaymentMethodSetup.State.SUCCEEDED and intent.payment_method_id:
+        _method_save(
+            setup=setup, payment_method_id=intent.payment_method_id, now=now, event=stripe_event_id
+        )
+    return True
+
+
+def _method_save(
+    *, setup: PaymentMethodSetup, payment_method_id: str, now: datetime, event: str
+) -> None:
+    method = gateway_call(lambda gateway: gateway.payment_method_retrieve(payment_method_id))
+    if method.type != "card" or not method.last4.isdigit() or not 1 <= method.exp_month <= 12:
+        logger.warning("setup %s: payment method is not a usable card", setup.pk)
+        return
+    saved, created = SavedPaymentMethod.objects.get_or_create(
+        stripe_payment_method_id=method.id,
+        defaults={
+            "client_id": setup.client_id,
+            "setup": setup,
+            "brand": method.brand[:32],
+            "last4": method.last4,
+            "exp_month": method.exp_month,
+            "exp_year": method.exp_year,
+            "created_at": now,
+        },
+    )
+    if created:
+        audit_record(
+            action="billing.payment_method.saved",
+            actor_label="system",
+            resource_type="payment_method",
+            resource_id=str(saved.pk),
+            patient_id=setup.client_id,
+            details={"setup": str(setup.pk), "stripe_event": event},
+        )
+
+
+def payment_method_detach(
+    *, method_id: uuid.UUID, client: User, request: HttpRequest | None, now: datetime
+) -> SavedPaymentMethod:
+    """The client removes one of their saved cards: detached from their Stripe Customer, so it
+    can never be charged again. Someone else's card, an unknown id, or one already removed is
+    404 (audited as denied)."""
+    mine = SavedPaymentMethod.objects.filter(pk=method_id, client_id=client.pk, detached_at=None)
+    if not mine.exists():  # audited outside the transaction: the refusal must not roll it back
+        audit_record(
+            action="billing.payment_method.detach",
+            actor=client,
+            request=request,
+            outcome=Outcome.DENIED,
+            resource_type="payment_method",
+            resource_id=str(method_id),
+            details={"why": "not_found"},
+        )
+        raise NotFoundError("No such payment method.")
+    with transaction.atomic():
+        method = mine.select_for_update().first()
+        if method is None:  # removed by a concurrent request meanwhile
+            raise NotFoundError("No such payment method.")
+        stripe_id = method.stripe_payment_method_id
+        try:
+            gateway_call(
+                lambda gateway: gateway.payment_method_detach(
+                    payment_method_id=stripe_id,
+                    idempotency_key=f"billing:payment_method_detach:{method.pk}",
+                )
+            )
+        except InvalidGatewayRequest as exc:
+            # Already detached at Stripe (from the Dashboard, say): ours follows.
+            logger.warning("payment method %s: detach refused by Stripe (%s)", method.pk, exc.code)
+        method.detached_at = now
+        method.save(update_fields=["detached_at"])
+        audit_record(
+            action="billing.payment_method.detach",
+            actor=client,
+            request=request,
+            resource_type="payment_method",
+            resource_id=str(method.pk),
+            patient_id=client.pk,
+        )
+    return method
+
+
+def payment_methods_read_record(
+    *, methods: list[SavedPaymentMethod], client: User, request: HttpRequest | None
+) -> None:
+    """Audit a client's list of their saved cards (one row, naming the ids)."""
+    audit_record(
+        action="billing.payment_method.read",
+        actor=client,
+        request=request,
+        resource_type="payment_method",
+        resource_id=str(methods[0].pk) if len(methods) == 1 else "",
+        patient_id=client.pk,
+        details={"payment_methods": [str(m.pk) for m in methods]},
+    )
+
+
+def _audit_setup(
+    setup: PaymentMethodSetup, *, client: User, request: HttpRequest | None, resumed: bool
+) -> None:
+    audit_record(
+        action="billing.payment_method.setup",
+        actor=client,
+        request=request,
+        resource_type="payment_method_setup",
+        resource_id=str(setup.pk),
+        patient_id=client.pk,
+        details={"version": setup.version, "resumed": resumed},
+    )
