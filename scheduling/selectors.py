@@ -200,11 +200,11 @@ def therapist_is_licensed_in(
 
 
 def licences_in(
-    *, therapist: TherapistProfile, jurisdiction: str, today: date
+    *, therapist: TherapistProfile | uuid.UUID | OuterRef, jurisdiction: str, today: date
 ) -> QuerySet[Licence]:
     """The therapist's current licences for ``jurisdiction`` on ``today`` (the booking code
-    tests their existence in a query of its own)."""
-    return current_licences(today=today).filter(therapist=therapist, jurisdiction=jurisdiction)
+    tests their existence inside a query of its own, hence a therapist as an ``OuterRef``)."""
+    return current_licences(today=today).filter(Q(therapist=therapist), jurisdiction=jurisdiction)
 
 
 def listed_therapists(*, now: datetime) -> QuerySet[TherapistProfile]:
