@@ -102,12 +102,12 @@ def _booking_busy_rows(
     """Bookings and unexpired holds whose blocked range touches ``[start, end)``: their blocked
     range and their start."""
     live = Q(status__in=BLOCKING_STATUSES) | Q(status=BookingStatus.HELD, hold_expires_at__gt=now)
-    return (
-        Booking.objects.filter(live, therapist=therapist, blocked_start__lt=end)
-        .filter(blocked_end__gt=start)
-        .exclude(pk__in=list(exclude_booking_ids))
-        .values_list("blocked_start", "blocked_end", "start")
+    rows = Booking.objects.filter(live, therapist=therapist, blocked_start__lt=end).filter(
+        blocked_end__gt=start
     )
+    if exclude_booking_ids:
+        rows = rows.exclude(pk__in=list(exclude_booking_ids))
+    return rows.values_list("blocked_start", "blocked_end", "start")
 
 
 def _external_busy_rows(

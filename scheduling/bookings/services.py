@@ -298,17 +298,16 @@ def _party_facts(
     jurisdiction: str,
     now: datetime,
     exclude: list[uuid.UUID],
+    known: bool = True,
 ) -> dict[str, Exists]:
     """What ``_refusal`` needs to know about the parties, as EXISTS expressions read in one
     statement: whether the therapist is licensed in ``jurisdiction`` on the session's date,
-    whether the client is known to them, and whether the client has a live session overlapping
-    ``[start, end)``. ``therapist_id`` is a value or an ``OuterRef``."""
+    whether the client has a live session overlapping ``[start, end)`` and (unless ``known``
+    is False: it matters only for a therapist not taking new clients) whether the client is
+    known to them. ``therapist_id`` is a value or an ``OuterRef``."""
     session_day = start.astimezone(UTC).date()
     licensed = selectors.licences_in(
         therapist=therapist_id, jurisdiction=jurisdiction, today=max(session_day, now.date())
-    )
-    known = Booking.objects.filter(therapist=therapist_id, client=client).exclude(
-        status=BookingStatus.CANCELLED
     )
     overlapping = Booking.objects.filter(
         _live() | Q(status=BookingStatus.HELD, hold_expires_at__gt=now),
@@ -317,12 +316,14 @@ def _party_facts(
         end__gt=start,
     )
     if exclude:
-        known, overlapping = known.exclude(pk__in=exclude), overlapping.exclude(pk__in=exclude)
-    return {
-        "licensed": Exists(licensed),
-        "known": Exists(known),
-        "overlapping": Exists(overlapping),
-    }
+        overlapping = overlapping.exclude(pk__in=exclude)
+    facts = {"licensed": Exists(licensed), "overlapping": Exists(overlapping)}
+    if known:
+        theirs = Booking.objects.filter(therapist=therapist_id, client=client).exclude(
+            status=BookingStatus.CANCELLED
+        )
+        facts["known"] = Exists(theirs.exclude(pk__in=exclude) if exclude else theirs)
+    return facts
 
 
 def _refusal(
@@ -463,14 +464,15 @@ def booking_create(
 
     The reads are folded into the locking statements: after the client's lock, one statement
     locks the therapist and reads the session type, the therapist's profile and policy, the
-    ``_party_facts`` and whether any hold of theirs has run out. Those facts are safe to read
-    in that statement's snapshot, which on PostgreSQL may predate the therapist's lock: the
-    client's sessions change only under the client's lock, already held; a licence is not
-    guarded by either lock; a hold that has run out at ``now`` was committed at least
-    ``BOOKING_HOLD_MINUTES`` ago and only ever stops being held, so an older snapshot can only
-    show more of them (each is re-checked under its row lock by ``_expire_holds``). The overlap
-    is first looked for within the longest session any session type may have; only when that
-    finds a session are the facts read again for the exact end. What the therapist's lock
+    licence and overlap ``_party_facts`` and whether any hold of theirs has run out. Those
+    facts are safe to read in that statement's snapshot, which on PostgreSQL may predate the
+    therapist's lock: the client's sessions change only under the client's lock, already held;
+    a licence is not guarded by either lock; a hold that has run out at ``now`` was committed
+    at least ``BOOKING_HOLD_MINUTES`` ago and only ever stops being held, so an older snapshot
+    can only show more of them (each is re-checked under its row lock by ``_expire_holds``).
+    The overlap is first looked for within the longest session any session type may have; only
+    when that finds a session, or the therapist takes no new clients (is this client known to
+    them?), are the facts read again, exactly and in full. What the therapist's lock
     guards (their bookings and rules) is read after it, by the slot engine."""
     _client_only(client)
     locks.lock_client(client_id=client.pk)
@@ -482,6 +484,7 @@ def booking_create(
         jurisdiction=jurisdiction,
         now=now,
         exclude=[],
+        known=False,
     )
     expired_holds = Booking.objects.filter(
         therapist=OuterRef("therapist_id"), status=BookingStatus.HELD, hold_expires_at__lte=now
@@ -509,7 +512,8 @@ def booking_create(
         start=start,
         jurisdiction=jurisdiction,
         now=now,
-        facts=None if read["overlapping"] else read,  # None: read again, exactly
+        # Read again (None) for the exact overlap, or whether a new client is known.
+        facts=None if read["overlapping"] or not therapist.accepting_new_clients else read,
     )
     if refusal is not None:
         raise refusal
