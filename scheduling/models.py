@@ -134,6 +134,10 @@ class TherapistAttribute(models.Model):
         return f"TherapistAttribute {self.pk}"
 
 
+# The longest session a session type may have, in minutes.
+SESSION_MAX_MINUTES = 480
+
+
 class SessionType(models.Model):
     """What a client books: length, price in minor units of an ISO 4217 currency, delivery.
 
@@ -156,7 +160,7 @@ class SessionType(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=Q(duration_minutes__gt=0) & Q(duration_minutes__lte=480),
+                condition=Q(duration_minutes__gt=0) & Q(duration_minutes__lte=SESSION_MAX_MINUTES),
                 name="session_type_duration_range",
             ),
             models.CheckConstraint(condition=Q(price_minor__gte=0), name="session_type_price"),

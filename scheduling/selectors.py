@@ -102,12 +102,12 @@ def _booking_busy_rows(
     """Bookings and unexpired holds whose blocked range touches ``[start, end)``: their blocked
     range and their start."""
     live = Q(status__in=BLOCKING_STATUSES) | Q(status=BookingStatus.HELD, hold_expires_at__gt=now)
-    return (
-        Booking.objects.filter(live, therapist=therapist, blocked_start__lt=end)
-        .filter(blocked_end__gt=start)
-        .exclude(pk__in=list(exclude_booking_ids))
-        .values_list("blocked_start", "blocked_end", "start")
+    rows = Booking.objects.filter(live, therapist=therapist, blocked_start__lt=end).filter(
+        blocked_end__gt=start
     )
+    if exclude_booking_ids:
+        rows = rows.exclude(pk__in=list(exclude_booking_ids))
+    return rows.values_list("blocked_start", "blocked_end", "start")
 
 
 def _external_busy_rows(
@@ -200,11 +200,11 @@ def therapist_is_licensed_in(
 
 
 def licences_in(
-    *, therapist: TherapistProfile, jurisdiction: str, today: date
+    *, therapist: TherapistProfile | uuid.UUID | OuterRef, jurisdiction: str, today: date
 ) -> QuerySet[Licence]:
     """The therapist's current licences for ``jurisdiction`` on ``today`` (the booking code
-    tests their existence in a query of its own)."""
-    return current_licences(today=today).filter(therapist=therapist, jurisdiction=jurisdiction)
+    tests their existence inside a query of its own, hence a therapist as an ``OuterRef``)."""
+    return current_licences(today=today).filter(Q(therapist=therapist), jurisdiction=jurisdiction)
 
 
 def listed_therapists(*, now: datetime) -> QuerySet[TherapistProfile]:

@@ -15,6 +15,7 @@ from rest_framework import serializers
 
 from api.serializers import StrictInputSerializer
 from scheduling.models import (
+    SESSION_MAX_MINUTES,
     AvailabilityOverride,
     AvailabilityRule,
     CalendarDetail,
@@ -170,7 +171,7 @@ class SettingsOut(serializers.ModelSerializer):
 
 class SessionTypeIn(StrictInputSerializer):
     name = serializers.CharField(max_length=80)
-    duration_minutes = serializers.IntegerField(min_value=5, max_value=480)
+    duration_minutes = serializers.IntegerField(min_value=5, max_value=SESSION_MAX_MINUTES)
     price_minor = serializers.IntegerField(min_value=0, max_value=10_000_000)
     currency = serializers.RegexField(r"^[A-Z]{3}$", max_length=3)
     delivery = serializers.ChoiceField(choices=Delivery.choices)

@@ -13,19 +13,45 @@ database's write lock at BEGIN (``transaction_mode=IMMEDIATE``), which serialise
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from api.models import User
-from scheduling.models import Booking, TherapistProfile
+from scheduling.models import Booking, SessionType, TherapistProfile
+
+
+def lock_client(*, client_id: uuid.UUID) -> None:
+    """Lock the client's user row (the first level)."""
+    list(User.objects.select_for_update(no_key=True).filter(pk=client_id).values_list("pk"))
 
 
 def lock_parties(*, client_id: uuid.UUID, therapist_id: uuid.UUID) -> TherapistProfile | None:
     """Lock the client, then the therapist; the therapist's profile, with its cancellation
     policy loaded (None if there is no such therapist)."""
-    list(User.objects.select_for_update(no_key=True).filter(pk=client_id).values_list("pk"))
+    lock_client(client_id=client_id)
     return (
         TherapistProfile.objects.select_for_update(no_key=True, of=("self",))
         .select_related("cancellation_policy")
         .filter(pk=therapist_id)
+        .first()
+    )
+
+
+def lock_therapist_through_session_type(
+    *, therapist_id: uuid.UUID, session_type_id: uuid.UUID, **annotations: Any
+) -> SessionType | None:
+    """Lock a therapist (the second level) and read, in the same statement, their active
+    session type ``session_type_id`` with the therapist's profile and cancellation policy
+    loaded, annotated with ``annotations`` (None when there is no such active session type:
+    the caller then finds out which of the two is missing the usual way).
+
+    The annotations are evaluated in the statement's snapshot, which on PostgreSQL may predate
+    the moment the therapist's lock was granted: only facts the lock does not guard belong in
+    them (the caller's docstring says why each one does)."""
+    return (
+        SessionType.objects.select_for_update(no_key=True, of=("therapist",))
+        .select_related("therapist__cancellation_policy")
+        .filter(pk=session_type_id, therapist_id=therapist_id, is_active=True)
+        .annotate(**annotations)
         .first()
     )
 

@@ -20,7 +20,7 @@ written at once for ``actor``, or for ``actor_label`` (``"billing"``, ``"system"
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.http import HttpRequest
 
 from api.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
@@ -45,6 +45,7 @@ from scheduling.bookings.policy import (
     settlement,
 )
 from scheduling.models import (
+    SESSION_MAX_MINUTES,
     Booking,
     BookingSeries,
     BookingStatus,
@@ -294,6 +295,43 @@ def policy_of(*, therapist: TherapistProfile) -> CancellationPolicy:
         return CancellationPolicy(therapist=therapist)
 
 
+def _party_facts(
+    *,
+    client: User,
+    therapist_id: Any,
+    start: datetime,
+    end: datetime,
+    jurisdiction: str,
+    now: datetime,
+    exclude: list[uuid.UUID],
+    known: bool = True,
+) -> dict[str, Exists]:
+    """What ``_refusal`` needs to know about the parties, as EXISTS expressions read in one
+    statement: whether the therapist is licensed in ``jurisdiction`` on the session's date,
+    whether the client has a live session overlapping ``[start, end)`` and (unless ``known``
+    is False: it matters only for a therapist not taking new clients) whether the client is
+    known to them. ``therapist_id`` is a value or an ``OuterRef``."""
+    session_day = start.astimezone(UTC).date()
+    licensed = selectors.licences_in(
+        therapist=therapist_id, jurisdiction=jurisdiction, today=max(session_day, now.date())
+    )
+    overlapping = Booking.objects.filter(
+        _live() | Q(status=BookingStatus.HELD, hold_expires_at__gt=now),
+        client=client,
+        start__lt=end,
+        end__gt=start,
+    )
+    if exclude:
+        overlapping = overlapping.exclude(pk__in=exclude)
+    facts = {"licensed": Exists(licensed), "overlapping": Exists(overlapping)}
+    if known:
+        theirs = Booking.objects.filter(therapist=therapist_id, client=client).exclude(
+            status=BookingStatus.CANCELLED
+        )
+        facts["known"] = Exists(theirs.exclude(pk__in=exclude) if exclude else theirs)
+    return facts
+
+
 def _refusal(
     *,
     client: User,
@@ -303,39 +341,37 @@ def _refusal(
     jurisdiction: str,
     now: datetime,
     exclude: Iterable[uuid.UUID] = (),
+    facts: Mapping[str, object] | None = None,
 ) -> ConflictError | UnprocessableError | None:
     """Why ``client`` may not have this session now, or None. The same rules for a single
-    booking, each occurrence of a series, and a reschedule (which excludes itself)."""
+    booking, each occurrence of a series, and a reschedule (which excludes itself).
+
+    ``facts`` are ``_party_facts`` when the caller already read them under the parties' locks
+    (a booking reads them in its locking statement); else they are read here, in one query."""
     exclude = list(exclude)
-    end = start + timedelta(minutes=session_type.duration_minutes)
-    session_day = start.astimezone(UTC).date()
-    licensed = selectors.licences_in(
-        therapist=therapist, jurisdiction=jurisdiction, today=max(session_day, now.date())
-    )
-    known = (
-        Booking.objects.filter(therapist=therapist, client=client)
-        .exclude(status=BookingStatus.CANCELLED)
-        .exclude(pk__in=exclude)
-    )
-    overlapping = Booking.objects.filter(
-        _live() | Q(status=BookingStatus.HELD, hold_expires_at__gt=now),
-        client=client,
-        start__lt=end,
-        end__gt=start,
-    ).exclude(pk__in=exclude)
-    # The three facts in one round trip (all read under the parties' locks), judged in order.
-    facts = (
-        TherapistProfile.objects.filter(pk=therapist.pk)
-        .values(
-            licensed=Exists(licensed),
-            known=Exists(known),
-            overlapping=Exists(overlapping),
+    read: Mapping[str, object] = (
+        facts
+        if facts is not None
+        else (
+            TherapistProfile.objects.filter(pk=therapist.pk)
+            .values(
+                **_party_facts(
+                    client=client,
+                    therapist_id=therapist.pk,
+                    start=start,
+                    end=start + timedelta(minutes=session_type.duration_minutes),
+                    jurisdiction=jurisdiction,
+                    now=now,
+                    exclude=exclude,
+                )
+            )
+            .get()
         )
-        .get()
     )
-    if not facts["licensed"]:
+    # Judged in this order (all read under the parties' locks).
+    if not read["licensed"]:
         return NotLicensed()
-    if not therapist.accepting_new_clients and not facts["known"]:
+    if not therapist.accepting_new_clients and not read["known"]:
         return NotAcceptingNewClients()
     if not selectors.slot_is_open(
         therapist=therapist,
@@ -345,7 +381,7 @@ def _refusal(
         exclude_booking_ids=exclude,
     ):
         return SlotUnavailable()
-    if facts["overlapping"]:
+    if read["overlapping"]:
         return ClientOverlap()
     return None
 
@@ -430,13 +466,51 @@ def booking_create(
 
     Refused (nothing written) when the slot is not offered right now, the therapist is not
     licensed in ``jurisdiction`` on that date, is not taking new clients, or the client already
-    has an overlapping session. The price, currency and cancellation policy are copied on."""
+    has an overlapping session. The price, currency and cancellation policy are copied on.
+
+    The reads are folded into the locking statements: after the client's lock, one statement
+    locks the therapist and reads the session type, the therapist's profile and policy, the
+    licence and overlap ``_party_facts`` and whether any hold of theirs has run out. Those
+    facts are safe to read in that statement's snapshot, which on PostgreSQL may predate the
+    therapist's lock: the client's sessions change only under the client's lock, already held;
+    a licence is not guarded by either lock; a hold that has run out at ``now`` was committed
+    at least ``BOOKING_HOLD_MINUTES`` ago and only ever stops being held, so an older snapshot
+    can only show more of them (each is re-checked under its row lock by ``_expire_holds``).
+    The overlap is first looked for within the longest session any session type may have; only
+    when that finds a session, or the therapist takes no new clients (is this client known to
+    them?), are the facts read again, exactly and in full. What the therapist's lock
+    guards (their bookings and rules) is read after it, by the slot engine."""
     _client_only(client)
-    therapist = locks.lock_parties(client_id=client.pk, therapist_id=therapist_id)
-    if therapist is None:
-        raise NotFoundError("No such therapist.")
-    session_type = _session_type(therapist=therapist, session_type_id=session_type_id)
-    _expire_holds(therapist=therapist, now=now)
+    locks.lock_client(client_id=client.pk)
+    bounded_facts = _party_facts(
+        client=client,
+        therapist_id=OuterRef("therapist_id"),
+        start=start,
+        end=start + timedelta(minutes=SESSION_MAX_MINUTES),
+        jurisdiction=jurisdiction,
+        now=now,
+        exclude=[],
+        known=False,
+    )
+    expired_holds = Booking.objects.filter(
+        therapist=OuterRef("therapist_id"), status=BookingStatus.HELD, hold_expires_at__lte=now
+    )
+    session_type = locks.lock_therapist_through_session_type(
+        therapist_id=therapist_id,
+        session_type_id=session_type_id,
+        holds_expired=Exists(expired_holds),
+        **bounded_facts,
+    )
+    if session_type is None:  # no such therapist, or no such active session type of theirs
+        found = locks.lock_therapist(therapist_id=therapist_id)
+        if found is None:
+            raise NotFoundError("No such therapist.")
+        _session_type(therapist=found, session_type_id=session_type_id)  # raises the 404
+    assert session_type is not None
+    therapist = session_type.therapist
+    read = {name: getattr(session_type, name) for name in (*bounded_facts, "holds_expired")}
+    if read.pop("holds_expired"):
+        _expire_holds(therapist=therapist, now=now)
     refusal = _refusal(
         client=client,
         therapist=therapist,
@@ -444,6 +518,8 @@ def booking_create(
         start=start,
         jurisdiction=jurisdiction,
         now=now,
+        # Read again (None) for the exact overlap, or whether a new client is known.
+        facts=None if read["overlapping"] or not therapist.accepting_new_clients else read,
     )
     if refusal is not None:
         raise refusal

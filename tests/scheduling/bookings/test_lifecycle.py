@@ -202,6 +202,20 @@ def test_a_client_cannot_hold_two_overlapping_sessions(profile, other_profile, c
     assert book(client_user, other_profile, slot + timedelta(hours=1), jurisdiction="GB")
 
 
+def test_a_clients_later_session_on_the_same_day_does_not_refuse_an_earlier_one(
+    profile, other_profile, client_user, slot
+):
+    """The overlap is first looked for within the longest possible session (8 hours) in the
+    locking statement; a session found there that does not overlap this one refuses nothing."""
+    theirs = open_starts(other_profile)
+    start = next(s for s in theirs if slot + timedelta(hours=1) < s < slot + timedelta(hours=7))
+    later = book(client_user, other_profile, start, jurisdiction="GB")
+    booking = book(client_user, profile, slot)
+    assert booking.end < later.start < booking.start + timedelta(hours=8)
+    with pytest.raises(ClientOverlap):  # while one that does overlap still refuses
+        book(client_user, other_profile, slot, jurisdiction="GB")
+
+
 def test_the_daily_maximum_is_checked_under_the_therapists_lock(profile, client_user, outsider):
     scheduling_services.therapist_profile_update(
         profile=profile, fields={"max_sessions_per_day": 1}, now=NOW
@@ -231,7 +245,7 @@ def test_only_clients_book_and_unknown_or_archived_targets_are_404(profile, ther
     client = make_user(role=Role.CLIENT)
     with pytest.raises(ForbiddenError):
         book(therapist, profile, slot)
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError) as unknown:
         services.booking_create(
             client=client,
             therapist_id=client.pk,  # not a therapist id
@@ -240,10 +254,12 @@ def test_only_clients_book_and_unknown_or_archived_targets_are_404(profile, ther
             jurisdiction="US-NY",
             now=NOW,
         )
+    assert unknown.value.code == "not_found"
     archived = session_type_of(profile)
     scheduling_services.session_type_archive(session_type=archived, now=NOW)
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError) as gone:
         book(client, profile, slot, session_type=archived)
+    assert gone.value.code == "session_type_not_found"
     assert not Booking.objects.exists()
 
 
