@@ -4,11 +4,13 @@ alongside, and the chain verifying afterwards (goal: at least 5,000 events/s).
 Uses its own database (``bench_audit_writers``, recreated each run). Each writer is a process
 committing ``--batch`` events at a time in one INSERT, as a request does (a list touching that
 many clients writes that many rows; ``--batch 1`` is a single read's row). A ninth process
-seals continuously, as the sealing job does. After ``--seconds``, the rest is sealed and the
+seals as the sealing job does (``audit_seal --loop``: a round, then ``--seal-interval`` seconds
+of rest, default the job's 1 s). After ``--seconds``, the rest is sealed and the
 whole chain verified. Prints one JSON line.
 
     DJANGO_DEBUG=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/telehealth \\
-        python bench/bench_audit_writers.py [--writers 8] [--batch 10] [--seconds 15]
+        python bench/bench_audit_writers.py [--writers 8] [--batch 10] [--seconds 15] \\
+            [--seal-interval 1]
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def _write(n: int, batch: int, start: float, stop: float, counts: Any) -> None:
     connection.close()
 
 
-def _seal(start: float, stop: float, sealed: Any) -> None:
+def _seal(start: float, stop: float, interval: float, sealed: Any) -> None:
     from django.db import connection
 
     from audit.chain import audit_seal
@@ -61,6 +63,7 @@ def _seal(start: float, stop: float, sealed: Any) -> None:
     total = 0
     while time.time() < stop:
         total += audit_seal().sealed
+        time.sleep(max(0.0, min(interval, stop - time.time())))
     sealed.value = total
     connection.close()
 
@@ -70,6 +73,7 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--seal-interval", type=float, default=1.0)
     args = parser.parse_args()
     open_database("bench_audit_writers", fresh=True)
 
@@ -89,7 +93,9 @@ def main() -> None:
         context.Process(target=_write, args=(n, args.batch, start, stop, counts))
         for n in range(args.writers)
     ]
-    processes.append(context.Process(target=_seal, args=(start, stop, sealed_live)))
+    processes.append(
+        context.Process(target=_seal, args=(start, stop, args.seal_interval, sealed_live))
+    )
     for process in processes:
         process.start()
     for process in processes:
@@ -109,6 +115,7 @@ def main() -> None:
                 "writers": args.writers,
                 "events_per_transaction": args.batch,
                 "seconds": args.seconds,
+                "seal_interval_s": args.seal_interval,
                 "events": written,
                 "events_per_s": round(written / args.seconds),
                 "sealed_while_writing": sealed_live.value,
