@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from contextlib import nullcontext
 from datetime import UTC, datetime
@@ -274,22 +275,30 @@ def insert_events(connection: BaseDatabaseWrapper, rows: Sequence[Sequence[Any]]
     ``details`` as JSON text) in as few statements as the engine allows, atomically; return
     ``(id, occurred_at)`` of each, in order. Plain SQL: the ORM's insert costs a protected read
     several times more than the round trip itself."""
-    details = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
-    one = (
-        f"({_CLOCK[connection.vendor]}, {', '.join(['%s'] * (len(EVENT_COLUMNS) - 1))}, {details})"
-    )
     limit = connection.features.max_query_params or _PG_MAX_PARAMETERS
     per_statement = max(1, limit // len(EVENT_COLUMNS))
-    head = f"INSERT INTO audit_event (occurred_at, {', '.join(EVENT_COLUMNS)}) VALUES "  # noqa: S608
     returned: list[Any] = []
     with transaction.atomic() if len(rows) > per_statement else nullcontext():
         for start in range(0, len(rows), per_statement):
             batch = rows[start : start + per_statement]
-            sql = head + ", ".join([one] * len(batch)) + " RETURNING id, occurred_at"
             with connection.cursor() as cursor:
-                cursor.execute(sql, [value for row in batch for value in row])
+                cursor.execute(
+                    _insert_sql(connection.vendor, len(batch)),
+                    [value for row in batch for value in row],
+                )
                 returned.extend(cursor.fetchall())
     return returned
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(vendor: str, count: int) -> str:
+    """The INSERT of ``count`` rows (the usual sizes are few: one, a page)."""
+    details = "%s::jsonb" if vendor == "postgresql" else "%s"
+    one = f"({_CLOCK[vendor]}, {', '.join(['%s'] * (len(EVENT_COLUMNS) - 1))}, {details})"
+    columns = ", ".join(EVENT_COLUMNS)
+    values = ", ".join([one] * count)
+    returning = "RETURNING id, occurred_at"
+    return f"INSERT INTO audit_event (occurred_at, {columns}) VALUES {values} {returning}"  # noqa: S608
 
 
 def db_now(connection: BaseDatabaseWrapper) -> datetime:

@@ -177,41 +177,33 @@ def _prepared(value: uuid.UUID | None) -> Any:
     return _UUID.get_db_prep_save(value, connection)
 
 
-def audit_record_many(*, drafts: Sequence[EventDraft], origin: Origin) -> list[AuditEvent]:
-    """Insert ``drafts`` in one statement (split only by the engine's parameter limit)."""
+def audit_record_many(
+    *, drafts: Sequence[EventDraft], origin: Origin
+) -> list[tuple[int, datetime]]:
+    """Insert ``drafts`` in one statement (split only by the engine's parameter limit); return
+    each new event's ``(id, occurred_at)``, in order. Rows are built straight from the drafts:
+    this runs on every protected read, so it builds no model instance per event."""
     actor_id = _prepared(origin.actor_id)
     session_id = _prepared(origin.session_id)
-    events, rows = [], []
+    rows = []
     for draft in drafts:
-        event = AuditEvent(
-            actor_id=origin.actor_id,
-            actor_role=origin.actor_role,
-            actor_label=origin.actor_label,
-            session_id=origin.session_id,
-            action=text(draft.action, 64),
-            resource_type=text(draft.resource_type, 64),
-            resource_id=text(draft.resource_id, 64),
-            patient_id=draft.patient_id,
-            outcome=draft.outcome,
-            source_ip=origin.source_ip,
-            user_agent=origin.user_agent,
-            request_id=origin.request_id,
-            details=clean_details(draft.details),
-        )
-        values = {name: getattr(event, name) for name in EVENT_COLUMNS}
-        values.update(
-            actor_id=actor_id,
-            session_id=session_id,
-            patient_id=_prepared(event.patient_id),
-            details=json.dumps(event.details),
-        )
-        events.append(event)
+        values = {
+            "actor_id": actor_id,
+            "actor_role": origin.actor_role,
+            "actor_label": origin.actor_label,
+            "session_id": session_id,
+            "action": text(draft.action, 64),
+            "resource_type": text(draft.resource_type, 64),
+            "resource_id": text(draft.resource_id, 64),
+            "patient_id": _prepared(draft.patient_id),
+            "outcome": draft.outcome,
+            "source_ip": origin.source_ip,
+            "user_agent": origin.user_agent,
+            "request_id": origin.request_id,
+            "details": json.dumps(clean_details(draft.details)),
+        }
         rows.append([values[name] for name in EVENT_COLUMNS])
-    for event, (pk, occurred_at) in zip(events, insert_events(connection, rows), strict=True):
-        event.pk = pk
-        event.occurred_at = _returned_datetime(occurred_at)
-        event._state.adding = False
-    return events
+    return [(pk, _returned_datetime(at)) for pk, at in insert_events(connection, rows)]
 
 
 def _returned_datetime(value: Any) -> datetime:
@@ -243,7 +235,26 @@ def audit_record(
         details=details,
     )
     origin = origin_of(request=request, actor=actor, actor_label=actor_label)
-    return audit_record_many(drafts=[draft], origin=origin)[0]
+    ((pk, occurred_at),) = audit_record_many(drafts=[draft], origin=origin)
+    event = AuditEvent(
+        pk=pk,
+        occurred_at=occurred_at,
+        actor_id=origin.actor_id,
+        actor_role=origin.actor_role,
+        actor_label=origin.actor_label,
+        session_id=origin.session_id,
+        action=text(action, 64),
+        resource_type=text(resource_type, 64),
+        resource_id=text(resource_id, 64),
+        patient_id=patient_id,
+        outcome=outcome,
+        source_ip=origin.source_ip,
+        user_agent=origin.user_agent,
+        request_id=origin.request_id,
+        details=clean_details(details),
+    )
+    event._state.adding = False
+    return event
 
 
 # --- Access to protected objects ---------------------------------------------------------------
