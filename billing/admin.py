@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from audit.admin import AuditedModelAdmin
 from billing.models import (
     Payment,
     PaymentEvent,
@@ -30,7 +31,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnlyAdmin):
+class PaymentAdmin(AuditedModelAdmin, ReadOnlyAdmin):
+    """A protected model (``billing.payment``): viewing its pages is audited."""
+
     list_display = ("id", "purpose", "version", "state", "amount_minor", "currency", "created_at")
     list_filter = ("state", "purpose")
     search_fields = ("=id", "=booking__id", "=stripe_payment_intent_id")

@@ -54,7 +54,6 @@ class Receipt:
     amount_refunded_minor: int
     net_minor: int
     currency: str
-    client_id: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -75,6 +74,7 @@ class Superbill:
     month: str  # YYYY-MM
     lines: list[SuperbillLine]
     totals_minor: dict[str, int] = field(default_factory=dict)  # per currency
+    payments: list[Payment] = field(default_factory=list)  # those the lines show (the audit's)
 
 
 def _provider(profile: TherapistProfile, npis: dict[uuid.UUID, str]) -> Provider:
@@ -94,8 +94,9 @@ def _local_day(moment: datetime, zone: str) -> date:
     return moment.astimezone(ZoneInfo(zone)).date()
 
 
-def receipt_for(*, payment_id: uuid.UUID, user: User) -> Receipt:
-    """The receipt of a collected payment, for its client or its therapist (else 404)."""
+def receipt_payment(*, payment_id: uuid.UUID, user: User) -> Payment:
+    """A collected payment, for its client or its therapist (else 404), with what its receipt
+    shows."""
     mine = Q(client=user) if user.role == Role.CLIENT else Q(therapist=user)
     payment = (
         Payment.objects.select_related("booking__therapist", "booking__session_type")
@@ -105,6 +106,11 @@ def receipt_for(*, payment_id: uuid.UUID, user: User) -> Receipt:
     )
     if payment is None:
         raise NotFoundError("No such receipt.")
+    return payment
+
+
+def receipt_for(*, payment: Payment) -> Receipt:
+    """The receipt of a payment found by ``receipt_payment``."""
     booking = payment.booking
     paid_at = (
         PaymentEvent.objects.filter(payment=payment, to_state__in=states.COLLECTED)
@@ -123,7 +129,6 @@ def receipt_for(*, payment_id: uuid.UUID, user: User) -> Receipt:
         amount_refunded_minor=payment.amount_refunded_minor,
         net_minor=payment.amount_captured_minor - payment.amount_refunded_minor,
         currency=payment.currency,
-        client_id=payment.client_id,
     )
 
 
@@ -149,6 +154,7 @@ def superbill_for(*, client: User, year: int, month: int) -> Superbill:
     rows = list(payments)
     npis = _npis({p.booking.therapist.user_id for p in rows})
     lines: list[SuperbillLine] = []
+    shown: list[Payment] = []
     totals: dict[str, int] = {}
     for payment in rows:
         booking = payment.booking
@@ -168,12 +174,14 @@ def superbill_for(*, client: User, year: int, month: int) -> Superbill:
             )
         )
         totals[payment.currency] = totals.get(payment.currency, 0) + paid
+        shown.append(payment)
     return Superbill(
         client_id=client.pk,
         client_name=client.full_name,
         month=f"{year:04d}-{month:02d}",
         lines=lines,
         totals_minor=totals,
+        payments=shown,
     )
 
 

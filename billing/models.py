@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from audit.registry import protected
+
 
 class StripeCustomer(models.Model):
     """The Stripe Customer of one of our users: created once, holds no name, email or notes."""
@@ -50,6 +52,9 @@ class PaymentState(models.TextChoices):
     FAILED = "failed"
 
 
+# A payment for a session discloses that its client receives therapy: it is PHI. Its client is
+# the booking's client (copied when the payment is made, so the audit needs no join).
+@protected("billing.payment", patient=lambda payment: payment.client_id)
 class Payment(models.Model):
     """One attempt to collect money for a booking: a session price or a fee.
 
@@ -328,6 +333,9 @@ class PaymentMethodSetup(models.Model):
         return f"PaymentMethodSetup {self.pk}"
 
 
+# A client's card (brand, last four, expiry) on a therapy platform ties the card to someone in
+# care: protected like the payments it pays for.
+@protected("billing.payment_method", patient=lambda method: method.client_id)
 class SavedPaymentMethod(models.Model):
     """A card a client saved through a SetupIntent: Stripe's id and what the client needs to
     recognise it (brand, last four digits, expiry), nothing else. The most recently saved card

@@ -1,5 +1,11 @@
 """Billing endpoints. The Stripe webhook is the only one without a user: its proof is the
-signature, checked over the raw body before anything is parsed."""
+signature, checked over the raw body before anything is parsed.
+
+Every endpoint that returns or changes a payment (``billing.payment``) or a saved card
+(``billing.payment_method``) is an ``AuditedMixin`` view: its reads, lists, changes and denied
+attempts are recorded by the mechanism (docs/audit.md); services only report what the view cannot
+see (``touch`` / ``audit_access``). The webhook is the one exemption, named with its reason in the
+route walk (``tests/audit/test_coverage.py``): its effects are audited as system events."""
 
 from __future__ import annotations
 
@@ -28,8 +34,9 @@ from api.models import Role
 from api.pagination import CursorPagination
 from api.permissions import has_role
 from api.serializers import problem_responses
+from audit.mixins import AuditedMixin
 from billing.documents import money
-from billing.models import Payment
+from billing.models import Payment, SavedPaymentMethod
 from billing.selectors import payment_methods_active, payments_visible_to
 from billing.serializers import (
     PayIn,
@@ -44,12 +51,8 @@ from billing.serializers import (
     WebhookAckSerializer,
 )
 from billing.services.documents import receipt_read, superbill_read
-from billing.services.methods import (
-    payment_method_detach,
-    payment_method_setup_start,
-    payment_methods_read_record,
-)
-from billing.services.payments import booking_payment_start, payments_read_record
+from billing.services.methods import payment_method_detach, payment_method_setup_start
+from billing.services.payments import booking_payment_start
 from billing.services.providers import provider_billing_set_npi
 from billing.services.webhooks import webhook_receive
 
@@ -73,6 +76,9 @@ class StripeWebhookView(APIView):
     permission_classes = [AllowAny]
     parser_classes: list[type] = []  # the body is read raw, never parsed before verification
     http_method_names = ["post"]
+    # What it changes, for the route walk: not an AuditedMixin view (there is no user), it is
+    # exempted there by name; each effect is audited as a system event by billing's services.
+    audit_models = (Payment, SavedPaymentMethod)
 
     @extend_schema(
         operation_id="billing_stripe_webhook",
@@ -96,9 +102,13 @@ class StripeWebhookView(APIView):
         return Response(WebhookAckSerializer({"received": True}).data)
 
 
-class PayView(APIView):
-    """``POST /api/v1/bookings/{id}/pay``: start (or resume) paying for a held booking."""
+class PayView(AuditedMixin, APIView):
+    """``POST /api/v1/bookings/{id}/pay``: start (or resume) paying for a held booking. The URL
+    names a booking, so a denial is recorded against it (and its client); the payment started
+    is reported by the service (``billing.payment.start``)."""
 
+    audit_resource = "scheduling.booking"
+    audit_lookup_kwarg = "booking_id"
     permission_classes = [has_role(Role.CLIENT)]
 
     @extend_schema(
@@ -123,10 +133,12 @@ class PaymentPagination(CursorPagination):
     ordering = ("-created_at", "-id")
 
 
-class PaymentsView(ListAPIView):
+class PaymentsView(AuditedMixin, ListAPIView):
     """``GET /api/v1/billing/payments``: a client's payments, or those of a therapist's sessions.
-    Each page read is audited: one row per client whose payments it shows."""
+    Each page read is audited: one ``list`` row per client whose payments it shows, in one INSERT
+    (AUD-20)."""
 
+    audit_resource = "billing.payment"
     permission_classes = [has_role(Role.CLIENT, Role.THERAPIST)]
     serializer_class = PaymentOut
     pagination_class = PaymentPagination
@@ -144,11 +156,18 @@ class PaymentsView(ListAPIView):
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         page = self.paginate_queryset(self.get_queryset())
-        payments_read_record(payments=page or [], actor=user_of(request), request=request)
         return self.get_paginated_response(PaymentOut(page, many=True).data)
 
 
-class ReceiptView(APIView):
+class AuditedPaymentView(AuditedMixin, APIView):
+    """Serves one payment, named by the ``payment_id`` URL keyword, through a document."""
+
+    audit_resource = "billing.payment"
+    audit_lookup_kwarg = "payment_id"
+    audit_models = (Payment,)  # rendered by a plain serializer or a template: tell the route walk
+
+
+class ReceiptView(AuditedPaymentView):
     """``GET /api/v1/billing/payments/{id}/receipt``: for the payment's client or its therapist,
     once collected; anything else is 404 and audited as denied."""
 
@@ -161,11 +180,11 @@ class ReceiptView(APIView):
         tags=["billing"],
     )
     def get(self, request: Request, payment_id: uuid.UUID) -> Response:
-        receipt = receipt_read(payment_id=payment_id, user=user_of(request), request=request)
+        receipt = receipt_read(payment_id=payment_id, user=user_of(request))
         return Response(ReceiptOut(receipt).data)
 
 
-class ReceiptPrintView(APIView):
+class ReceiptPrintView(AuditedPaymentView):
     """``GET /api/v1/billing/payments/{id}/receipt/print``: the same receipt as printable HTML."""
 
     permission_classes = [has_role(Role.CLIENT, Role.THERAPIST)]
@@ -177,7 +196,7 @@ class ReceiptPrintView(APIView):
         tags=["billing"],
     )
     def get(self, request: Request, payment_id: uuid.UUID) -> HttpResponseBase:
-        receipt = receipt_read(payment_id=payment_id, user=user_of(request), request=request)
+        receipt = receipt_read(payment_id=payment_id, user=user_of(request))
         return TemplateResponse(
             request._request,
             "billing/receipt.html",
@@ -195,7 +214,21 @@ def _month(year: int, month: int) -> None:
         raise ValidationError({"month": ["Not a month."]}, code="invalid")
 
 
-class SuperbillView(APIView):
+class AuditedSuperbillView(AuditedMixin, APIView):
+    """Serves the payments of a client's month (the service ``touch``-es each one): one ``list``
+    row naming them, and the month."""
+
+    audit_resource = "billing.payment"
+    audit_models = (Payment,)  # rendered by a plain serializer or a template: tell the route walk
+
+    def audit_details(self) -> dict[str, Any]:
+        return {
+            **super().audit_details(),
+            "month": f"{self.kwargs['year']:04d}-{self.kwargs['month']:02d}",
+        }
+
+
+class SuperbillView(AuditedSuperbillView):
     """``GET /api/v1/billing/superbills/{year}/{month}``: the client's own paid sessions of that
     month, for an insurer."""
 
@@ -209,11 +242,11 @@ class SuperbillView(APIView):
     )
     def get(self, request: Request, year: int, month: int) -> Response:
         _month(year, month)
-        bill = superbill_read(client=user_of(request), year=year, month=month, request=request)
+        bill = superbill_read(client=user_of(request), year=year, month=month)
         return Response(SuperbillOut(bill).data)
 
 
-class SuperbillPrintView(APIView):
+class SuperbillPrintView(AuditedSuperbillView):
     """``GET /api/v1/billing/superbills/{year}/{month}/print``: the superbill as printable HTML."""
 
     permission_classes = [has_role(Role.CLIENT)]
@@ -226,7 +259,7 @@ class SuperbillPrintView(APIView):
     )
     def get(self, request: Request, year: int, month: int) -> HttpResponseBase:
         _month(year, month)
-        bill = superbill_read(client=user_of(request), year=year, month=month, request=request)
+        bill = superbill_read(client=user_of(request), year=year, month=month)
         return TemplateResponse(
             request._request,
             "billing/superbill.html",
@@ -264,10 +297,11 @@ class ProviderBillingView(APIView):
         return Response(ProviderBillingOut(record).data)
 
 
-class PaymentMethodsView(APIView):
+class PaymentMethodsView(AuditedMixin, APIView):
     """``GET /api/v1/billing/payment-methods``: the client's saved cards (brand, last four,
-    expiry), the default first. Audited."""
+    expiry), the default first. Audited: one ``list`` row naming them."""
 
+    audit_resource = "billing.payment_method"
     permission_classes = [has_role(Role.CLIENT)]
 
     @extend_schema(
@@ -277,9 +311,7 @@ class PaymentMethodsView(APIView):
         tags=["billing"],
     )
     def get(self, request: Request) -> Response:
-        client = user_of(request)
-        methods = list(payment_methods_active(client_id=client.pk))
-        payment_methods_read_record(methods=methods, client=client, request=request)
+        methods = list(payment_methods_active(client_id=user_of(request).pk))
         context = {"default_id": methods[0].pk if methods else None}
         return Response(SavedPaymentMethodOut(methods, many=True, context=context).data)
 
@@ -305,9 +337,13 @@ class PaymentMethodSetupView(APIView):
         return Response(SetupOut(started).data)
 
 
-class PaymentMethodView(APIView):
-    """``DELETE /api/v1/billing/payment-methods/{id}``: remove one of the client's cards."""
+class PaymentMethodView(AuditedMixin, APIView):
+    """``DELETE /api/v1/billing/payment-methods/{id}``: remove one of the client's cards (the
+    service reports ``billing.payment_method.detach``; a 404 is recorded as denied)."""
 
+    audit_resource = "billing.payment_method"
+    audit_lookup_kwarg = "method_id"
+    audit_models = (SavedPaymentMethod,)  # answers 204 with no body: tell the route walk
     permission_classes = [has_role(Role.CLIENT)]
 
     @extend_schema(

@@ -19,8 +19,7 @@ from django.http import HttpRequest
 
 from api.errors import NotFoundError
 from api.models import User
-from audit.models import Outcome
-from audit.services import audit_record
+from audit.services import audit_access, audit_record
 from billing.gateways.base import InvalidGatewayRequest, SetupIntentResult
 from billing.models import PaymentMethodSetup, SavedPaymentMethod, StripeCustomer
 from billing.services.payments import customer_ensure, gateway_call
@@ -152,22 +151,14 @@ def payment_method_detach(
 ) -> SavedPaymentMethod:
     """The client removes one of their saved cards: detached from their Stripe Customer, so it
     can never be charged again. Someone else's card, an unknown id, or one already removed is
-    404 (audited as denied)."""
-    mine = SavedPaymentMethod.objects.filter(pk=method_id, client_id=client.pk, detached_at=None)
-    if not mine.exists():  # audited outside the transaction: the refusal must not roll it back
-        audit_record(
-            action="billing.payment_method.detach",
-            actor=client,
-            request=request,
-            outcome=Outcome.DENIED,
-            resource_type="payment_method",
-            resource_id=str(method_id),
-            details={"why": "not_found"},
-        )
-        raise NotFoundError("No such payment method.")
+    404 (the caller's ``AuditedMixin`` records the denial)."""
     with transaction.atomic():
-        method = mine.select_for_update().first()
-        if method is None:  # removed by a concurrent request meanwhile
+        method = (
+            SavedPaymentMethod.objects.select_for_update()
+            .filter(pk=method_id, client_id=client.pk, detached_at=None)
+            .first()
+        )
+        if method is None:
             raise NotFoundError("No such payment method.")
         stripe_id = method.stripe_payment_method_id
         try:
@@ -182,30 +173,11 @@ def payment_method_detach(
             logger.warning("payment method %s: detach refused by Stripe (%s)", method.pk, exc.code)
         method.detached_at = now
         method.save(update_fields=["detached_at"])
-        audit_record(
-            action="billing.payment_method.detach",
-            actor=client,
-            request=request,
-            resource_type="payment_method",
-            resource_id=str(method.pk),
-            patient_id=client.pk,
-        )
+        if request is not None:  # an AuditedMixin view: joins its batch
+            audit_access(obj=method, action="billing.payment_method.detach")
+        else:
+            audit_access(obj=method, action="billing.payment_method.detach", actor=client)
     return method
-
-
-def payment_methods_read_record(
-    *, methods: list[SavedPaymentMethod], client: User, request: HttpRequest | None
-) -> None:
-    """Audit a client's list of their saved cards (one row, naming the ids)."""
-    audit_record(
-        action="billing.payment_method.read",
-        actor=client,
-        request=request,
-        resource_type="payment_method",
-        resource_id=str(methods[0].pk) if len(methods) == 1 else "",
-        patient_id=client.pk,
-        details={"payment_methods": [str(m.pk) for m in methods]},
-    )
 
 
 def _audit_setup(

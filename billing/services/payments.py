@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -21,8 +21,7 @@ from django.http import HttpRequest
 
 from api.errors import ConflictError, NotFoundError, UnprocessableError
 from api.models import User
-from audit.models import Outcome
-from audit.services import EventDraft, audit_record, audit_record_many, origin_of
+from audit.services import audit_access, audit_record
 from billing import gateways, states
 from billing.errors import PaymentPendingError, PaymentsNotConfiguredError
 from billing.gateways.base import (
@@ -154,22 +153,14 @@ def booking_payment_start(
     *, booking_id: uuid.UUID, client: User, request: HttpRequest | None, now: datetime
 ) -> PaymentStart:
     """The client pays for their held booking: the price and currency are the booking's copied
-    terms, never the request's (PAY-01). Someone else's booking is 404 (and audited as denied);
-    a booking that is not held, whose hold ran out, or that has started is 409 (PAY-04)."""
+    terms, never the request's (PAY-01). Someone else's booking is 404 (the caller's
+    ``AuditedMixin`` records the denial); a booking that is not held, whose hold ran out, or
+    that has started is 409 (PAY-04)."""
     try:
         booking: Booking | None = booking_for_participant(booking_id=booking_id, user=client)
     except NotFoundError:
         booking = None
     if booking is None or booking.client_id != client.pk:  # a therapist does not pay
-        audit_record(
-            action="billing.payment.start",
-            actor=client,
-            request=request,
-            outcome=Outcome.DENIED,
-            resource_type="booking",
-            resource_id=str(booking_id),
-            details={"why": "not_found"},
-        )
         raise NotFoundError("No such booking.")
     if booking.status == BookingStatus.CONFIRMED:
         raise ConflictError("This booking is already paid.", code="already_paid")
@@ -194,15 +185,13 @@ def booking_payment_start(
         currency=booking.currency,
         now=now,
     )
-    audit_record(
-        action="billing.payment.start",
-        actor=client,
-        request=request,
-        resource_type="payment",
-        resource_id=str(started.payment.pk),
-        patient_id=client.pk,
-        details={"booking": str(booking.pk), "state": started.payment.state},
-    )
+    details = {"booking": str(booking.pk), "state": started.payment.state}
+    if request is not None:  # an AuditedMixin view: joins its batch (a denial is its 404)
+        audit_access(obj=started.payment, action="billing.payment.start", details=details)
+    else:
+        audit_access(
+            obj=started.payment, action="billing.payment.start", actor=client, details=details
+        )
     return started
 
 
@@ -361,24 +350,3 @@ def gateway_call(call: Callable[[PaymentGateway], T]) -> T:
     except GatewayConfigurationError as exc:
         logger.error("stripe is not configured or refused our key")
         raise PaymentsNotConfiguredError() from exc
-
-
-def payments_read_record(
-    *, payments: Sequence[Payment], actor: User, request: HttpRequest | None
-) -> None:
-    """Audit a page of payments served: one row per client whose payments it held (AUD-01),
-    naming the payment ids, written in one batch (AUD-20)."""
-    by_client: dict[uuid.UUID, list[str]] = {}
-    for payment in payments:
-        by_client.setdefault(payment.client_id, []).append(str(payment.pk))
-    drafts = [
-        EventDraft(
-            action="billing.payment.read",
-            resource_type="payment",
-            resource_id=ids[0] if len(ids) == 1 else "",
-            patient_id=client_id,
-            details={"payments": ids},
-        )
-        for client_id, ids in by_client.items()
-    ]
-    audit_record_many(drafts=drafts, origin=origin_of(request=request, actor=actor))

@@ -17,6 +17,7 @@ from tests.factories import api_client_for
 
 NOW = timezone.now()
 VALID_NPI = "1234567893"  # the CMS example number
+RECEIPT_ROUTE = "api/v1/billing/payments/<uuid:payment_id>/receipt"
 
 
 def paid(client: User, therapist: User, *, start: datetime, cpt: str = "90834") -> Payment:
@@ -66,7 +67,8 @@ def test_a_client_cannot_set_an_npi(client_user: User) -> None:
 
 
 def test_a_receipt_for_the_client_and_the_therapist(client_user: User, therapist: User) -> None:
-    """AUD-01: each receipt read is one row naming the client."""
+    """AUD-01: each receipt read is one ``read`` of its payment naming the client, recorded by
+    the view's ``AuditedMixin``."""
     payment = paid(client_user, therapist, start=datetime(2026, 3, 10, 15, tzinfo=UTC))
     ProviderBilling.objects.create(user=therapist, npi=VALID_NPI, updated_at=NOW)
     url = f"/api/v1/billing/payments/{payment.pk}/receipt"
@@ -80,20 +82,34 @@ def test_a_receipt_for_the_client_and_the_therapist(client_user: User, therapist
     assert body["provider"]["licences"] == [f"US-NY LIC-{therapist.pk.hex[:8]}"]
     assert (body["amount_paid_minor"], body["net_minor"], body["currency"]) == (12000, 12000, "USD")
     assert api_client_for(therapist).get(url).status_code == 200
-    reads = AuditEvent.objects.filter(action="billing.receipt.read", outcome="allowed")
-    assert [r.patient_id for r in reads] == [client_user.pk, client_user.pk]
+    reads = AuditEvent.objects.filter(resource_type="billing.payment").order_by("pk")
+    assert [(r.action, r.outcome, r.resource_id, r.actor_id, r.patient_id) for r in reads] == [
+        ("read", "allowed", str(payment.pk), client_user.pk, client_user.pk),
+        ("read", "allowed", str(payment.pk), therapist.pk, client_user.pk),
+    ]
+    assert reads[0].details == {"route": RECEIPT_ROUTE, "method": "GET"}
 
 
 def test_a_receipt_is_404_for_anyone_else_and_audited(
     client_user: User, outsider: User, therapist: User, other_therapist: User
 ) -> None:
+    """AUD-02: each refusal is one ``denied`` row naming the payment and, since the caller is
+    authenticated, its client (recorded, never disclosed to the caller)."""
     payment = paid(client_user, therapist, start=datetime(2026, 3, 10, 15, tzinfo=UTC))
     url = f"/api/v1/billing/payments/{payment.pk}/receipt"
     assert api_client_for(outsider, mfa=False).get(url).status_code == 404
     assert api_client_for(other_therapist).get(url).status_code == 404
-    denied = AuditEvent.objects.filter(action="billing.receipt.read", outcome="denied")
-    assert denied.count() == 2
-    assert all(event.patient_id is None for event in denied)
+    denied = AuditEvent.objects.filter(resource_type="billing.payment").order_by("pk")
+    assert [(e.action, e.outcome, e.resource_id, e.actor_id, e.patient_id) for e in denied] == [
+        ("read", "denied", str(payment.pk), outsider.pk, client_user.pk),
+        ("read", "denied", str(payment.pk), other_therapist.pk, client_user.pk),
+    ]
+    assert denied[0].details == {
+        "route": RECEIPT_ROUTE,
+        "method": "GET",
+        "reason": "not_found",
+        "status": 404,
+    }
 
 
 def test_an_unpaid_payment_has_no_receipt(client_user: User, therapist: User) -> None:
@@ -116,22 +132,28 @@ def test_a_printable_receipt_escapes_what_it_prints(client_user: User, therapist
     assert "120.00 USD" in html
     assert "<script>x</script>" not in html
     assert "&lt;script&gt;" in html
-    [read] = AuditEvent.objects.filter(action="billing.receipt.read")
-    assert (read.outcome, read.actor_id, read.patient_id) == (
+    [read] = AuditEvent.objects.filter(resource_type="billing.payment")
+    assert (read.action, read.outcome, read.resource_id, read.actor_id, read.patient_id) == (
+        "read",
         "allowed",
+        str(payment.pk),
         client_user.pk,
         client_user.pk,
     )
+    assert read.details["route"] == f"{RECEIPT_ROUTE}/print"
 
 
 def test_a_superbill_lists_the_months_paid_sessions(
     client_user: User, therapist: User, other_therapist: User
 ) -> None:
-    """AUD-01: a superbill read is one row naming the client."""
+    """AUD-01, AUD-20: a superbill read is one ``list`` row naming the client, the month and
+    the payments it shows."""
     ProviderBilling.objects.create(user=therapist, npi=VALID_NPI, updated_at=NOW)
-    paid(client_user, therapist, start=datetime(2026, 3, 3, 15, tzinfo=UTC))
+    first = paid(client_user, therapist, start=datetime(2026, 3, 3, 15, tzinfo=UTC))
     # 02:00 UTC on 1 April is still 31 March in New York: a March session.
-    paid(client_user, other_therapist, start=datetime(2026, 4, 1, 2, tzinfo=UTC), cpt="90837")
+    last = paid(
+        client_user, other_therapist, start=datetime(2026, 4, 1, 2, tzinfo=UTC), cpt="90837"
+    )
     paid(client_user, therapist, start=datetime(2026, 4, 2, 15, tzinfo=UTC))  # April
     refunded = paid(client_user, therapist, start=datetime(2026, 3, 20, 15, tzinfo=UTC))
     Payment.objects.filter(pk=refunded.pk).update(amount_refunded_minor=12000, state="refunded")
@@ -159,21 +181,34 @@ def test_a_superbill_lists_the_months_paid_sessions(
         ("2026-03-31", "90837", 12000, ""),
     ]
     assert bill["totals_minor"] == {"USD": 34000}
-    audit = AuditEvent.objects.get(action="billing.superbill.read")
-    assert (audit.patient_id, audit.details) == (client_user.pk, {"sessions": 3})
+    audit = AuditEvent.objects.get(resource_type="billing.payment")
+    assert (audit.action, audit.actor_id, audit.patient_id, audit.details) == (
+        "list",
+        client_user.pk,
+        client_user.pk,
+        {
+            "route": "api/v1/billing/superbills/<int:year>/<int:month>",
+            "method": "GET",
+            "month": "2026-03",
+            "ids": [str(first.pk), str(partly.pk), str(last.pk)],
+            "count": 3,
+        },
+    )
 
 
 def test_a_printable_superbill(client_user: User, therapist: User) -> None:
-    """AUD-01: the printable superbill is one read row naming the client."""
-    paid(client_user, therapist, start=datetime(2026, 3, 3, 15, tzinfo=UTC))
+    """AUD-01: the printable superbill is one ``list`` row naming the client and its payment."""
+    payment = paid(client_user, therapist, start=datetime(2026, 3, 3, 15, tzinfo=UTC))
     response = api_client_for(client_user, mfa=False).get("/api/v1/billing/superbills/2026/3/print")
     assert response.status_code == 200
-    [read] = AuditEvent.objects.filter(action="billing.superbill.read")
-    assert (read.outcome, read.patient_id, read.details) == (
+    read = AuditEvent.objects.get(resource_type="billing.payment")
+    assert (read.action, read.outcome, read.resource_id, read.patient_id) == (
+        "list",
         "allowed",
+        str(payment.pk),
         client_user.pk,
-        {"sessions": 1},
     )
+    assert (read.details["month"], read.details["ids"]) == ("2026-03", [str(payment.pk)])
     html = response.content.decode()
     assert "90834" in html and "120.00 USD" in html and "2026-03-03" in html
 

@@ -154,10 +154,16 @@ def test_a_client_lists_only_their_own_cards_and_the_read_is_audited(
             "created_at": response.json()[0]["created_at"],
         }
     ]
-    audit = AuditEvent.objects.get(action="billing.payment_method.read")
-    assert (audit.patient_id, audit.details) == (
+    audit = AuditEvent.objects.get(resource_type="billing.payment_method", action="list")
+    assert (audit.actor_id, audit.patient_id, audit.details) == (
         client_user.pk,
-        {"payment_methods": [str(mine.pk)]},
+        client_user.pk,
+        {
+            "route": "api/v1/billing/payment-methods",
+            "method": "GET",
+            "ids": [str(mine.pk)],
+            "count": 1,
+        },
     )
 
 
@@ -177,8 +183,14 @@ def test_a_client_removes_their_card_and_it_is_detached_at_stripe(
     ]
     assert detach.idempotency_key == f"billing:payment_method_detach:{mine.pk}"
     assert api_client_for(client_user, mfa=False).get(METHODS_URL).json() == []
-    audit = AuditEvent.objects.get(action="billing.payment_method.detach")
-    assert (audit.outcome, audit.patient_id) == ("allowed", client_user.pk)
+    # One row: the service's report stands for the DELETE (the mixin adds no second one).
+    [audit] = AuditEvent.objects.filter(action__in=["billing.payment_method.detach", "delete"])
+    assert (audit.action, audit.outcome, audit.resource_id, audit.patient_id) == (
+        "billing.payment_method.detach",
+        "allowed",
+        str(mine.pk),
+        client_user.pk,
+    )
 
 
 def test_someone_elses_card_cannot_be_removed(
@@ -194,8 +206,15 @@ def test_someone_elses_card_cannot_be_removed(
     mine.refresh_from_db()
     assert mine.detached_at is None
     assert len(stripe_wire) == sent_before
-    denied = AuditEvent.objects.get(action="billing.payment_method.detach")
-    assert (denied.outcome, denied.actor_id) == ("denied", outsider.pk)
+    # AUD-02: one denied row naming the card and, recorded but not disclosed, its client.
+    denied = AuditEvent.objects.get(outcome="denied")
+    assert (denied.action, denied.outcome, denied.resource_id, denied.actor_id) == (
+        "delete",
+        "denied",
+        str(mine.pk),
+        outsider.pk,
+    )
+    assert denied.patient_id == client_user.pk
 
 
 @pytest.mark.parametrize("role", ["therapist", "compliance_officer"])

@@ -120,8 +120,16 @@ def test_pay_04_someone_elses_booking_is_404_and_audited(
     assert response.status_code == 404
     assert Payment.objects.count() == 0
     assert stripe_wire == []
-    denied = AuditEvent.objects.get(action="billing.payment.start")
-    assert (denied.outcome, denied.resource_id) == ("denied", str(held.pk))
+    # AUD-02: the URL names a booking: the denied row names it (and, unseen by the caller, its
+    # client).
+    denied = AuditEvent.objects.get(outcome="denied")
+    assert (denied.action, denied.resource_type, denied.resource_id, denied.actor_id) == (
+        "create",
+        "scheduling.booking",
+        str(held.pk),
+        outsider.pk,
+    )
+    assert denied.patient_id == held.client_id
 
 
 def test_pay_04_an_unknown_booking_is_the_same_404(outsider: User) -> None:
@@ -207,10 +215,10 @@ def test_payments_are_listed_for_their_client_and_therapist_only(
     as_therapist = api_client_for(other_therapist).get("/api/v1/billing/payments")
     assert [p["id"] for p in as_therapist.json()["results"]] == [str(theirs.pk)]
 
-    reads = AuditEvent.objects.filter(action="billing.payment.read").order_by("pk")
-    assert [(r.patient_id, r.details["payments"]) for r in reads] == [
-        (client_user.pk, [str(mine.pk)]),
-        (outsider.pk, [str(theirs.pk)]),
+    reads = AuditEvent.objects.filter(resource_type="billing.payment").order_by("pk")
+    assert [(r.action, r.actor_id, r.patient_id, r.details["ids"]) for r in reads] == [
+        ("list", client_user.pk, client_user.pk, [str(mine.pk)]),
+        ("list", other_therapist.pk, outsider.pk, [str(theirs.pk)]),
     ]
 
 
@@ -228,7 +236,7 @@ def test_aud_20_a_page_of_100_clients_payments_is_audited_in_one_insert(therapis
     inserts = [q["sql"] for q in queries if q["sql"].startswith("INSERT INTO audit_event")]
     per_statement = (connection.features.max_query_params or 65535) // len(EVENT_COLUMNS)
     assert len(inserts) == math.ceil(100 / per_statement)
-    reads = AuditEvent.objects.filter(action="billing.payment.read")
+    reads = AuditEvent.objects.filter(resource_type="billing.payment", action="list")
     assert sorted(str(r.patient_id) for r in reads) == sorted(str(c.pk) for c in clients)
     assert {r.actor_id for r in reads} == {therapist.pk}
 
@@ -236,6 +244,12 @@ def test_aud_20_a_page_of_100_clients_payments_is_audited_in_one_insert(therapis
 def test_compliance_officers_do_not_list_payments(compliance_officer: User) -> None:
     response = api_client_for(compliance_officer).get("/api/v1/billing/payments")
     assert response.status_code == 403
+    denied = AuditEvent.objects.get(resource_type="billing.payment")
+    assert (denied.action, denied.outcome, denied.actor_id) == (
+        "list",
+        "denied",
+        compliance_officer.pk,
+    )
 
 
 def test_therapists_need_their_second_factor(therapist: User) -> None:
