@@ -110,7 +110,7 @@ def fee_charge(
         audit_record(
             action="billing.payment.intent_created",
             actor_label="system",
-            resource_type="payment",
+            resource_type="billing.payment",
             resource_id=str(payment.pk),
             patient_id=payment.client_id,
             details={"purpose": payment.purpose, "version": payment.version, "off_session": True},
@@ -168,7 +168,7 @@ def _attempt_failed(*, payment: Payment, code: str, now: datetime) -> None:
         action="billing.fee.charge_failed",
         actor_label="system",
         outcome=Outcome.ERROR,
-        resource_type="payment",
+        resource_type="billing.payment",
         resource_id=str(payment.pk),
         patient_id=payment.client_id,
         details={"purpose": payment.purpose, "version": payment.version, "failure": code},

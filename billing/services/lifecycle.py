@@ -103,7 +103,7 @@ def _booking_paid(*, payment: Payment, now: datetime) -> None:
     audit_record(
         action="billing.payment.slot_lost",
         actor_label="system",
-        resource_type="payment",
+        resource_type="billing.payment",
         resource_id=str(payment.pk),
         patient_id=payment.client_id,
         details={"booking": str(payment.booking_id), "refund": str(refund.pk)},
@@ -147,7 +147,7 @@ def _booking_release(*, payment: Payment, reason: str, now: datetime) -> None:
             action="billing.payment.uncollected",
             actor_label="system",
             outcome=Outcome.ERROR,
-            resource_type="payment",
+            resource_type="billing.payment",
             resource_id=str(payment.pk),
             patient_id=payment.client_id,
             details={"booking": str(payment.booking_id), "why": reason},
@@ -233,7 +233,7 @@ def _fee_collect(*, fee_request: FeeRequest, purpose: str, now: datetime) -> Non
                 action="billing.fee.uncollected",
                 actor_label="system",
                 outcome=Outcome.ERROR,
-                resource_type="payment",
+                resource_type="billing.payment",
                 resource_id=str(fee.pk),
                 patient_id=fee.client_id,
                 details={

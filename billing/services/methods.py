@@ -139,7 +139,7 @@ def _method_save(
         audit_record(
             action="billing.payment_method.saved",
             actor_label="system",
-            resource_type="payment_method",
+            resource_type="billing.payment_method",
             resource_id=str(saved.pk),
             patient_id=setup.client_id,
             details={"setup": str(setup.pk), "stripe_event": event},

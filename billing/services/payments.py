@@ -140,7 +140,7 @@ def payment_intent_ensure(
             audit_record(
                 action="billing.payment.intent_created",
                 actor_label="system",
-                resource_type="payment",
+                resource_type="billing.payment",
                 resource_id=str(payment.pk),
                 patient_id=payment.client_id,
                 details={"purpose": payment.purpose, "version": payment.version},
@@ -270,7 +270,7 @@ def payment_transition(
     audit_record(
         action="billing.payment.state_changed",
         actor_label="system",
-        resource_type="payment",
+        resource_type="billing.payment",
         resource_id=str(payment.pk),
         patient_id=payment.client_id,
         details={"from": from_state, "to": to, "reason": reason, "stripe_event": stripe_event_id},

@@ -180,7 +180,7 @@ def _audit(payment: Payment, action: str, outcome: str, details: dict[str, objec
         action=action,
         actor_label="system",
         outcome=outcome,
-        resource_type="payment",
+        resource_type="billing.payment",
         resource_id=str(payment.pk),
         patient_id=payment.client_id,
         details=details,

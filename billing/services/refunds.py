@@ -77,7 +77,7 @@ def refund_request(*, payment: Payment, amount_minor: int, reason: str, now: dat
     audit_record(
         action="billing.refund.requested",
         actor_label="system",
-        resource_type="payment",
+        resource_type="billing.payment",
         resource_id=str(payment.pk),
         patient_id=payment.client_id,
         details={"refund": str(refund.pk), "amount_minor": amount_minor, "reason": reason},
@@ -140,7 +140,7 @@ def refund_apply_update(
         audit_record(
             action="billing.refund.failed",
             actor_label="system",
-            resource_type="payment",
+            resource_type="billing.payment",
             resource_id=str(payment.pk),
             patient_id=payment.client_id,
             details={"refund": str(refund.pk), "stripe_event": stripe_event_id},

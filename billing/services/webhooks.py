@@ -175,7 +175,7 @@ def _apply_charge_refunded(event: WebhookEvent, *, now: datetime) -> tuple[str, 
         audit_record(
             action="billing.refund.external",
             actor_label="system",
-            resource_type="payment",
+            resource_type="billing.payment",
             resource_id=str(payment.pk),
             patient_id=payment.client_id,
             details={"amount_minor": external, "stripe_event": event.id},
@@ -218,7 +218,7 @@ def _apply_dispute(event: WebhookEvent, *, now: datetime) -> tuple[str, Payment 
     audit_record(
         action="billing.payment.disputed",
         actor_label="system",
-        resource_type="payment",
+        resource_type="billing.payment",
         resource_id=str(payment.pk),
         patient_id=payment.client_id,
         details={"stripe_event": event.id, "dispute": str(dispute["id"])},

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from api.models import User
 from audit.models import AuditEvent
@@ -110,6 +111,23 @@ def test_a_receipt_is_404_for_anyone_else_and_audited(
         "reason": "not_found",
         "status": 404,
     }
+
+
+def test_aud_03_an_anonymous_receipt_request_is_401_and_names_no_client(
+    client_user: User, therapist: User
+) -> None:
+    """AUD-03: without a token the answer is 401 and one denied row, with no lookup of whose
+    payment the URL names."""
+    payment = paid(client_user, therapist, start=datetime(2026, 3, 10, 15, tzinfo=UTC))
+    response = APIClient().get(f"/api/v1/billing/payments/{payment.pk}/receipt")
+    assert response.status_code == 401
+    denied = AuditEvent.objects.get(resource_type="billing.payment")
+    assert (denied.outcome, denied.actor_id, denied.actor_label, denied.patient_id) == (
+        "denied",
+        None,
+        "anonymous",
+        None,
+    )
 
 
 def test_an_unpaid_payment_has_no_receipt(client_user: User, therapist: User) -> None:
