@@ -103,10 +103,10 @@ class StripeWebhookView(APIView):
 
 
 class PayView(AuditedMixin, APIView):
-    """``POST /api/v1/bookings/{id}/pay``: start (or resume) paying for a held booking. The URL
-    names a booking, so a denial is recorded against it (and its client); the payment started
-    is reported by the service (``billing.payment.start``)."""
+    """``POST /api/v1/bookings/{id}/pay``: start (or resume) paying for a held booking."""
 
+    # The URL names a booking: a denial is recorded against it (and its client); the payment
+    # started is reported by the service (``billing.payment.start``).
     audit_resource = "scheduling.booking"
     audit_lookup_kwarg = "booking_id"
     permission_classes = [has_role(Role.CLIENT)]
@@ -135,9 +135,9 @@ class PaymentPagination(CursorPagination):
 
 class PaymentsView(AuditedMixin, ListAPIView):
     """``GET /api/v1/billing/payments``: a client's payments, or those of a therapist's sessions.
-    Each page read is audited: one ``list`` row per client whose payments it shows, in one INSERT
-    (AUD-20)."""
+    Each page read is audited: one row per client whose payments it shows."""
 
+    # One ``list`` row per client, all in one INSERT (AUD-20).
     audit_resource = "billing.payment"
     permission_classes = [has_role(Role.CLIENT, Role.THERAPIST)]
     serializer_class = PaymentOut
@@ -299,7 +299,7 @@ class ProviderBillingView(APIView):
 
 class PaymentMethodsView(AuditedMixin, APIView):
     """``GET /api/v1/billing/payment-methods``: the client's saved cards (brand, last four,
-    expiry), the default first. Audited: one ``list`` row naming them."""
+    expiry), the default first. Audited."""
 
     audit_resource = "billing.payment_method"
     permission_classes = [has_role(Role.CLIENT)]
@@ -338,9 +338,9 @@ class PaymentMethodSetupView(APIView):
 
 
 class PaymentMethodView(AuditedMixin, APIView):
-    """``DELETE /api/v1/billing/payment-methods/{id}``: remove one of the client's cards (the
-    service reports ``billing.payment_method.detach``; a 404 is recorded as denied)."""
+    """``DELETE /api/v1/billing/payment-methods/{id}``: remove one of the client's cards."""
 
+    # The service reports ``billing.payment_method.detach``; a 404 is recorded as denied.
     audit_resource = "billing.payment_method"
     audit_lookup_kwarg = "method_id"
     audit_models = (SavedPaymentMethod,)  # answers 204 with no body: tell the route walk
