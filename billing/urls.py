@@ -3,6 +3,7 @@
 from django.urls import path
 
 from billing.views import (
+    PaymentMethodDefaultView,
     PaymentMethodSetupView,
     PaymentMethodsView,
     PaymentMethodView,
@@ -51,5 +52,10 @@ urlpatterns = [
         "billing/payment-methods/<uuid:method_id>",
         PaymentMethodView.as_view(),
         name="billing-payment-method",
+    ),
+    path(
+        "billing/payment-methods/<uuid:method_id>/default",
+        PaymentMethodDefaultView.as_view(),
+        name="billing-payment-method-default",
     ),
 ]

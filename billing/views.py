@@ -51,7 +51,11 @@ from billing.serializers import (
     WebhookAckSerializer,
 )
 from billing.services.documents import receipt_read, superbill_read
-from billing.services.methods import payment_method_detach, payment_method_setup_start
+from billing.services.methods import (
+    payment_method_detach,
+    payment_method_set_default,
+    payment_method_setup_start,
+)
 from billing.services.payments import booking_payment_start
 from billing.services.providers import provider_billing_set_npi
 from billing.services.webhooks import webhook_receive
@@ -357,3 +361,26 @@ class PaymentMethodView(AuditedMixin, APIView):
             method_id=method_id, client=user_of(request), request=request, now=timezone.now()
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PaymentMethodDefaultView(AuditedMixin, APIView):
+    """``PUT /api/v1/billing/payment-methods/{id}/default``: the client chooses the card
+    off-session fees are charged to."""
+
+    # The service reports ``billing.payment_method.default``; a 404 is recorded as denied.
+    audit_resource = "billing.payment_method"
+    audit_lookup_kwarg = "method_id"
+    permission_classes = [has_role(Role.CLIENT)]
+
+    @extend_schema(
+        operation_id="billing_payment_method_default",
+        summary="Choose the saved card off-session fees are charged to",
+        request=None,
+        responses={200: SavedPaymentMethodOut, **problem_responses(401, 403, 404)},
+        tags=["billing"],
+    )
+    def put(self, request: Request, method_id: uuid.UUID) -> Response:
+        method = payment_method_set_default(
+            method_id=method_id, client=user_of(request), request=request
+        )
+        return Response(SavedPaymentMethodOut(method, context={"default_id": method.pk}).data)
