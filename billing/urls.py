@@ -3,6 +3,7 @@
 from django.urls import path
 
 from billing.views import (
+    PaymentAuthenticateView,
     PaymentMethodDefaultView,
     PaymentMethodSetupView,
     PaymentMethodsView,
@@ -30,6 +31,11 @@ urlpatterns = [
         "billing/payments/<uuid:payment_id>/receipt/print",
         ReceiptPrintView.as_view(),
         name="billing-receipt-print",
+    ),
+    path(
+        "billing/payments/<uuid:payment_id>/authenticate",
+        PaymentAuthenticateView.as_view(),
+        name="billing-payment-authenticate",
     ),
     path(
         "billing/superbills/<int:year>/<int:month>",

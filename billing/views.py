@@ -51,6 +51,7 @@ from billing.serializers import (
     WebhookAckSerializer,
 )
 from billing.services.documents import receipt_read, superbill_read
+from billing.services.fees import fee_payment_authenticate
 from billing.services.methods import (
     payment_method_detach,
     payment_method_set_default,
@@ -210,6 +211,31 @@ class ReceiptPrintView(AuditedPaymentView):
                 "refunded": money(receipt.amount_refunded_minor, receipt.currency),
                 "net": money(receipt.net_minor, receipt.currency),
             },
+        )
+
+
+class PaymentAuthenticateView(AuditedPaymentView):
+    """``POST /api/v1/billing/payments/{id}/authenticate``: the client's own fee that their bank
+    wants them to authenticate (3-D Secure): the intent's client secret, for the app to confirm
+    it with Stripe's SDK."""
+
+    # The service reports ``billing.payment.authenticate``; a 404 is recorded as denied.
+    permission_classes = [has_role(Role.CLIENT)]
+
+    @extend_schema(
+        operation_id="billing_payment_authenticate",
+        summary="Get the client secret to authenticate a fee (3-D Secure) in the app",
+        request=None,
+        description="409 not_awaiting_authentication: not a fee waiting for the client.",
+        responses={200: PayOut, **problem_responses(401, 403, 404, 409, 503)},
+        tags=["billing"],
+    )
+    def post(self, request: Request, payment_id: uuid.UUID) -> Response:
+        started = fee_payment_authenticate(
+            payment_id=payment_id, client=user_of(request), request=request
+        )
+        return Response(
+            PayOut({"payment": started.payment, "client_secret": started.client_secret}).data
         )
 
 
