@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import status
 
-from api.errors import DomainError
+from api.errors import ConflictError, DomainError
 
 
 class PaymentPendingError(DomainError):
@@ -31,3 +31,9 @@ class PaymentsNotConfiguredError(DomainError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     code = "payments_not_configured"
     title = "Service unavailable"
+
+
+class NotAwaitingAuthenticationError(ConflictError):
+    """The payment is not a fee waiting for the client to authenticate it (3-D Secure)."""
+
+    code = "not_awaiting_authentication"

@@ -338,8 +338,9 @@ class PaymentMethodSetup(models.Model):
 @protected("billing.payment_method", patient=lambda method: method.client_id)
 class SavedPaymentMethod(models.Model):
     """A card a client saved through a SetupIntent: Stripe's id and what the client needs to
-    recognise it (brand, last four digits, expiry), nothing else. The most recently saved card
-    that is not removed is the one off-session fees are charged to."""
+    recognise it (brand, last four digits, expiry), nothing else. Off-session fees are charged
+    to the card the client chose (``is_default``: at most one per client, enforced by the
+    database, never a removed card), or else to the most recently saved card not removed."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     client = models.ForeignKey(
@@ -355,12 +356,20 @@ class SavedPaymentMethod(models.Model):
     exp_year = models.PositiveSmallIntegerField()
     created_at = models.DateTimeField()
     detached_at = models.DateTimeField(null=True, blank=True)
+    is_default = models.BooleanField(default=False)  # chosen by the client
 
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(last4__regex=r"^[0-9]{4}$"), name="method_last4"),
             models.CheckConstraint(
                 condition=Q(exp_month__gte=1) & Q(exp_month__lte=12), name="method_exp_month"
+            ),
+            models.UniqueConstraint(
+                fields=["client"], condition=Q(is_default=True), name="method_one_default"
+            ),
+            models.CheckConstraint(
+                condition=Q(is_default=False) | Q(detached_at__isnull=True),
+                name="method_default_not_detached",
             ),
         ]
         indexes = [

@@ -31,12 +31,14 @@ def payments_visible_to(*, user: User) -> QuerySet[Payment]:
 
 
 def payment_methods_active(*, client_id: uuid.UUID) -> QuerySet[SavedPaymentMethod]:
-    """A client's saved cards that are not removed, the default (most recent) first."""
+    """A client's saved cards that are not removed, the default first: the one they chose,
+    or else the one saved last; then the newest first."""
     return SavedPaymentMethod.objects.filter(client_id=client_id, detached_at=None).order_by(
-        "-created_at", "-pk"
+        "-is_default", "-created_at", "-pk"
     )
 
 
 def payment_method_default(*, client_id: uuid.UUID) -> SavedPaymentMethod | None:
-    """The card off-session fees are charged to: the one saved last."""
+    """The card off-session fees are charged to: the one the client chose, or else (none
+    chosen, or the chosen one removed) the one saved last."""
     return payment_methods_active(client_id=client_id).first()

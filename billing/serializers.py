@@ -111,7 +111,8 @@ class ProviderBillingOut(serializers.Serializer):
 
 class SavedPaymentMethodOut(serializers.ModelSerializer):
     is_default = serializers.SerializerMethodField(
-        help_text="Off-session fees are charged to this card (the one saved last)."
+        help_text="Off-session fees are charged to this card: the one the client chose "
+        "(PUT .../default), or else the one saved last."
     )
 
     class Meta:

@@ -31,6 +31,8 @@ RANK: dict[str, int] = {
 }
 COLLECTED = frozenset({S.SUCCEEDED, S.PARTIALLY_REFUNDED, S.REFUNDED})
 ENDED = frozenset({S.CANCELED, S.FAILED})  # this version can no longer collect anything
+# Waiting for the client (a card, a confirmation, 3-D Secure): nothing is charged yet.
+WAITING = frozenset({S.REQUIRES_PAYMENT_METHOD, S.REQUIRES_CONFIRMATION, S.REQUIRES_ACTION})
 _WAITING = 1
 _LAST_CANCELABLE = RANK[S.REQUIRES_CAPTURE]
 

@@ -3,6 +3,8 @@
 from django.urls import path
 
 from billing.views import (
+    PaymentAuthenticateView,
+    PaymentMethodDefaultView,
     PaymentMethodSetupView,
     PaymentMethodsView,
     PaymentMethodView,
@@ -31,6 +33,11 @@ urlpatterns = [
         name="billing-receipt-print",
     ),
     path(
+        "billing/payments/<uuid:payment_id>/authenticate",
+        PaymentAuthenticateView.as_view(),
+        name="billing-payment-authenticate",
+    ),
+    path(
         "billing/superbills/<int:year>/<int:month>",
         SuperbillView.as_view(),
         name="billing-superbill",
@@ -51,5 +58,10 @@ urlpatterns = [
         "billing/payment-methods/<uuid:method_id>",
         PaymentMethodView.as_view(),
         name="billing-payment-method",
+    ),
+    path(
+        "billing/payment-methods/<uuid:method_id>/default",
+        PaymentMethodDefaultView.as_view(),
+        name="billing-payment-method-default",
     ),
 ]

@@ -51,7 +51,12 @@ from billing.serializers import (
     WebhookAckSerializer,
 )
 from billing.services.documents import receipt_read, superbill_read
-from billing.services.methods import payment_method_detach, payment_method_setup_start
+from billing.services.fees import fee_payment_authenticate
+from billing.services.methods import (
+    payment_method_detach,
+    payment_method_set_default,
+    payment_method_setup_start,
+)
 from billing.services.payments import booking_payment_start
 from billing.services.providers import provider_billing_set_npi
 from billing.services.webhooks import webhook_receive
@@ -209,6 +214,31 @@ class ReceiptPrintView(AuditedPaymentView):
         )
 
 
+class PaymentAuthenticateView(AuditedPaymentView):
+    """``POST /api/v1/billing/payments/{id}/authenticate``: the client's own fee that their bank
+    wants them to authenticate (3-D Secure): the intent's client secret, for the app to confirm
+    it with Stripe's SDK."""
+
+    # The service reports ``billing.payment.authenticate``; a 404 is recorded as denied.
+    permission_classes = [has_role(Role.CLIENT)]
+
+    @extend_schema(
+        operation_id="billing_payment_authenticate",
+        summary="Get the client secret to authenticate a fee (3-D Secure) in the app",
+        request=None,
+        description="409 not_awaiting_authentication: not a fee waiting for the client.",
+        responses={200: PayOut, **problem_responses(401, 403, 404, 409, 503)},
+        tags=["billing"],
+    )
+    def post(self, request: Request, payment_id: uuid.UUID) -> Response:
+        started = fee_payment_authenticate(
+            payment_id=payment_id, client=user_of(request), request=request
+        )
+        return Response(
+            PayOut({"payment": started.payment, "client_secret": started.client_secret}).data
+        )
+
+
 def _month(year: int, month: int) -> None:
     if not (1 <= month <= 12 and 2000 <= year <= 2100):
         raise ValidationError({"month": ["Not a month."]}, code="invalid")
@@ -357,3 +387,26 @@ class PaymentMethodView(AuditedMixin, APIView):
             method_id=method_id, client=user_of(request), request=request, now=timezone.now()
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PaymentMethodDefaultView(AuditedMixin, APIView):
+    """``PUT /api/v1/billing/payment-methods/{id}/default``: the client chooses the card
+    off-session fees are charged to."""
+
+    # The service reports ``billing.payment_method.default``; a 404 is recorded as denied.
+    audit_resource = "billing.payment_method"
+    audit_lookup_kwarg = "method_id"
+    permission_classes = [has_role(Role.CLIENT)]
+
+    @extend_schema(
+        operation_id="billing_payment_method_default",
+        summary="Choose the saved card off-session fees are charged to",
+        request=None,
+        responses={200: SavedPaymentMethodOut, **problem_responses(401, 403, 404)},
+        tags=["billing"],
+    )
+    def put(self, request: Request, method_id: uuid.UUID) -> Response:
+        method = payment_method_set_default(
+            method_id=method_id, client=user_of(request), request=request
+        )
+        return Response(SavedPaymentMethodOut(method, context={"default_id": method.pk}).data)

@@ -8,28 +8,40 @@ with the client's default saved card, purpose ``late_cancellation_fee`` / ``no_s
 the deterministic key ``billing:payment_intent:<booking>:<purpose>:<version>``; opaque ids only
 (PAY-16).
 
-An attempt that fails (declined, authentication required while the client is away, no saved
-card) is recorded as a ``failed`` payment with its reason, shown in the client's payments,
-audited, alerted, and the client is emailed (no health information). Its intent is canceled at
-Stripe so it can never be completed later; the next attempt is the next version, with its own
-key. ``billing_settle`` makes at most ``BILLING_FEE_MAX_ATTEMPTS`` of them.
+An attempt that fails (declined, no saved card) is recorded as a ``failed`` payment with its
+reason, shown in the client's payments, audited, alerted, and the client is emailed (no health
+information). Its intent is canceled at Stripe so it can never be completed later; the next
+attempt is the next version, with its own key. ``billing_settle`` makes at most
+``BILLING_FEE_MAX_ATTEMPTS`` of them.
+
+A charge the bank wants the client to authenticate (3-D Secure: Stripe's 402
+``authentication_required``, or an intent left ``requires_action``) is Stripe's recommended
+recovery instead: the intent is left as it is, the fee payment waits for the client (its state
+the intent's, ``failure_code`` ``authentication_required``), the client is emailed to open the
+app, which fetches the intent's ``client_secret`` (``fee_payment_authenticate``) and confirms it
+with Stripe's SDK; ``payment_intent.succeeded`` then collects the fee. ``billing_settle`` does
+not charge it again; it gives up (intent canceled, audited) once
+``BILLING_FEE_RETRY_HOURS * BILLING_FEE_MAX_ATTEMPTS`` have passed (``fee_authentication_give_up``).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.http import HttpRequest
 
-from api.errors import DomainError
+from api.errors import DomainError, NotFoundError
 from api.models import User
 from audit.models import Outcome
-from audit.services import audit_record
+from audit.services import audit_access, audit_record
 from billing import states
+from billing.errors import NotAwaitingAuthenticationError
 from billing.gateways.base import CardDeclined, InvalidGatewayRequest, PaymentIntentResult
 from billing.models import Payment
 from billing.selectors import payment_method_default
@@ -49,9 +61,6 @@ security_log = logging.getLogger("billing.security")
 
 NO_SAVED_METHOD = "no_saved_payment_method"
 AUTHENTICATION_REQUIRED = "authentication_required"
-# Intent statuses that mean the off-session charge did not go through (the client would have to
-# be present: a new card, or 3-D Secure).
-_NOT_CHARGED = frozenset({"requires_payment_method", "requires_confirmation", "requires_action"})
 
 
 def fee_charge(
@@ -129,16 +138,108 @@ def fee_attempts_failed(*, booking_id: uuid.UUID, purpose: str) -> int:
 def _settle_attempt(
     *, payment: Payment, intent: PaymentIntentResult, error_code: str, now: datetime
 ) -> None:
-    """Apply the intent; one that the client would have to be present to complete is a failed
-    attempt (and is canceled at Stripe)."""
-    if intent.status not in _NOT_CHARGED:
+    """Apply the intent. One that needs the client to authenticate waits for them; one that
+    needs another card is a failed attempt (and is canceled at Stripe)."""
+    if intent.status not in states.WAITING:
         payment_apply_intent(payment=payment, intent=intent, reason="off_session_charge", now=now)
         return
     code = error_code or intent.last_error_code
-    if intent.status == "requires_action" or code == AUTHENTICATION_REQUIRED:
-        code = AUTHENTICATION_REQUIRED
+    if intent.status == Payment.State.REQUIRES_ACTION or code == AUTHENTICATION_REQUIRED:
+        _await_client(payment=payment, intent=intent, now=now)
+        return
     _intent_cancel_quietly(payment=payment)
     _attempt_failed(payment=payment, code=code or "card_declined", now=now)
+
+
+def _await_client(*, payment: Payment, intent: PaymentIntentResult, now: datetime) -> None:
+    """The bank wants the client to authenticate the charge: the intent is left for them to
+    confirm in the app. The first time (not on a re-read) it is audited and the client emailed."""
+    first = payment.state == Payment.State.CREATED
+    payment_apply_intent(
+        payment=payment,
+        intent=replace(intent, last_error_code=AUTHENTICATION_REQUIRED),
+        reason="off_session_authentication_required",
+        now=now,
+    )
+    if not first:
+        return
+    audit_record(
+        action="billing.fee.authentication_required",
+        actor_label="system",
+        resource_type="billing.payment",
+        resource_id=str(payment.pk),
+        patient_id=payment.client_id,
+        details={"purpose": payment.purpose, "version": payment.version},
+    )
+    client_id, amount = payment.client_id, _amount(payment)
+    transaction.on_commit(lambda: _ask_client_to_authenticate(client_id=client_id, amount=amount))
+
+
+@dataclass(frozen=True)
+class FeeAuthentication:
+    """What the app needs to let the client authenticate a fee with Stripe's SDK."""
+
+    payment: Payment
+    client_secret: str
+
+
+def fee_payment_authenticate(
+    *, payment_id: uuid.UUID, client: User, request: HttpRequest | None
+) -> FeeAuthentication:
+    """The client's app asks for the ``client_secret`` of their fee waiting for authentication,
+    to confirm it with Stripe's SDK (3-D Secure). Someone else's or an unknown payment is 404
+    (the caller's ``AuditedMixin`` records the denial); one that is not a fee waiting for the
+    client, at Stripe as here, is 409."""
+    with transaction.atomic():
+        payment = (
+            Payment.objects.select_for_update().filter(pk=payment_id, client_id=client.pk).first()
+        )
+        if payment is None:
+            raise NotFoundError("No such payment.")
+        intent_id = payment.stripe_payment_intent_id
+        if (
+            payment.purpose == Payment.Purpose.SESSION
+            or payment.state not in states.WAITING
+            or not intent_id
+        ):
+            raise NotAwaitingAuthenticationError("This payment is not waiting for you.")
+        intent = gateway_call(lambda gateway: gateway.payment_intent_retrieve(intent_id))
+        if intent.status not in states.WAITING:  # done meanwhile: its webhook says how
+            raise NotAwaitingAuthenticationError("This payment is not waiting for you.")
+        if request is not None:  # an AuditedMixin view: joins its batch
+            audit_access(obj=payment, action="billing.payment.authenticate")
+        else:
+            audit_access(obj=payment, action="billing.payment.authenticate", actor=client)
+    return FeeAuthentication(payment=payment, client_secret=intent.client_secret)
+
+
+def fee_authentication_give_up(*, payment_id: uuid.UUID, now: datetime) -> Payment:
+    """The client did not authenticate a fee in time: its intent is canceled at Stripe (no
+    one can complete it later) and the payment is ``failed``, audited. A fee collected
+    meanwhile is left as it is (the caller sees its state)."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        if payment.state not in states.WAITING:
+            return payment
+        _intent_cancel_quietly(payment=payment)
+        payment.last_error_code = AUTHENTICATION_REQUIRED
+        payment_transition(
+            payment=payment,
+            to=Payment.State.FAILED,
+            reason="authentication_not_completed",
+            now=now,
+        )
+        security_log.warning("fee payment %s: the client did not authenticate it", payment.pk)
+        audit_record(
+            action="billing.fee.authentication_expired",
+            actor_label="system",
+            outcome=Outcome.ERROR,
+            resource_type="billing.payment",
+            resource_id=str(payment.pk),
+            patient_id=payment.client_id,
+            details={"purpose": payment.purpose, "version": payment.version},
+        )
+    return payment
 
 
 def _intent_cancel_quietly(*, payment: Payment) -> None:
@@ -173,7 +274,7 @@ def _attempt_failed(*, payment: Payment, code: str, now: datetime) -> None:
         patient_id=payment.client_id,
         details={"purpose": payment.purpose, "version": payment.version, "failure": code},
     )
-    client_id, amount = payment.client_id, f"{payment.amount_minor / 100:.2f} {payment.currency}"
+    client_id, amount = payment.client_id, _amount(payment)
     again = payment.version < settings.BILLING_FEE_MAX_ATTEMPTS
     transaction.on_commit(
         lambda: _tell_client(client_id=client_id, amount=amount, code=code, again=again)
@@ -199,3 +300,24 @@ def _tell_client(*, client_id: uuid.UUID, amount: str, code: str, again: bool) -
         recipient_list=[email],
         fail_silently=True,
     )
+
+
+def _ask_client_to_authenticate(*, client_id: uuid.UUID, amount: str) -> None:
+    email = User.objects.filter(pk=client_id).values_list("email", flat=True).first()
+    if not email:
+        return
+    send_mail(
+        subject="Please confirm a payment in the app",
+        message=(
+            f"A fee of {amount} under your booking's cancellation terms needs your bank's "
+            "confirmation before it can be charged to your saved card. Please open the app "
+            "to confirm it."
+        ),
+        from_email=None,
+        recipient_list=[email],
+        fail_silently=True,
+    )
+
+
+def _amount(payment: Payment) -> str:
+    return f"{payment.amount_minor / 100:.2f} {payment.currency}"

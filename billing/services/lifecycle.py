@@ -25,7 +25,11 @@ from audit.services import audit_record
 from billing import states
 from billing.gateways.base import InvalidGatewayRequest
 from billing.models import Payment, Refund, Transfer
-from billing.services.fees import fee_attempts_failed, fee_charge
+from billing.services.fees import (
+    fee_attempts_failed,
+    fee_authentication_give_up,
+    fee_charge,
+)
 from billing.services.payments import gateway_call, payment_apply_intent
 from billing.services.payouts import payout_create, payouts_due
 from billing.services.refunds import refund_request, refund_submit
@@ -209,7 +213,9 @@ def fee_request_process(*, fee_request_id: uuid.UUID, now: datetime) -> bool:
 def _fee_collect(*, fee_request: FeeRequest, purpose: str, now: datetime) -> None:
     """One off-session attempt at the fee; settled when collected or when the last attempt
     failed (audited and alerted as uncollected), else tried again after
-    ``BILLING_FEE_RETRY_HOURS``."""
+    ``BILLING_FEE_RETRY_HOURS``. A fee waiting for the client to authenticate it is not charged
+    again: it is re-read, and given up (uncollected) after
+    ``BILLING_FEE_RETRY_HOURS * BILLING_FEE_MAX_ATTEMPTS``."""
     fee = fee_charge(
         booking=fee_request.booking,
         purpose=purpose,
@@ -219,16 +225,26 @@ def _fee_collect(*, fee_request: FeeRequest, purpose: str, now: datetime) -> Non
     )
     if fee.state == Payment.State.PROCESSING:
         return  # its webhook will tell; the claim runs out and the next run re-reads it
+    retry = timedelta(hours=settings.BILLING_FEE_RETRY_HOURS)
+    why = "attempts_exhausted"
+    if fee.state in states.WAITING:
+        expires = fee.created_at + retry * settings.BILLING_FEE_MAX_ATTEMPTS
+        if now < expires:
+            fee_request_defer(fee_request_id=fee_request.pk, until=min(now + retry, expires))
+            return
+        fee = fee_authentication_give_up(payment_id=fee.pk, now=now)
+        why = "authentication_not_completed"
     failed = fee_attempts_failed(booking_id=fee_request.booking_id, purpose=purpose)
-    if fee.state in states.ENDED and failed < settings.BILLING_FEE_MAX_ATTEMPTS:
-        fee_request_defer(
-            fee_request_id=fee_request.pk,
-            until=now + timedelta(hours=settings.BILLING_FEE_RETRY_HOURS),
-        )
+    if (
+        fee.state in states.ENDED
+        and why == "attempts_exhausted"
+        and failed < settings.BILLING_FEE_MAX_ATTEMPTS
+    ):
+        fee_request_defer(fee_request_id=fee_request.pk, until=now + retry)
         return
     with transaction.atomic():
         if fee.state in states.ENDED:
-            security_log.warning("fee of payment %s given up after %s attempts", fee.pk, failed)
+            security_log.warning("fee of payment %s given up (%s)", fee.pk, why)
             audit_record(
                 action="billing.fee.uncollected",
                 actor_label="system",
@@ -236,11 +252,7 @@ def _fee_collect(*, fee_request: FeeRequest, purpose: str, now: datetime) -> Non
                 resource_type="billing.payment",
                 resource_id=str(fee.pk),
                 patient_id=fee.client_id,
-                details={
-                    "fee_minor": fee_request.fee_minor,
-                    "why": "attempts_exhausted",
-                    "attempts": failed,
-                },
+                details={"fee_minor": fee_request.fee_minor, "why": why, "attempts": failed},
             )
         fee_request_settle(fee_request_id=fee_request.pk, now=now)
 

@@ -136,6 +136,11 @@ def _method_save(
         },
     )
     if created:
+        # Saving a card is the client's latest word on which card to use: an earlier choice
+        # of default gives way to the new card (the newest), which a failed fee asks them for.
+        SavedPaymentMethod.objects.filter(client_id=setup.client_id, is_default=True).exclude(
+            pk=saved.pk
+        ).update(is_default=False)
         audit_record(
             action="billing.payment_method.saved",
             actor_label="system",
@@ -171,13 +176,67 @@ def payment_method_detach(
         except InvalidGatewayRequest as exc:
             # Already detached at Stripe (from the Dashboard, say): ours follows.
             logger.warning("payment method %s: detach refused by Stripe (%s)", method.pk, exc.code)
-        method.detached_at = now
-        method.save(update_fields=["detached_at"])
+        _mark_detached(method, now=now)
         if request is not None:  # an AuditedMixin view: joins its batch
             audit_access(obj=method, action="billing.payment_method.detach")
         else:
             audit_access(obj=method, action="billing.payment_method.detach", actor=client)
     return method
+
+
+def payment_method_detached_at_stripe(
+    *, method: SavedPaymentMethod, now: datetime, stripe_event_id: str
+) -> bool:
+    """Stripe says a LOCKED card was detached from its customer (the Dashboard, or Stripe's own
+    removal of a card): ours is removed too, once, audited as a system event. Returns whether
+    anything changed (a card we already removed is left as it is)."""
+    if method.detached_at is not None:
+        return False
+    _mark_detached(method, now=now)
+    audit_access(
+        obj=method,
+        action="billing.payment_method.detached",
+        actor_label="system",
+        details={"stripe_event": stripe_event_id},
+    )
+    return True
+
+
+def payment_method_set_default(
+    *, method_id: uuid.UUID, client: User, request: HttpRequest | None
+) -> SavedPaymentMethod:
+    """The client chooses which of their cards off-session fees are charged to. Their cards are
+    locked (in pk order) so two choices made at once end with one default; the database keeps
+    at most one per client whatever happens. Someone else's card, an unknown id, or one removed
+    is 404 (the caller's ``AuditedMixin`` records the denial)."""
+    with transaction.atomic():
+        methods = list(
+            SavedPaymentMethod.objects.select_for_update()
+            .filter(client_id=client.pk, detached_at=None)
+            .order_by("pk")
+        )
+        chosen = next((method for method in methods if method.pk == method_id), None)
+        if chosen is None:
+            raise NotFoundError("No such payment method.")
+        for method in methods:
+            if method.is_default and method.pk != chosen.pk:
+                method.is_default = False
+                method.save(update_fields=["is_default"])
+        if not chosen.is_default:
+            chosen.is_default = True
+            chosen.save(update_fields=["is_default"])
+        if request is not None:  # an AuditedMixin view: joins its batch
+            audit_access(obj=chosen, action="billing.payment_method.default")
+        else:
+            audit_access(obj=chosen, action="billing.payment_method.default", actor=client)
+    return chosen
+
+
+def _mark_detached(method: SavedPaymentMethod, *, now: datetime) -> None:
+    """A removed card is never the default: the newest card left takes its place."""
+    method.detached_at = now
+    method.is_default = False
+    method.save(update_fields=["detached_at", "is_default"])
 
 
 def _audit_setup(

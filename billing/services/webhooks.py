@@ -24,9 +24,15 @@ from billing import gateways, states
 from billing.errors import WebhookRejectedError, WebhooksNotConfiguredError
 from billing.gateways.base import WebhookEvent, WebhookPayloadInvalid, WebhookSignatureInvalid
 from billing.gateways.stripe import id_of, payment_intent_from, setup_intent_from
-from billing.models import Payment, PaymentMethodSetup, Refund, StripeEvent
+from billing.models import (
+    Payment,
+    PaymentMethodSetup,
+    Refund,
+    SavedPaymentMethod,
+    StripeEvent,
+)
 from billing.services.lifecycle import payment_booking_follow
-from billing.services.methods import setup_apply_intent
+from billing.services.methods import payment_method_detached_at_stripe, setup_apply_intent
 from billing.services.payments import payment_apply_intent, payment_transition
 from billing.services.payouts import payout_reverse_after_commit, provider_account_update
 from billing.services.refunds import refund_apply_update
@@ -110,6 +116,8 @@ def _apply(event: WebhookEvent, *, now: datetime) -> tuple[str, Payment | None]:
         return _apply_refund_event(event, now=now)
     if event.type in _SETUP_EVENTS:
         return _apply_setup_event(event, now=now), None
+    if event.type == "payment_method.detached":
+        return _apply_payment_method_detached(event, now=now), None
     if event.type == "account.updated":
         known = provider_account_update(
             account_id=str(event.object["id"]),
@@ -259,6 +267,21 @@ def _apply_setup_event(event: WebhookEvent, *, now: datetime) -> str:
         _security_event("customer_mismatch", event, client_id=setup.client_id)
         return StripeEvent.Outcome.UNKNOWN_OBJECT
     changed = setup_apply_intent(setup=setup, intent=intent, now=now, stripe_event_id=event.id)
+    return StripeEvent.Outcome.APPLIED if changed else StripeEvent.Outcome.STALE
+
+
+def _apply_payment_method_detached(event: WebhookEvent, *, now: datetime) -> str:
+    """A card was detached at Stripe (the Dashboard, or Stripe's own removal): found by OUR
+    stored payment method id, never by the event's metadata; ours is removed once."""
+    method = (
+        SavedPaymentMethod.objects.select_for_update()
+        .filter(stripe_payment_method_id=str(event.object["id"]))
+        .first()
+    )
+    if method is None:
+        _security_event("unknown_payment_method", event)
+        return StripeEvent.Outcome.UNKNOWN_OBJECT
+    changed = payment_method_detached_at_stripe(method=method, now=now, stripe_event_id=event.id)
     return StripeEvent.Outcome.APPLIED if changed else StripeEvent.Outcome.STALE
 
 

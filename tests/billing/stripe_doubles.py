@@ -267,6 +267,23 @@ def setup_intent_object(
     }
 
 
+def payment_method_object(
+    *, payment_method_id: str, customer: str | None = None, metadata: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A card PaymentMethod as Stripe sends it; in ``payment_method.detached`` its customer is
+    already null (localstripe sends no payment method events)."""
+    return {
+        "id": payment_method_id,
+        "object": "payment_method",
+        "billing_details": {"address": None, "email": None, "name": None, "phone": None},
+        "card": {"brand": "visa", "exp_month": 4, "exp_year": 2031, "last4": "4242"},
+        "customer": customer,
+        "livemode": False,
+        "metadata": metadata or {},
+        "type": "card",
+    }
+
+
 def dispute_object(*, dispute_id: str, charge_id: str, intent_id: str) -> dict[str, Any]:
     return {
         "id": dispute_id,

@@ -2,15 +2,19 @@
 cannot be kept from a collected payment (PAY-11, PAY-13).
 
 Charges go to localstripe (confirmed off-session PaymentIntents, its declining card
-4000000000000341 and its 3-D Secure card 4000002500003155). Two answers localstripe cannot give
-come from the scripted server in Stripe's current shapes: the 402 ``authentication_required``
-that Stripe returns for an off-session charge needing 3-D Secure (localstripe answers 200
+4000000000000341 and its 3-D Secure card 4000002500003155, which the client then authenticates
+through localstripe's ``_authenticate``). Two answers localstripe cannot give come from the
+scripted server in Stripe's current shapes: the 402 ``authentication_required`` that Stripe
+returns for an off-session charge needing 3-D Secure (localstripe answers 200
 ``requires_action``), and Stripe refusing to cancel an intent whose authorization already expired
-(localstripe cancels anything).
+(localstripe cancels anything); the ``payment_intent.succeeded`` that follows authentication is
+a signed Stripe-shaped event (localstripe sends it only to a registered live server).
 """
 
 from __future__ import annotations
 
+import urllib.parse
+import urllib.request
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl
@@ -27,12 +31,22 @@ from billing.models import Payment, PaymentMethodSetup, SavedPaymentMethod
 from billing.services.lifecycle import billing_settle, fee_request_process
 from scheduling.bookings.services import booking_cancel, booking_mark_no_show
 from scheduling.models import Booking, BookingStatus, FeeRequest
-from tests.billing.conftest import WireRequest, booking_for, make_payment, saved_card
+from tests.billing.conftest import (
+    WireRequest,
+    booking_for,
+    client_sdk,
+    make_payment,
+    post_webhook,
+    saved_card,
+)
 from tests.billing.stripe_doubles import (
+    LOCALSTRIPE_KEY,
     LocalStripe,
     Reply,
+    event,
     payment_intent_object,
     scripted_stripe,
+    signed,
     stripe_error,
 )
 from tests.factories import api_client_for
@@ -198,21 +212,173 @@ def test_a_fee_with_no_saved_card_fails_without_calling_stripe(
     assert "Please add a card in the app." in message.body
 
 
-def test_a_fee_needing_3d_secure_off_session_fails_and_its_intent_is_canceled(
-    localstripe: LocalStripe, client_user: User, therapist: User, stripe_wire: list[WireRequest]
+AUTHENTICATE = "/api/v1/billing/payments/{}/authenticate"
+CONFIRM_SUBJECT = "Please confirm a payment in the app"
+
+
+def authenticate_at_localstripe(localstripe: LocalStripe, intent_id: str, secret: str) -> None:
+    """What Stripe's SDK does with the client secret once the client passed 3-D Secure."""
+    body = urllib.parse.urlencode({"client_secret": secret, "success": "true"}).encode()
+    request = urllib.request.Request(  # noqa: S310 - loopback http only
+        f"{localstripe.url}/v1/payment_intents/{intent_id}/_authenticate",
+        data=body,
+        headers={"Authorization": f"Bearer {LOCALSTRIPE_KEY}"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        assert response.status == 200
+
+
+def test_a_fee_needing_3d_secure_waits_for_the_client_who_authenticates_it_in_the_app(
+    localstripe: LocalStripe,
+    client_user: User,
+    therapist: User,
+    stripe_wire: list[WireRequest],
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
-    """localstripe answers an off-session charge of a 3-D Secure card with ``requires_action``:
-    the client is not there to authenticate, so the attempt failed and the intent is canceled
-    (no one can complete it later)."""
+    """localstripe answers an off-session charge of a 3-D Secure card with ``requires_action``.
+    Stripe's recommended recovery: the intent is left for the client, who is emailed, fetches
+    its client secret from the app and confirms it; ``payment_intent.succeeded`` collects it."""
     saved_card(localstripe, client_user, number="4000002500003155")
     fee_request = late_cancelled_with_expired_authorization(client_user, therapist)
 
-    fee_request_process(fee_request_id=fee_request.pk, now=NOW)
+    with django_capture_on_commit_callbacks(execute=True):
+        fee_request_process(fee_request_id=fee_request.pk, now=NOW)
 
     fee = Payment.objects.get(purpose="late_cancellation_fee")
+    intent_id = str(fee.stripe_payment_intent_id)
+    assert (fee.state, fee.last_error_code) == ("requires_action", "authentication_required")
+    assert not [r for r in stripe_wire if r.url.endswith("/cancel")]
+    fee_request.refresh_from_db()
+    assert (fee_request.state, fee_request.claimed_until) == ("pending", NOW + timedelta(hours=24))
+    (message,) = [m for m in mail.outbox if m.subject == CONFIRM_SUBJECT]
+    assert message.to == [client_user.email]
+    assert "60.00 USD" in message.body and "open the app" in message.body
+    assert client_user.full_name not in message.body
+    assert not [m for m in mail.outbox if m.subject == "We could not charge your card"]
+    flagged = AuditEvent.objects.get(action="billing.fee.authentication_required")
+    assert (flagged.resource_id, flagged.patient_id) == (str(fee.pk), client_user.pk)
+    assert not AuditEvent.objects.filter(action="billing.fee.charge_failed").exists()
+    api = api_client_for(client_user, mfa=False)
+    listed = api.get("/api/v1/billing/payments").json()["results"]
+    assert [(p["state"], p["failure_code"]) for p in listed if p["id"] == str(fee.pk)] == [
+        ("requires_action", "authentication_required")
+    ]
+
+    response = api.post(AUTHENTICATE.format(fee.pk))
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["payment"]["id"] == str(fee.pk)
+    assert body["client_secret"].startswith(f"{intent_id}_secret")
+    [audit] = AuditEvent.objects.filter(action__in=["billing.payment.authenticate", "create"])
+    assert (audit.action, audit.actor_id, audit.resource_id, audit.patient_id) == (
+        "billing.payment.authenticate",
+        client_user.pk,
+        str(fee.pk),
+        client_user.pk,
+    )
+    authenticate_at_localstripe(localstripe, intent_id, body["client_secret"])
+    assert client_sdk(localstripe).v1.payment_intents.retrieve(intent_id).status == "succeeded"
+    succeeded = event(
+        "payment_intent.succeeded",
+        payment_intent_object(
+            intent_id=intent_id,
+            status="succeeded",
+            amount=6000,
+            amount_received=6000,
+            metadata={"payment_ref": str(fee.pk)},
+        ),
+        event_id="evt_fee_authenticated",
+    )
+    assert post_webhook(*signed(succeeded)).status_code == 200
+    fee.refresh_from_db()
+    assert (fee.state, fee.amount_captured_minor) == ("succeeded", 6000)
+
+    billing_settle(now=NOW + timedelta(hours=25))
+
+    fee_request.refresh_from_db()
+    assert fee_request.state == "settled"
+    assert len(intents_created(stripe_wire)) == 1  # never charged again
+    again = api.post(AUTHENTICATE.format(fee.pk))
+    assert (again.status_code, again.json()["code"]) == (409, "not_awaiting_authentication")
+
+
+def test_billing_settle_gives_up_a_fee_the_client_does_not_authenticate_in_time(
+    localstripe: LocalStripe,
+    settings: Any,
+    client_user: User,
+    therapist: User,
+    stripe_wire: list[WireRequest],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    settings.BILLING_FEE_MAX_ATTEMPTS = 3
+    settings.BILLING_FEE_RETRY_HOURS = 24
+    saved_card(localstripe, client_user, number="4000002500003155")
+    fee_request = late_cancelled_with_expired_authorization(client_user, therapist)
+    with django_capture_on_commit_callbacks(execute=True):
+        billing_settle(now=NOW)
+
+    for hours in (25, 50):  # re-read, not charged again, no second email
+        with django_capture_on_commit_callbacks(execute=True):
+            billing_settle(now=NOW + timedelta(hours=hours))
+    fee = Payment.objects.get(purpose="late_cancellation_fee")
+    assert fee.state == "requires_action"
+    fee_request.refresh_from_db()
+    assert (fee_request.state, fee_request.claimed_until) == ("pending", NOW + timedelta(hours=72))
+
+    billing_settle(now=NOW + timedelta(hours=72))  # 24 h x 3 attempts: given up
+
+    fee.refresh_from_db()
     assert (fee.state, fee.last_error_code) == ("failed", "authentication_required")
+    assert len(intents_created(stripe_wire)) == 1
     cancels = [r for r in stripe_wire if r.url.endswith(f"{fee.stripe_payment_intent_id}/cancel")]
     assert [r.idempotency_key for r in cancels] == [f"billing:payment_intent_cancel:{fee.pk}"]
+    fee_request.refresh_from_db()
+    assert fee_request.state == "settled"
+    expired = AuditEvent.objects.get(action="billing.fee.authentication_expired")
+    assert (expired.outcome, expired.patient_id) == ("error", client_user.pk)
+    given_up = AuditEvent.objects.get(action="billing.fee.uncollected")
+    assert given_up.details == {
+        "fee_minor": 6000,
+        "why": "authentication_not_completed",
+        "attempts": 1,
+    }
+    assert len([m for m in mail.outbox if m.subject == CONFIRM_SUBJECT]) == 1
+    response = api_client_for(client_user, mfa=False).post(AUTHENTICATE.format(fee.pk))
+    assert (response.status_code, response.json()["code"]) == (409, "not_awaiting_authentication")
+
+
+def test_only_the_client_s_own_fee_waiting_for_them_can_be_authenticated(
+    client_user: User, outsider: User, therapist: User, stripe_wire: list[WireRequest]
+) -> None:
+    """AZ-01 / AUD-02: someone else's payment is 404 and audited as denied; a session payment
+    (paid through its own flow) is 409; staff get 403. Nothing is asked of Stripe."""
+    fee = make_payment(
+        client=client_user,
+        therapist=therapist,
+        now=NOW,
+        state="requires_action",
+        purpose="late_cancellation_fee",
+    )
+    session = make_payment(client=client_user, therapist=therapist, now=NOW)
+
+    outsiders = api_client_for(outsider, mfa=False).post(AUTHENTICATE.format(fee.pk))
+    session_answer = api_client_for(client_user, mfa=False).post(AUTHENTICATE.format(session.pk))
+    staff = api_client_for(therapist).post(AUTHENTICATE.format(fee.pk))
+
+    assert outsiders.status_code == 404
+    assert (session_answer.status_code, session_answer.json()["code"]) == (
+        409,
+        "not_awaiting_authentication",
+    )
+    assert staff.status_code == 403
+    assert stripe_wire == []
+    denied = AuditEvent.objects.get(outcome="denied", actor_id=outsider.pk)
+    assert (denied.action, denied.resource_id, denied.patient_id) == (
+        "create",
+        str(fee.pk),
+        client_user.pk,
+    )
 
 
 def saved_card_row(client: User) -> SavedPaymentMethod:
@@ -247,36 +413,33 @@ def use_scripted(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     )
 
 
-def test_stripe_s_402_authentication_required_is_a_failed_attempt(
+def test_stripe_s_402_authentication_required_leaves_the_intent_for_the_client(
     monkeypatch: pytest.MonkeyPatch, client_user: User, therapist: User
 ) -> None:
     """Stripe's own answer (not localstripe's) to an off-session charge that needs 3-D Secure:
-    402 ``authentication_required`` with the intent, left ``requires_payment_method``."""
+    402 ``authentication_required`` with the intent, left ``requires_payment_method`` for the
+    client to confirm with the saved card and 3-D Secure. It is not canceled."""
     saved_card_row(client_user)
     fee_request = late_cancelled_with_expired_authorization(client_user, therapist)
     declined = stripe_error("card_error", "authentication_required")
     declined["error"]["payment_intent"] = payment_intent_object(
         intent_id="pi_fee", status="requires_payment_method", amount=6000
     )
-    canceled = payment_intent_object(intent_id="pi_fee", status="canceled", amount=6000)
     with scripted_stripe(
-        [
-            Reply(200, {"id": "cus_1", "object": "customer"}),
-            Reply(402, declined),
-            Reply(200, canceled),
-        ]
+        [Reply(200, {"id": "cus_1", "object": "customer"}), Reply(402, declined)]
     ) as server:
         use_scripted(monkeypatch, server.url)
         fee_request_process(fee_request_id=fee_request.pk, now=NOW)
         paths = [r.path for r in server.received]
 
-    assert paths == ["/v1/customers", "/v1/payment_intents", "/v1/payment_intents/pi_fee/cancel"]
+    assert paths == ["/v1/customers", "/v1/payment_intents"]
     fee = Payment.objects.get(purpose="late_cancellation_fee")
     assert (fee.state, fee.last_error_code, fee.stripe_payment_intent_id) == (
-        "failed",
+        "requires_payment_method",
         "authentication_required",
         "pi_fee",
     )
+    assert AuditEvent.objects.filter(action="billing.fee.authentication_required").count() == 1
 
 
 def test_pay_13_an_expired_authorization_stripe_will_not_cancel_falls_back_to_the_saved_card(

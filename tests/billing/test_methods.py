@@ -8,14 +8,18 @@ are built in Stripe's current shape and signed with Stripe's scheme (``stripe_do
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from api.models import User
 from audit.models import AuditEvent
 from billing.models import PaymentMethodSetup, SavedPaymentMethod, StripeEvent
+from billing.selectors import payment_method_default
 from billing.services.methods import payment_method_setup_start
 from tests.billing.conftest import (
     WireRequest,
@@ -24,7 +28,13 @@ from tests.billing.conftest import (
     saved_card,
     succeeded_event,
 )
-from tests.billing.stripe_doubles import LocalStripe, event, setup_intent_object, signed
+from tests.billing.stripe_doubles import (
+    LocalStripe,
+    event,
+    payment_method_object,
+    setup_intent_object,
+    signed,
+)
 from tests.factories import api_client_for
 
 pytestmark = pytest.mark.integration
@@ -224,3 +234,209 @@ def test_only_clients_save_cards(request: pytest.FixtureRequest, role: str) -> N
     assert api.post(SETUP_URL).status_code == 403
     assert api.get(METHODS_URL).status_code == 403
     assert PaymentMethodSetup.objects.count() == 0
+
+
+# --- Cards detached at Stripe (payment_method.detached) -----------------------------------------
+
+
+def detached_event(payment_method_id: str, *, event_id: str, **kwargs: Any) -> dict[str, Any]:
+    return event(
+        "payment_method.detached",
+        payment_method_object(payment_method_id=payment_method_id, **kwargs),
+        event_id=event_id,
+    )
+
+
+def test_a_card_detached_at_stripe_is_removed_here_once_and_audited_as_a_system_event(
+    localstripe: LocalStripe, client_user: User
+) -> None:
+    method_id = saved_card(localstripe, client_user)
+    mine = SavedPaymentMethod.objects.get()
+    body = signed(detached_event(method_id, event_id="evt_pm_detached"))
+
+    assert post_webhook(*body).status_code == 200
+    assert post_webhook(*body).status_code == 200  # Stripe retries: nothing more happens
+
+    mine.refresh_from_db()
+    assert mine.detached_at is not None
+    assert StripeEvent.objects.get(event_id="evt_pm_detached").outcome == "applied"
+    [audit] = AuditEvent.objects.filter(action="billing.payment_method.detached")
+    assert (audit.actor_id, audit.actor_label, audit.resource_id, audit.patient_id) == (
+        None,
+        "system",
+        str(mine.pk),
+        client_user.pk,
+    )
+    assert audit.details["stripe_event"] == "evt_pm_detached"
+    assert api_client_for(client_user, mfa=False).get(METHODS_URL).json() == []
+    # Another event for the same card (Stripe's order is not ours): recorded, changes nothing.
+    detached_at = mine.detached_at
+    again = signed(detached_event(method_id, event_id="evt_pm_detached_again"))
+    assert post_webhook(*again).status_code == 200
+    mine.refresh_from_db()
+    assert mine.detached_at == detached_at
+    assert StripeEvent.objects.get(event_id="evt_pm_detached_again").outcome == "stale"
+    assert AuditEvent.objects.filter(action="billing.payment_method.detached").count() == 1
+
+
+def test_pay_09_a_detached_card_we_do_not_know_changes_nothing_whatever_its_metadata_says(
+    localstripe: LocalStripe, client_user: User
+) -> None:
+    """PAY-09: the card is found by our stored Stripe id only; metadata naming our card (or its
+    client) is not followed. Unknown → 200, recorded and audited as a security event."""
+    saved_card(localstripe, client_user)
+    mine = SavedPaymentMethod.objects.get()
+    forged = detached_event(
+        "pm_not_ours",
+        event_id="evt_pm_unknown",
+        metadata={"payment_method_ref": str(mine.pk), "user_ref": str(client_user.pk)},
+    )
+
+    assert post_webhook(*signed(forged)).status_code == 200
+
+    mine.refresh_from_db()
+    assert mine.detached_at is None
+    assert StripeEvent.objects.get(event_id="evt_pm_unknown").outcome == "unknown_object"
+    flag = AuditEvent.objects.get(action="billing.webhook.unknown_payment_method")
+    assert (flag.outcome, flag.resource_id, flag.patient_id) == ("denied", "evt_pm_unknown", None)
+    assert not AuditEvent.objects.filter(action="billing.payment_method.detached").exists()
+
+
+# --- Choosing the default card ---------------------------------------------------------------
+
+
+def default_url(method: SavedPaymentMethod) -> str:
+    return f"{METHODS_URL}/{method.pk}/default"
+
+
+def two_cards(localstripe: LocalStripe, client: User) -> tuple[SavedPaymentMethod, ...]:
+    """The client's cards, oldest first (the newer is the default until one is chosen)."""
+    saved_card(localstripe, client)
+    saved_card(localstripe, client, number="5555555555554444")
+    older, newer = SavedPaymentMethod.objects.filter(client=client).order_by("created_at", "pk")
+    return older, newer
+
+
+def test_a_client_chooses_their_default_card_and_fees_go_to_it(
+    localstripe: LocalStripe, client_user: User
+) -> None:
+    older, newer = two_cards(localstripe, client_user)
+    assert payment_method_default(client_id=client_user.pk) == newer  # none chosen: newest
+    api = api_client_for(client_user, mfa=False)
+
+    response = api.put(default_url(older))
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "id": str(older.pk),
+        "brand": "visa",
+        "last4": "4242",
+        "exp_month": 4,
+        "exp_year": 2031,
+        "is_default": True,
+        "created_at": response.json()["created_at"],
+    }
+    assert payment_method_default(client_id=client_user.pk) == older
+    listed = api.get(METHODS_URL).json()
+    assert [(card["id"], card["is_default"]) for card in listed] == [
+        (str(older.pk), True),
+        (str(newer.pk), False),
+    ]
+    # One row: the service's report stands for the PUT (the mixin adds no ``update``).
+    [audit] = AuditEvent.objects.filter(action__in=["billing.payment_method.default", "update"])
+    assert (audit.action, audit.outcome, audit.actor_id, audit.resource_id, audit.patient_id) == (
+        "billing.payment_method.default",
+        "allowed",
+        client_user.pk,
+        str(older.pk),
+        client_user.pk,
+    )
+    # Choosing the other one moves the choice; choosing it again changes nothing more.
+    assert api.put(default_url(newer)).status_code == 200
+    assert api.put(default_url(newer)).status_code == 200
+    assert list(
+        SavedPaymentMethod.objects.filter(client=client_user, is_default=True).values_list(
+            "pk", flat=True
+        )
+    ) == [newer.pk]
+
+
+def test_when_the_chosen_card_is_removed_the_newest_card_left_is_the_default(
+    localstripe: LocalStripe, client_user: User
+) -> None:
+    older, newer = two_cards(localstripe, client_user)
+    third_id = saved_card(localstripe, client_user, number="4000056655665556")
+    newest = SavedPaymentMethod.objects.get(stripe_payment_method_id=third_id)
+    api = api_client_for(client_user, mfa=False)
+    assert api.put(default_url(older)).status_code == 200
+
+    assert api.delete(f"{METHODS_URL}/{older.pk}").status_code == 204
+
+    older.refresh_from_db()
+    assert older.is_default is False
+    assert payment_method_default(client_id=client_user.pk) == newest
+    # The same when Stripe detaches the chosen card (payment_method.detached).
+    assert api.put(default_url(newer)).status_code == 200
+    body = signed(detached_event(newer.stripe_payment_method_id, event_id="evt_pm_gone"))
+    assert post_webhook(*body).status_code == 200
+    newer.refresh_from_db()
+    assert (newer.is_default, newer.detached_at is not None) == (False, True)
+    assert payment_method_default(client_id=client_user.pk) == newest
+
+
+def test_a_card_saved_after_a_choice_becomes_the_default(
+    localstripe: LocalStripe, client_user: User
+) -> None:
+    """A failed fee asks the client to add a card: the card they add is the one used next."""
+    older, newer = two_cards(localstripe, client_user)
+    assert api_client_for(client_user, mfa=False).put(default_url(older)).status_code == 200
+
+    added_id = saved_card(localstripe, client_user, number="4000056655665556")
+
+    added = SavedPaymentMethod.objects.get(stripe_payment_method_id=added_id)
+    assert payment_method_default(client_id=client_user.pk) == added
+    assert not SavedPaymentMethod.objects.filter(is_default=True).exists()
+
+
+def test_someone_elses_or_a_removed_card_cannot_be_made_the_default(
+    localstripe: LocalStripe, client_user: User, outsider: User
+) -> None:
+    """AZ-01 / AUD-02: 404 (no existence oracle), audited as denied, nothing changed."""
+    older, newer = two_cards(localstripe, client_user)
+    api = api_client_for(client_user, mfa=False)
+    assert api.delete(f"{METHODS_URL}/{older.pk}").status_code == 204
+
+    assert api_client_for(outsider, mfa=False).put(default_url(newer)).status_code == 404
+    assert api.put(default_url(older)).status_code == 404
+    assert api.put(f"{METHODS_URL}/{uuid.uuid4()}/default").status_code == 404
+
+    assert not SavedPaymentMethod.objects.filter(is_default=True).exists()
+    denied = AuditEvent.objects.filter(outcome="denied").order_by("id")
+    assert [(d.action, d.actor_id, d.resource_id) for d in denied][:2] == [
+        ("update", outsider.pk, str(newer.pk)),
+        ("update", client_user.pk, str(older.pk)),
+    ]
+    assert denied[0].patient_id == client_user.pk
+    assert not AuditEvent.objects.filter(action="billing.payment_method.default").exists()
+
+
+def test_the_database_refuses_two_defaults_for_one_client_and_a_removed_default(
+    localstripe: LocalStripe, client_user: User
+) -> None:
+    older, newer = two_cards(localstripe, client_user)
+    SavedPaymentMethod.objects.filter(pk=older.pk).update(is_default=True)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        SavedPaymentMethod.objects.filter(pk=newer.pk).update(is_default=True)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        SavedPaymentMethod.objects.filter(pk=older.pk).update(detached_at=NOW)
+
+    assert list(
+        SavedPaymentMethod.objects.filter(is_default=True).values_list("pk", flat=True)
+    ) == [older.pk]
+
+
+@pytest.mark.parametrize("role", ["therapist", "compliance_officer"])
+def test_only_clients_choose_a_default_card(request: pytest.FixtureRequest, role: str) -> None:
+    staff = request.getfixturevalue(role)
+    assert api_client_for(staff).put(f"{METHODS_URL}/{uuid.uuid4()}/default").status_code == 403
