@@ -223,7 +223,10 @@ def payment_apply_intent(
         payment.amount_captured_minor = max(payment.amount_captured_minor, intent.amount_received)
     if intent.latest_charge_id:
         payment.stripe_charge_id = intent.latest_charge_id
-    payment.last_error_code = intent.last_error_code[:64]
+    if intent.last_error_code or target not in states.WAITING:
+        # An intent still waiting with no new error keeps the reason we know it waits for
+        # (a fee waiting for the client's 3-D Secure: ``authentication_required``).
+        payment.last_error_code = intent.last_error_code[:64]
     if decision is states.Decision.APPLY:
         payment_transition(
             payment=payment, to=target, reason=reason, now=now, stripe_event_id=stripe_event_id

@@ -258,6 +258,18 @@ def test_a_fee_needing_3d_secure_waits_for_the_client_who_authenticates_it_in_th
     flagged = AuditEvent.objects.get(action="billing.fee.authentication_required")
     assert (flagged.resource_id, flagged.patient_id) == (str(fee.pk), client_user.pk)
     assert not AuditEvent.objects.filter(action="billing.fee.charge_failed").exists()
+    # Stripe's own event for the waiting intent carries no error: the reason is kept.
+    waiting = event(
+        "payment_intent.requires_action",
+        payment_intent_object(
+            intent_id=intent_id,
+            status="requires_action",
+            amount=6000,
+            metadata={"payment_ref": str(fee.pk)},
+        ),
+        event_id="evt_fee_waiting",
+    )
+    assert post_webhook(*signed(waiting)).status_code == 200
     api = api_client_for(client_user, mfa=False)
     listed = api.get("/api/v1/billing/payments").json()["results"]
     assert [(p["state"], p["failure_code"]) for p in listed if p["id"] == str(fee.pk)] == [
