@@ -11,16 +11,13 @@ logged (without the address) and never undoes the change.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import datetime
-from functools import partial
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils.encoding import force_bytes
@@ -34,11 +31,10 @@ from api.services.auth import (
     account_lock_check,
     token_families_revoke,
 )
+from api.services.mail import mail_send_on_commit
 from api.services.ratelimit import counter_incr, rate_limit_ip
 from audit.models import Outcome
 from audit.services import audit_record
-
-logger = logging.getLogger(__name__)
 
 
 class PasswordRejected(DomainError):
@@ -87,17 +83,6 @@ def password_policy_check(*, password: str, user: User, field: str) -> None:
         raise PasswordRejected(field=field, error=exc) from exc
 
 
-def _deliver(*, to: str, subject: str, body: str) -> None:
-    try:
-        send_mail(subject, body, None, [to])
-    except Exception as exc:  # noqa: BLE001 - a lost email must not fail a committed change
-        logger.error("email delivery failed: %s", type(exc).__name__)
-
-
-def _email_on_commit(*, to: str, subject: str, body: str) -> None:
-    transaction.on_commit(partial(_deliver, to=to, subject=subject, body=body))
-
-
 # --- Registration and profile -----------------------------------------------------------------
 
 
@@ -127,7 +112,7 @@ def user_register(
                     resource_type="user",
                     resource_id=str(user.pk),
                 )
-                _email_on_commit(
+                mail_send_on_commit(
                     to=email,
                     subject="Welcome to Telehealth",
                     body="Your account is ready. Sign in with this email address.",
@@ -144,7 +129,7 @@ def user_register(
             resource_type="user",
             resource_id=str(existing or ""),
         )
-        _email_on_commit(
+        mail_send_on_commit(
             to=email,
             subject="Someone tried to register with your address",
             body=(
@@ -211,7 +196,7 @@ def user_password_change(
             resource_id=str(user.pk),
             details={"families_revoked": revoked},
         )
-        _email_on_commit(
+        mail_send_on_commit(
             to=user.email,
             subject="Your password was changed",
             body="Your password was changed and your other sessions were signed out. "
@@ -255,7 +240,7 @@ def user_password_reset_request(*, email: str, request: HttpRequest, now: dateti
         )
         uid = urlsafe_base64_encode(force_bytes(user.pk))
         token = default_token_generator.make_token(user)
-        _email_on_commit(
+        mail_send_on_commit(
             to=user.email,
             subject="Reset your password",
             body=(
@@ -311,7 +296,7 @@ def user_password_reset_confirm(
                 resource_id=str(user.pk),
                 details={"families_revoked": revoked},
             )
-            _email_on_commit(
+            mail_send_on_commit(
                 to=user.email,
                 subject="Your password was reset",
                 body="Your password was reset and every session was signed out. "
