@@ -32,15 +32,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
 from django.http import HttpRequest
 
 from api.errors import DomainError, NotFoundError
 from api.models import User
+from api.services.mail import mail_user
 from audit.models import Outcome
 from audit.services import audit_access, audit_record
 from billing import states
+from billing.documents import money
 from billing.errors import NotAwaitingAuthenticationError
 from billing.gateways.base import CardDeclined, InvalidGatewayRequest, PaymentIntentResult
 from billing.models import Payment
@@ -50,6 +51,7 @@ from billing.services.payments import (
     customer_ensure,
     gateway_call,
     payment_apply_intent,
+    payment_intent_cancel_at_stripe,
     payment_intent_idempotency_key,
     payment_metadata,
     payment_transition,
@@ -206,10 +208,9 @@ def fee_payment_authenticate(
         intent = gateway_call(lambda gateway: gateway.payment_intent_retrieve(intent_id))
         if intent.status not in states.WAITING:  # done meanwhile: its webhook says how
             raise NotAwaitingAuthenticationError("This payment is not waiting for you.")
-        if request is not None:  # an AuditedMixin view: joins its batch
-            audit_access(obj=payment, action="billing.payment.authenticate")
-        else:
-            audit_access(obj=payment, action="billing.payment.authenticate", actor=client)
+        # From an AuditedMixin view (no actor) the event joins the request's batch.
+        actor = None if request is not None else client
+        audit_access(obj=payment, action="billing.payment.authenticate", actor=actor)
     return FeeAuthentication(payment=payment, client_secret=intent.client_secret)
 
 
@@ -245,14 +246,8 @@ def fee_authentication_give_up(*, payment_id: uuid.UUID, now: datetime) -> Payme
 def _intent_cancel_quietly(*, payment: Payment) -> None:
     """Cancel a failed fee attempt's intent at Stripe, so no one can complete it later. If
     Stripe cannot take it now, the intent stays incomplete and reconciliation shows it."""
-    intent_id = str(payment.stripe_payment_intent_id)
     try:
-        gateway_call(
-            lambda gateway: gateway.payment_intent_cancel(
-                payment_intent_id=intent_id,
-                idempotency_key=f"billing:payment_intent_cancel:{payment.pk}",
-            )
-        )
+        payment_intent_cancel_at_stripe(payment)
     except (DomainError, InvalidGatewayRequest):
         logger.warning("failed fee payment %s: its intent could not be canceled", payment.pk)
 
@@ -282,42 +277,32 @@ def _attempt_failed(*, payment: Payment, code: str, now: datetime) -> None:
 
 
 def _tell_client(*, client_id: uuid.UUID, amount: str, code: str, again: bool) -> None:
-    email = User.objects.filter(pk=client_id).values_list("email", flat=True).first()
-    if not email:
-        return
     ask = (
         "Please add a card in the app."
         if code == NO_SAVED_METHOD
         else "Please check your card or add another one in the app."
     )
-    send_mail(
+    mail_user(
+        user_id=client_id,
         subject="We could not charge your card",
-        message=(
+        body=(
             f"A fee of {amount} under your booking's cancellation terms could not be charged to "
             f"your saved card. {ask}" + (" We will try again." if again else "")
         ),
-        from_email=None,
-        recipient_list=[email],
-        fail_silently=True,
     )
 
 
 def _ask_client_to_authenticate(*, client_id: uuid.UUID, amount: str) -> None:
-    email = User.objects.filter(pk=client_id).values_list("email", flat=True).first()
-    if not email:
-        return
-    send_mail(
+    mail_user(
+        user_id=client_id,
         subject="Please confirm a payment in the app",
-        message=(
+        body=(
             f"A fee of {amount} under your booking's cancellation terms needs your bank's "
             "confirmation before it can be charged to your saved card. Please open the app "
             "to confirm it."
         ),
-        from_email=None,
-        recipient_list=[email],
-        fail_silently=True,
     )
 
 
 def _amount(payment: Payment) -> str:
-    return f"{payment.amount_minor / 100:.2f} {payment.currency}"
+    return money(payment.amount_minor, payment.currency)

@@ -14,15 +14,15 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
 from api.errors import DomainError, NotFoundError
-from api.models import User
+from api.services.mail import mail_user
 from audit.models import Outcome
 from audit.services import audit_record
 from billing import states
+from billing.documents import money
 from billing.gateways.base import InvalidGatewayRequest
 from billing.models import Payment, Refund, Transfer
 from billing.services.fees import (
@@ -30,7 +30,11 @@ from billing.services.fees import (
     fee_authentication_give_up,
     fee_charge,
 )
-from billing.services.payments import gateway_call, payment_apply_intent
+from billing.services.payments import (
+    gateway_call,
+    payment_apply_intent,
+    payment_intent_cancel_at_stripe,
+)
 from billing.services.payouts import payout_create, payouts_due
 from billing.services.refunds import refund_request, refund_submit
 from scheduling.bookings.selectors import fee_requests_pending
@@ -122,19 +126,15 @@ def _send_refund_and_tell(*, refund_id: uuid.UUID, client_id: uuid.UUID) -> None
     refund = _refund_send(refund_id=refund_id, now=timezone.now())
     if refund is None:
         return
-    email = User.objects.filter(pk=client_id).values_list("email", flat=True).first()
-    if email:
-        amount = f"{refund.amount_minor / 100:.2f} {refund.payment.currency}"
-        send_mail(
-            subject="Your payment was refunded",
-            message=(
-                f"The time you chose was no longer available when your payment arrived, so "
-                f"{amount} has been refunded to your card. Please choose another time."
-            ),
-            from_email=None,
-            recipient_list=[email],
-            fail_silently=True,
-        )
+    amount = money(refund.amount_minor, refund.payment.currency)
+    mail_user(
+        user_id=client_id,
+        subject="Your payment was refunded",
+        body=(
+            f"The time you chose was no longer available when your payment arrived, so "
+            f"{amount} has been refunded to your card. Please choose another time."
+        ),
+    )
 
 
 def _booking_release(*, payment: Payment, reason: str, now: datetime) -> None:
@@ -272,12 +272,7 @@ def _intent_cancel(*, payment: Payment, now: datetime) -> None:
     if not intent_id:
         return
     try:
-        intent = gateway_call(
-            lambda gateway: gateway.payment_intent_cancel(
-                payment_intent_id=str(intent_id),
-                idempotency_key=f"billing:payment_intent_cancel:{payment.pk}",
-            )
-        )
+        intent = payment_intent_cancel_at_stripe(payment)
     except InvalidGatewayRequest:
         # Stripe refuses to cancel an intent that is no longer cancelable: an authorization
         # that expired (Stripe canceled it, PAY-13) or one that was paid meanwhile. Its status

@@ -177,10 +177,9 @@ def payment_method_detach(
             # Already detached at Stripe (from the Dashboard, say): ours follows.
             logger.warning("payment method %s: detach refused by Stripe (%s)", method.pk, exc.code)
         _mark_detached(method, now=now)
-        if request is not None:  # an AuditedMixin view: joins its batch
-            audit_access(obj=method, action="billing.payment_method.detach")
-        else:
-            audit_access(obj=method, action="billing.payment_method.detach", actor=client)
+        # From an AuditedMixin view (no actor) the event joins the request's batch.
+        actor = None if request is not None else client
+        audit_access(obj=method, action="billing.payment_method.detach", actor=actor)
     return method
 
 
@@ -225,10 +224,9 @@ def payment_method_set_default(
         if not chosen.is_default:
             chosen.is_default = True
             chosen.save(update_fields=["is_default"])
-        if request is not None:  # an AuditedMixin view: joins its batch
-            audit_access(obj=chosen, action="billing.payment_method.default")
-        else:
-            audit_access(obj=chosen, action="billing.payment_method.default", actor=client)
+        # From an AuditedMixin view (no actor) the event joins the request's batch.
+        actor = None if request is not None else client
+        audit_access(obj=chosen, action="billing.payment_method.default", actor=actor)
     return chosen
 
 

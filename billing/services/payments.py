@@ -54,6 +54,19 @@ def payment_intent_idempotency_key(payment: Payment) -> str:
     return f"billing:payment_intent:{payment.booking_id}:{payment.purpose}:{payment.version}"
 
 
+def payment_intent_cancel_at_stripe(payment: Payment) -> PaymentIntentResult:
+    """Ask Stripe to cancel the payment's intent (one key per payment: a retry is the same
+    request). Raises what ``gateway_call`` raises; Stripe refusing an intent that can no longer
+    be canceled is ``InvalidGatewayRequest``."""
+    intent_id = str(payment.stripe_payment_intent_id)
+    return gateway_call(
+        lambda gateway: gateway.payment_intent_cancel(
+            payment_intent_id=intent_id,
+            idempotency_key=f"billing:payment_intent_cancel:{payment.pk}",
+        )
+    )
+
+
 def payment_metadata(payment: Payment) -> dict[str, str]:
     """Opaque ids only: Stripe signs no BAA, so nothing here may describe care (PAY-16)."""
     return {"payment_ref": str(payment.pk), "booking_ref": str(payment.booking_id)}
@@ -185,13 +198,14 @@ def booking_payment_start(
         currency=booking.currency,
         now=now,
     )
-    details = {"booking": str(booking.pk), "state": started.payment.state}
-    if request is not None:  # an AuditedMixin view: joins its batch (a denial is its 404)
-        audit_access(obj=started.payment, action="billing.payment.start", details=details)
-    else:
-        audit_access(
-            obj=started.payment, action="billing.payment.start", actor=client, details=details
-        )
+    # From an AuditedMixin view (no actor) the event joins the request's batch; a denial is
+    # the view's 404.
+    audit_access(
+        obj=started.payment,
+        action="billing.payment.start",
+        actor=None if request is not None else client,
+        details={"booking": str(booking.pk), "state": started.payment.state},
+    )
     return started
 
 
