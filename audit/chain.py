@@ -39,9 +39,15 @@ from audit.models import AuditCheckpoint, AuditEvent, AuditSeal
 from audit.selectors import raw_rows
 from audit.signing import sign
 
-_INSERT_SEAL = (
-    "INSERT INTO audit_seal (seq, event_id, content_hash, prev_hash, hash, sealed_at, horizon) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s)"
+_SEAL_COLUMNS = "seq, event_id, content_hash, prev_hash, hash, sealed_at, horizon"
+_INSERT_SEAL = f"INSERT INTO audit_seal ({_SEAL_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"  # noqa: S608
+# PostgreSQL: a chunk's links in one statement, one array per column (a row per statement
+# costs the sealer more than hashing does).
+_INSERT_SEALS_PG = (
+    f"INSERT INTO audit_seal ({_SEAL_COLUMNS}) "  # noqa: S608
+    "SELECT s.seq, s.event_id, s.content_hash, s.prev_hash, s.hash, %s, %s "
+    "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[]) "
+    "AS s(seq, event_id, content_hash, prev_hash, hash)"
 )
 # pg_advisory_xact_lock key of the sealer (any fixed bigint; "auditsea" in ASCII).
 SEAL_LOCK_KEY = 0x6175646974736561
@@ -108,6 +114,18 @@ def _content_hashes(page: Any, limit: int) -> list[tuple[int, str]]:
     return [(row["id"], content_hash(row)) for row in rows]
 
 
+def _links_insert(
+    links: list[tuple[int, int, str, str, str]], *, sealed_at: Any, horizon: Any
+) -> None:
+    """Store a chunk's links ``(seq, event_id, content_hash, prev_hash, hash)``."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            columns = [list(column) for column in zip(*links, strict=True)]
+            cursor.execute(_INSERT_SEALS_PG, [sealed_at, horizon, *columns])
+        else:
+            cursor.executemany(_INSERT_SEAL, [(*link, sealed_at, horizon) for link in links])
+
+
 def audit_seal(*, chunk_size: int = 5000) -> SealResult:
     """Link every committed unsealed event into the chain; return how many and the head."""
     with transaction.atomic():
@@ -129,10 +147,9 @@ def audit_seal(*, chunk_size: int = 5000) -> SealResult:
                     link = link_hash(
                         prev_hash=prev, seq=seq, content_hash=digest, sealed_at=sealed_at
                     )
-                    links.append((seq, event_id, digest, prev, link, stored_at, horizon))
+                    links.append((seq, event_id, digest, prev, link))
                     prev = link
-                with connection.cursor() as cursor:
-                    cursor.executemany(_INSERT_SEAL, links)
+                _links_insert(links, sealed_at=stored_at, horizon=horizon)
                 after, total = digests[-1][0], total + len(digests)
         return SealResult(sealed=total, head=ChainHead(seq=seq, hash=prev))
 

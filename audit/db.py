@@ -278,12 +278,12 @@ def insert_events(connection: BaseDatabaseWrapper, rows: Sequence[Sequence[Any]]
     limit = connection.features.max_query_params or _PG_MAX_PARAMETERS
     per_statement = max(1, limit // len(EVENT_COLUMNS))
     returned: list[Any] = []
-    with transaction.atomic() if len(rows) > per_statement else nullcontext():
+    with transaction.atomic(using=connection.alias) if len(rows) > per_statement else nullcontext():
         for start in range(0, len(rows), per_statement):
             batch = rows[start : start + per_statement]
             with connection.cursor() as cursor:
                 cursor.execute(
-                    _insert_sql(connection.vendor, len(batch)),
+                    insert_sql(connection.vendor, len(batch)),
                     [value for row in batch for value in row],
                 )
                 returned.extend(cursor.fetchall())
@@ -291,7 +291,7 @@ def insert_events(connection: BaseDatabaseWrapper, rows: Sequence[Sequence[Any]]
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_sql(vendor: str, count: int) -> str:
+def insert_sql(vendor: str, count: int) -> str:
     """The INSERT of ``count`` rows (the usual sizes are few: one, a page)."""
     details = "%s::jsonb" if vendor == "postgresql" else "%s"
     one = f"({_CLOCK[vendor]}, {', '.join(['%s'] * (len(EVENT_COLUMNS) - 1))}, {details})"

@@ -27,7 +27,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest
 
 from api.logging import encode_for_log
@@ -173,8 +174,10 @@ def _uuid_or_none(value: Any) -> uuid.UUID | None:
 _UUID: models.UUIDField[Any, Any] = models.UUIDField()  # as the engine stores one (SQLite: hex)
 
 
-def _prepared(value: uuid.UUID | None) -> Any:
-    return _UUID.get_db_prep_save(value, connection)
+def _prepared(value: uuid.UUID | None, db: BaseDatabaseWrapper) -> Any:
+    if value is None or (isinstance(value, uuid.UUID) and db.features.has_native_uuid_field):
+        return value
+    return _UUID.get_db_prep_save(value, db)
 
 
 def audit_record_many(
@@ -182,9 +185,11 @@ def audit_record_many(
 ) -> list[tuple[int, datetime]]:
     """Insert ``drafts`` in one statement (split only by the engine's parameter limit); return
     each new event's ``(id, occurred_at)``, in order. Rows are built straight from the drafts:
-    this runs on every protected read, so it builds no model instance per event."""
-    actor_id = _prepared(origin.actor_id)
-    session_id = _prepared(origin.session_id)
+    this runs on every protected read, so it builds no model instance per event (and looks the
+    connection up once: each use of ``django.db.connection`` looks it up again)."""
+    db = connections[DEFAULT_DB_ALIAS]
+    actor_id = _prepared(origin.actor_id, db)
+    session_id = _prepared(origin.session_id, db)
     rows = []
     for draft in drafts:
         values = {
@@ -195,7 +200,7 @@ def audit_record_many(
             "action": text(draft.action, 64),
             "resource_type": text(draft.resource_type, 64),
             "resource_id": text(draft.resource_id, 64),
-            "patient_id": _prepared(draft.patient_id),
+            "patient_id": _prepared(draft.patient_id, db),
             "outcome": draft.outcome,
             "source_ip": origin.source_ip,
             "user_agent": origin.user_agent,
@@ -203,7 +208,7 @@ def audit_record_many(
             "details": json.dumps(clean_details(draft.details)),
         }
         rows.append([values[name] for name in EVENT_COLUMNS])
-    return [(pk, _returned_datetime(at)) for pk, at in insert_events(connection, rows)]
+    return [(pk, _returned_datetime(at)) for pk, at in insert_events(db, rows)]
 
 
 def _returned_datetime(value: Any) -> datetime:

@@ -1,15 +1,23 @@
 """Sustained audit writes on PostgreSQL from 8 concurrent writers, with the sealer running
 alongside, and the chain verifying afterwards (goal: at least 5,000 events/s).
 
-Uses its own database (``bench_audit_writers``, recreated each run). Each writer is a process
-committing ``--batch`` events at a time in one INSERT, as a request does (a list touching that
-many clients writes that many rows; ``--batch 1`` is a single read's row). A ninth process
-seals as the sealing job does (``audit_seal --loop``: a round, then ``--seal-interval`` seconds
-of rest, default the job's 1 s). After ``--seconds``, the rest is sealed and the
-whole chain verified. Prints one JSON line.
+Uses its own database (``bench_audit_writers``, recreated each run). For each transaction size
+in ``--batches`` (default 1 and 10: a single read's row, a list page's rows) two phases of
+``--seconds`` each:
+
+- **baseline**: the same number of writer processes run the very INSERT the trail uses, with
+  the same values, straight through psycopg (the protocol Django uses: client-side binding),
+  with no Django, no audit code and no sealer. It is what this machine can commit at that
+  transaction size, measured in the same run.
+- **audit**: each writer commits through ``audit_record_many`` (one INSERT, its own
+  transaction, as a request does), while a further process seals as ``audit_seal --loop``
+  does (a round, then ``--seal-interval`` seconds of rest, default the job's 1 s).
+
+The baseline's rows are sealed (untimed) before the audit phase starts. At the end the rest is
+sealed and the whole chain verified. Prints one JSON line.
 
     DJANGO_DEBUG=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/telehealth \\
-        python bench/bench_audit_writers.py [--writers 8] [--batch 10] [--seconds 15] \\
+        python bench/bench_audit_writers.py [--writers 8] [--batches 1,10] [--seconds 15] \\
             [--seal-interval 1]
 """
 
@@ -18,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,8 +36,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_audit_db import open_database
 
+DETAILS = {"route": "api/v1/bookings", "method": "GET", "count": 1}
 
-def _write(n: int, batch: int, start: float, stop: float, counts: Any) -> None:
+
+def _wait_until(moment: float) -> None:
+    while time.time() < moment:
+        time.sleep(0.001)
+
+
+def _bare_write(n: int, batch: int, start: float, stop: float, counts: Any) -> None:
+    import psycopg
+
+    from audit.db import insert_sql
+
+    row = [None, "", "system", None, "list", "scheduling.booking", f"b{n}", None, "allowed"]
+    row += ["", "", "", json.dumps(DETAILS)]
+    params = row * batch
+    statement = insert_sql("postgresql", batch)
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+        cursor = psycopg.ClientCursor(conn)
+        _wait_until(start)
+        written = 0
+        while time.time() < stop:
+            cursor.execute(statement, params)
+            cursor.fetchall()
+            written += batch
+    counts[n] = written
+
+
+def _audit_write(n: int, batch: int, start: float, stop: float, counts: Any) -> None:
     from django.db import connection
 
     from audit.services import EventDraft, audit_record_many, origin_of
@@ -39,12 +75,11 @@ def _write(n: int, batch: int, start: float, stop: float, counts: Any) -> None:
             action="list",
             resource_type="scheduling.booking",
             resource_id=f"w{n}-{i}",
-            details={"route": "api/v1/bookings", "method": "GET", "count": 1},
+            details=DETAILS,
         )
         for i in range(batch)
     ]
-    while time.time() < start:
-        time.sleep(0.001)
+    _wait_until(start)
     written = 0
     while time.time() < stop:  # one INSERT statement, its own transaction, as a read's rows
         audit_record_many(drafts=drafts, origin=origin)
@@ -58,8 +93,7 @@ def _seal(start: float, stop: float, interval: float, sealed: Any) -> None:
 
     from audit.chain import audit_seal
 
-    while time.time() < start:
-        time.sleep(0.001)
+    _wait_until(start)
     total = 0
     while time.time() < stop:
         total += audit_seal().sealed
@@ -68,10 +102,31 @@ def _seal(start: float, stop: float, interval: float, sealed: Any) -> None:
     connection.close()
 
 
+def _phase(writer: Any, *, writers: int, batch: int, seconds: float, seal: float | None) -> dict:
+    """Run ``writers`` processes of ``writer`` (and the sealer, unless ``seal`` is None)."""
+    context = multiprocessing.get_context("fork")
+    counts = context.Array("q", writers)
+    sealed = context.Value("q", 0)
+    start = time.time() + 1.0
+    stop = start + seconds
+    processes = [
+        context.Process(target=writer, args=(n, batch, start, stop, counts)) for n in range(writers)
+    ]
+    if seal is not None:
+        processes.append(context.Process(target=_seal, args=(start, stop, seal, sealed)))
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    written = sum(counts)
+    figures = {"events": written, "events_per_s": round(written / seconds)}
+    return figures if seal is None else {**figures, "sealed_while_writing": sealed.value}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--writers", type=int, default=8)
-    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--batches", default="1,10")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--seal-interval", type=float, default=1.0)
     args = parser.parse_args()
@@ -83,24 +138,23 @@ def main() -> None:
     from audit.models import AuditEvent
     from audit.verify import chain_verify
 
-    connections.close_all()  # each process opens its own
-    context = multiprocessing.get_context("fork")
-    counts = context.Array("q", args.writers)
-    sealed_live = context.Value("q", 0)
-    start = time.time() + 1.0
-    stop = start + args.seconds
-    processes = [
-        context.Process(target=_write, args=(n, args.batch, start, stop, counts))
-        for n in range(args.writers)
-    ]
-    processes.append(
-        context.Process(target=_seal, args=(start, stop, args.seal_interval, sealed_live))
-    )
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join()
-    written = sum(counts)
+    runs = []
+    for batch in (int(b) for b in args.batches.split(",")):
+        connections.close_all()  # each process opens its own
+        common = {"writers": args.writers, "batch": batch, "seconds": args.seconds}
+        baseline = _phase(_bare_write, **common, seal=None)
+        audit_seal()
+        connections.close_all()
+        audited = _phase(_audit_write, **common, seal=args.seal_interval)
+        runs.append(
+            {
+                "events_per_transaction": batch,
+                "baseline_events_per_s": baseline["events_per_s"],
+                **audited,
+                "vs_baseline": round(audited["events_per_s"] / baseline["events_per_s"], 3),
+                "goal_met": audited["events_per_s"] >= 5000,
+            }
+        )
 
     begin = time.perf_counter()
     sealed_after = audit_seal().sealed
@@ -113,12 +167,9 @@ def main() -> None:
             {
                 "bench": "audit_writers",
                 "writers": args.writers,
-                "events_per_transaction": args.batch,
                 "seconds": args.seconds,
                 "seal_interval_s": args.seal_interval,
-                "events": written,
-                "events_per_s": round(written / args.seconds),
-                "sealed_while_writing": sealed_live.value,
+                "runs": runs,
                 "sealed_after": sealed_after,
                 "seal_rest_s": round(seal_rest_s, 2),
                 "rows": AuditEvent.objects.count(),
