@@ -173,7 +173,9 @@ def fee_request_process(*, fee_request_id: uuid.UUID, now: datetime) -> bool:
     that cannot be kept from a collected payment (none was collected: an authorization that
     expired, PAY-13, or a session paid outside) is charged off-session to the client's saved card
     (``fees.fee_charge``), and the request stays pending until that succeeds or the attempts are
-    used up. False when another worker holds the request."""
+    used up. True when the request is settled by this call; False when another worker holds
+    it, or it waits (a payment still processing, a fee put off until its next attempt or
+    waiting for the client to authenticate it)."""
     if not fee_request_claim(fee_request_id=fee_request_id, now=now):
         return False
     fee_request = FeeRequest.objects.select_related("booking__therapist").get(pk=fee_request_id)
@@ -188,7 +190,7 @@ def fee_request_process(*, fee_request_id: uuid.UUID, now: datetime) -> bool:
             .first()
         )
         if payment is not None and payment.state == Payment.State.PROCESSING:
-            return True  # not known yet whether it was paid: the claim runs out, retried then
+            return False  # not known yet whether it was paid: the claim runs out, retried then
         if payment is not None and payment.state in states.COLLECTED:
             wanted = payment.refundable_minor if purpose is None else fee_request.refund_minor
             amount = min(wanted, payment.refundable_minor)
@@ -206,16 +208,16 @@ def fee_request_process(*, fee_request_id: uuid.UUID, now: datetime) -> bool:
         _refund_send(refund_id=refund_id, now=now)
     if charge_fee:
         assert purpose is not None
-        _fee_collect(fee_request=fee_request, purpose=purpose, now=now)
+        return _fee_collect(fee_request=fee_request, purpose=purpose, now=now)
     return True
 
 
-def _fee_collect(*, fee_request: FeeRequest, purpose: str, now: datetime) -> None:
+def _fee_collect(*, fee_request: FeeRequest, purpose: str, now: datetime) -> bool:
     """One off-session attempt at the fee; settled when collected or when the last attempt
     failed (audited and alerted as uncollected), else tried again after
     ``BILLING_FEE_RETRY_HOURS``. A fee waiting for the client to authenticate it is not charged
     again: it is re-read, and given up (uncollected) after
-    ``BILLING_FEE_RETRY_HOURS * BILLING_FEE_MAX_ATTEMPTS``."""
+    ``BILLING_FEE_RETRY_HOURS * BILLING_FEE_MAX_ATTEMPTS``. Whether the request is settled."""
     fee = fee_charge(
         booking=fee_request.booking,
         purpose=purpose,
@@ -224,14 +226,14 @@ def _fee_collect(*, fee_request: FeeRequest, purpose: str, now: datetime) -> Non
         now=now,
     )
     if fee.state == Payment.State.PROCESSING:
-        return  # its webhook will tell; the claim runs out and the next run re-reads it
+        return False  # its webhook will tell; the claim runs out and the next run re-reads it
     retry = timedelta(hours=settings.BILLING_FEE_RETRY_HOURS)
     why = "attempts_exhausted"
     if fee.state in states.WAITING:
         expires = fee.created_at + retry * settings.BILLING_FEE_MAX_ATTEMPTS
         if now < expires:
             fee_request_defer(fee_request_id=fee_request.pk, until=min(now + retry, expires))
-            return
+            return False
         fee = fee_authentication_give_up(payment_id=fee.pk, now=now)
         why = "authentication_not_completed"
     failed = fee_attempts_failed(booking_id=fee_request.booking_id, purpose=purpose)
@@ -241,7 +243,7 @@ def _fee_collect(*, fee_request: FeeRequest, purpose: str, now: datetime) -> Non
         and failed < settings.BILLING_FEE_MAX_ATTEMPTS
     ):
         fee_request_defer(fee_request_id=fee_request.pk, until=now + retry)
-        return
+        return False
     with transaction.atomic():
         if fee.state in states.ENDED:
             security_log.warning("fee of payment %s given up (%s)", fee.pk, why)
@@ -255,6 +257,7 @@ def _fee_collect(*, fee_request: FeeRequest, purpose: str, now: datetime) -> Non
                 details={"fee_minor": fee_request.fee_minor, "why": why, "attempts": failed},
             )
         fee_request_settle(fee_request_id=fee_request.pk, now=now)
+    return True
 
 
 def _refund_send(*, refund_id: uuid.UUID, now: datetime) -> Refund | None:

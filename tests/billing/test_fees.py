@@ -145,8 +145,9 @@ def test_a_declined_fee_is_failed_visible_and_retried_a_bounded_number_of_times(
     fee_request = late_cancelled_with_expired_authorization(client_user, therapist)
 
     with django_capture_on_commit_callbacks(execute=True):
-        billing_settle(now=NOW)
+        report = billing_settle(now=NOW)
 
+    assert report["fee_requests_settled"] == 0  # tried and put off: not settled
     first = Payment.objects.get(purpose="late_cancellation_fee")
     assert (first.state, first.last_error_code) == ("failed", "card_declined")
     fee_request.refresh_from_db()
@@ -168,9 +169,11 @@ def test_a_declined_fee_is_failed_visible_and_retried_a_bounded_number_of_times(
     billing_settle(now=NOW + timedelta(hours=1))  # too early for the next attempt
     assert Payment.objects.filter(purpose="late_cancellation_fee").count() == 1
 
+    settled = []
     for hours in (25, 50, 75):  # the third attempt is the last: nothing is left to try at 75
         with django_capture_on_commit_callbacks(execute=True):
-            billing_settle(now=NOW + timedelta(hours=hours))
+            settled.append(billing_settle(now=NOW + timedelta(hours=hours))["fee_requests_settled"])
+    assert settled == [0, 1, 0]  # given up after the third attempt, and counted once
 
     assert list(
         Payment.objects.filter(purpose="late_cancellation_fee")
@@ -242,7 +245,7 @@ def test_a_fee_needing_3d_secure_waits_for_the_client_who_authenticates_it_in_th
     fee_request = late_cancelled_with_expired_authorization(client_user, therapist)
 
     with django_capture_on_commit_callbacks(execute=True):
-        fee_request_process(fee_request_id=fee_request.pk, now=NOW)
+        assert fee_request_process(fee_request_id=fee_request.pk, now=NOW) is False  # it waits
 
     fee = Payment.objects.get(purpose="late_cancellation_fee")
     intent_id = str(fee.stripe_payment_intent_id)
