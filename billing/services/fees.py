@@ -47,10 +47,10 @@ from billing.gateways.base import CardDeclined, InvalidGatewayRequest, PaymentIn
 from billing.models import Payment
 from billing.selectors import payment_method_default
 from billing.services.payments import (
-    _current_payment_locked,
     customer_ensure,
     gateway_call,
     payment_apply_intent,
+    payment_current_locked,
     payment_intent_cancel_at_stripe,
     payment_intent_idempotency_key,
     payment_metadata,
@@ -75,7 +75,7 @@ def fee_charge(
     are used next time."""
     customer_id = customer_ensure(user_id=booking.client_id, now=now)
     with transaction.atomic():
-        payment = _current_payment_locked(
+        payment = payment_current_locked(
             booking_id=booking.pk,
             client_id=booking.client_id,
             therapist_id=booking.therapist.user_id,

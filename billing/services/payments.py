@@ -109,7 +109,7 @@ def payment_intent_ensure(
     """
     _check_money(amount_minor, currency)
     with transaction.atomic():
-        payment = _current_payment_locked(
+        payment = payment_current_locked(
             booking_id=booking_id,
             client_id=client_id,
             therapist_id=therapist_id,
@@ -298,7 +298,7 @@ def payment_transition(
     payment_booking_follow(payment=payment, before=from_state, now=now)
 
 
-def _current_payment_locked(
+def payment_current_locked(
     *,
     booking_id: uuid.UUID,
     client_id: uuid.UUID,
