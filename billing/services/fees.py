@@ -51,9 +51,9 @@ from billing.services.payments import (
     gateway_call,
     payment_apply_intent,
     payment_current_locked,
+    payment_intent_attach,
     payment_intent_cancel_at_stripe,
-    payment_intent_idempotency_key,
-    payment_metadata,
+    payment_intent_create_at_stripe,
     payment_transition,
 )
 from scheduling.models import Booking
@@ -95,16 +95,10 @@ def fee_charge(
             return payment
         error_code = ""
         try:
-            intent = gateway_call(
-                lambda gateway: gateway.payment_intent_create(
-                    idempotency_key=payment_intent_idempotency_key(payment),
-                    amount=payment.amount_minor,
-                    currency=payment.currency,
-                    customer_id=customer_id,
-                    metadata=payment_metadata(payment),
-                    payment_method_id=method.stripe_payment_method_id,
-                    off_session=True,
-                )
+            intent = payment_intent_create_at_stripe(
+                payment,
+                customer_id=customer_id,
+                payment_method_id=method.stripe_payment_method_id,
             )
         except CardDeclined as exc:
             # Stripe answers an off-session decline or 3-D Secure demand with a 402 whose body
@@ -114,17 +108,8 @@ def fee_charge(
                 _attempt_failed(payment=payment, code=error_code, now=now)
                 return payment
             intent = exc.payment_intent
-        payment.stripe_payment_intent_id = intent.id
-        payment.stripe_customer_id = customer_id
-        payment.updated_at = now
-        payment.save(update_fields=["stripe_payment_intent_id", "stripe_customer_id", "updated_at"])
-        audit_record(
-            action="billing.payment.intent_created",
-            actor_label="system",
-            resource_type="billing.payment",
-            resource_id=str(payment.pk),
-            patient_id=payment.client_id,
-            details={"purpose": payment.purpose, "version": payment.version, "off_session": True},
+        payment_intent_attach(
+            payment, intent=intent, customer_id=customer_id, off_session=True, now=now
         )
         _settle_attempt(payment=payment, intent=intent, error_code=error_code, now=now)
     return payment

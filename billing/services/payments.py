@@ -67,6 +67,52 @@ def payment_intent_cancel_at_stripe(payment: Payment) -> PaymentIntentResult:
     )
 
 
+def payment_intent_create_at_stripe(
+    payment: Payment, *, customer_id: str, payment_method_id: str | None = None
+) -> PaymentIntentResult:
+    """Create the payment's intent at Stripe, for the payment's own amount and currency, with
+    the key of its version (a retry is the same request) and opaque metadata only. With
+    ``payment_method_id`` it is confirmed at once, off-session, with that saved card. Raises
+    what ``gateway_call`` raises (a decline or a 3-D Secure demand: ``CardDeclined``)."""
+    off_session = {"payment_method_id": payment_method_id, "off_session": True}
+    return gateway_call(
+        lambda gateway: gateway.payment_intent_create(
+            idempotency_key=payment_intent_idempotency_key(payment),
+            amount=payment.amount_minor,
+            currency=payment.currency,
+            customer_id=customer_id,
+            metadata=payment_metadata(payment),
+            **(off_session if payment_method_id is not None else {}),
+        )
+    )
+
+
+def payment_intent_attach(
+    payment: Payment,
+    *,
+    intent: PaymentIntentResult,
+    customer_id: str,
+    off_session: bool = False,
+    now: datetime,
+) -> None:
+    """Store the intent Stripe created for the (locked) payment, and record it (audited)."""
+    payment.stripe_payment_intent_id = intent.id
+    payment.stripe_customer_id = customer_id
+    payment.updated_at = now
+    payment.save(update_fields=["stripe_payment_intent_id", "stripe_customer_id", "updated_at"])
+    details: dict[str, object] = {"purpose": payment.purpose, "version": payment.version}
+    if off_session:
+        details["off_session"] = True
+    audit_record(
+        action="billing.payment.intent_created",
+        actor_label="system",
+        resource_type="billing.payment",
+        resource_id=str(payment.pk),
+        patient_id=payment.client_id,
+        details=details,
+    )
+
+
 def payment_metadata(payment: Payment) -> dict[str, str]:
     """Opaque ids only: Stripe signs no BAA, so nothing here may describe care (PAY-16)."""
     return {"payment_ref": str(payment.pk), "booking_ref": str(payment.booking_id)}
@@ -130,34 +176,13 @@ def payment_intent_ensure(
             )
         else:
             customer_id = customer_ensure(user_id=client_id, now=now)
-            intent = gateway_call(
-                lambda gateway: gateway.payment_intent_create(
-                    idempotency_key=payment_intent_idempotency_key(payment),
-                    amount=payment.amount_minor,
-                    currency=payment.currency,
-                    customer_id=customer_id,
-                    metadata=payment_metadata(payment),
-                )
-            )
+            intent = payment_intent_create_at_stripe(payment, customer_id=customer_id)
             if intent.amount != payment.amount_minor or intent.currency != payment.currency:
                 logger.error(
                     "payment intent terms differ from the payment's (payment %s)", payment.pk
                 )
                 raise ConflictError("The payment could not be started.", code="payment_mismatch")
-            payment.stripe_payment_intent_id = intent.id
-            payment.stripe_customer_id = customer_id
-            payment.updated_at = now
-            payment.save(
-                update_fields=["stripe_payment_intent_id", "stripe_customer_id", "updated_at"]
-            )
-            audit_record(
-                action="billing.payment.intent_created",
-                actor_label="system",
-                resource_type="billing.payment",
-                resource_id=str(payment.pk),
-                patient_id=payment.client_id,
-                details={"purpose": payment.purpose, "version": payment.version},
-            )
+            payment_intent_attach(payment, intent=intent, customer_id=customer_id, now=now)
         payment_apply_intent(payment=payment, intent=intent, reason="intent_synced", now=now)
     return PaymentStart(payment=payment, client_secret=intent.client_secret)
 
