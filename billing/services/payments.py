@@ -74,7 +74,6 @@ def payment_intent_create_at_stripe(
     the key of its version (a retry is the same request) and opaque metadata only. With
     ``payment_method_id`` it is confirmed at once, off-session, with that saved card. Raises
     what ``gateway_call`` raises (a decline or a 3-D Secure demand: ``CardDeclined``)."""
-    off_session = {"payment_method_id": payment_method_id, "off_session": True}
     return gateway_call(
         lambda gateway: gateway.payment_intent_create(
             idempotency_key=payment_intent_idempotency_key(payment),
@@ -82,7 +81,8 @@ def payment_intent_create_at_stripe(
             currency=payment.currency,
             customer_id=customer_id,
             metadata=payment_metadata(payment),
-            **(off_session if payment_method_id is not None else {}),
+            payment_method_id=payment_method_id,
+            off_session=payment_method_id is not None,
         )
     )
 
