@@ -29,6 +29,12 @@ Two ways of loading, because they answer different questions:
   (< 100 ms) is judged here. Each endpoint's utilisation (rate / its saturation throughput) is
   printed beside it, since latency climbs steeply as it nears 1.
 
+Beside each saturation figure, the CPU time each request cost, measured from ``/proc``: the web
+server's processes, the PostgreSQL backends serving the benchmark's database, and the load
+generator itself. Throughput on a shared box moves with whatever else runs; CPU per request
+moves far less, so ``booking_vs_bare_cpu`` (the bare request's CPU over the booking's) is the
+steadier reading of the same capacity ratio.
+
 Booking emails are left to the job worker, as in production (``BOOKING_EMAILS_AFTER_COMMIT=0``);
 a last saturation phase repeats the booking with the web process sending them right after
 commit, as on a single box (``make run``). The machine's other load is not controlled: compare
@@ -199,6 +205,73 @@ def _serve(url: str, port: int, workers: int, **extra_env: str) -> subprocess.Po
     raise SystemExit("the benchmark server did not start")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    """Child processes of ``pid`` (uvicorn's workers)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return found
+
+
+class CpuMeter:
+    """CPU spent by the web server, the database and this load generator while it runs."""
+
+    def __init__(self, server: subprocess.Popen[bytes], url: str):
+        import dj_database_url
+        import psycopg
+
+        params = dj_database_url.parse(url)
+        self.server = server
+        self.database = psycopg.connect(
+            host=params["HOST"],
+            port=params["PORT"] or 5432,
+            user=params["USER"],
+            dbname=params["NAME"],
+            autocommit=True,
+        )
+
+    def _groups(self) -> dict[str, list[int]]:
+        backends = self.database.execute(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+        return {
+            "web": [self.server.pid, *_children(self.server.pid)],
+            "database": [pid for (pid,) in backends],
+        }
+
+    def reading(self) -> dict[str, dict[int, float]]:
+        readings = {
+            name: {pid: _cpu_seconds(pid) for pid in pids} for name, pids in self._groups().items()
+        }
+        readings["load_generator"] = {os.getpid(): time.process_time()}
+        return readings
+
+    @staticmethod
+    def spent(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict:
+        """CPU seconds per group between two readings (a process started since counts from 0)."""
+        return {
+            name: sum(cpu - before[name].get(pid, 0.0) for pid, cpu in pids.items())
+            for name, pids in after.items()
+        }
+
+    def close(self) -> None:
+        self.database.close()
+
+
 class Client:
     """One keep-alive HTTP/1.1 connection to the server."""
 
@@ -264,20 +337,36 @@ def _saturate(make_request, *, clients: list[Client], seconds: float):
     return _run(clients, work)
 
 
-def _saturation(phases: dict, *, clients: list[Client], seconds: float, rounds: int) -> dict:
-    """Each phase ``seconds`` in all, in ``rounds`` alternating rounds; a summary per phase."""
+def _saturation(
+    phases: dict, *, clients: list[Client], seconds: float, rounds: int, meter: CpuMeter
+) -> dict:
+    """Each phase ``seconds`` in all, in ``rounds`` alternating rounds; a summary per phase,
+    with the CPU milliseconds a request cost each group of processes."""
     pooled = {name: ([], {}, 0.0) for name in phases}
+    cpu = {name: dict.fromkeys(("web", "database", "load_generator"), 0.0) for name in phases}
     for _ in range(rounds):
         for name, make_request in phases.items():
+            before = meter.reading()
             latencies, statuses, elapsed = _saturate(
                 make_request, clients=clients, seconds=seconds / rounds
             )
+            for group, spent in meter.spent(before, meter.reading()).items():
+                cpu[name][group] += spent
             all_latencies, all_statuses, total = pooled[name]
             all_latencies.extend(latencies)
             for code, count in statuses.items():
                 all_statuses[code] = all_statuses.get(code, 0) + count
             pooled[name] = (all_latencies, all_statuses, total + elapsed)
-    return {name: _summary(*figures) for name, figures in pooled.items()}
+    summaries = {}
+    for name, figures in pooled.items():
+        summary = _summary(*figures)
+        per_request = {
+            group: round(spent * 1000 / summary["requests"], 2)
+            for group, spent in cpu[name].items()
+        }
+        per_request["total"] = round(sum(per_request.values()), 2)
+        summaries[name] = {**summary, "cpu_ms_per_request": per_request}
+    return summaries
 
 
 def _paced(make_request, *, clients: list[Client], rate: float, seconds: float) -> dict:
@@ -380,12 +469,15 @@ def main() -> None:
         clients = [Client(port, token) for token in tokens[: args.concurrency]]
         _saturate(bare, clients=clients, seconds=1.0)  # warm-up: connections, imports
         _saturate(booking, clients=clients, seconds=1.0)
+        meter = CpuMeter(server, url)
         saturated = _saturation(
             {"bare": bare, "booking": booking},
             clients=clients,
             seconds=args.seconds,
             rounds=args.rounds,
+            meter=meter,
         )
+        meter.close()
         rate = args.paced_fraction * saturated["bare"]["rps"]
         paced = {
             name: _paced(make_request, clients=clients, rate=rate, seconds=args.seconds)
@@ -401,9 +493,11 @@ def main() -> None:
     try:
         clients = [Client(port, token) for token in tokens[: args.concurrency]]
         _saturate(booking, clients=clients, seconds=1.0)
-        inline = _saturation({"booking": booking}, clients=clients, seconds=args.seconds, rounds=1)[
-            "booking"
-        ]
+        meter = CpuMeter(server, url)
+        inline = _saturation(
+            {"booking": booking}, clients=clients, seconds=args.seconds, rounds=1, meter=meter
+        )["booking"]
+        meter.close()
     finally:
         _stop(server)
 
@@ -415,6 +509,10 @@ def main() -> None:
     bookings_for_the_slot = contested.count()
     connections.close_all()
     ratio = saturated["booking"]["rps"] / saturated["bare"]["rps"]
+    cpu_ratio = (
+        saturated["bare"]["cpu_ms_per_request"]["total"]
+        / saturated["booking"]["cpu_ms_per_request"]["total"]
+    )
     for name in paced:
         paced[name]["utilisation"] = round(rate / saturated[name]["rps"], 2)
     print(
@@ -429,6 +527,7 @@ def main() -> None:
                     "bare": saturated["bare"],
                     "booking": saturated["booking"],
                     "booking_vs_bare_throughput": round(ratio, 3),
+                    "booking_vs_bare_cpu": round(cpu_ratio, 3),
                 },
                 "paced": {
                     "method": f"open loop at {args.paced_fraction} x bare saturation rps, "
