@@ -269,3 +269,31 @@ class BackupCode(models.Model):
 
     def __str__(self) -> str:
         return f"BackupCode {self.pk}"
+
+
+class OutboundEmail(models.Model):
+    """A plain email to send: an outbox row (the booking emails have their own, in scheduling).
+
+    Written in the transaction of the change it tells of, so a rolled-back change sends nothing
+    and a committed one is never lost: delivered right after the commit, and by ``manage.py
+    send_emails`` while that failed, until ``EMAIL_GIVE_UP_HOURS`` (then logged and removed).
+    The body is encrypted (``api.crypto``, bound to the row's recipient): it can hold a
+    password-reset code. A sent row is deleted, so the table holds only what is still to send.
+    Senders claim rows with ``api.services.outbox.outbox_claim``.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    to = models.EmailField(max_length=254)
+    subject = models.CharField(max_length=200)
+    body = models.TextField()  # api.crypto ciphertext
+    created_at = models.DateTimeField()
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=64, blank=True)  # the exception's type only
+
+    class Meta:
+        indexes = [models.Index(fields=["created_at"], name="outboundemail_created")]
+
+    def __str__(self) -> str:
+        return f"OutboundEmail {self.pk}"

@@ -307,6 +307,8 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "") or ""
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "") or ""
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "no-reply@telehealth.invalid")
+# An email that still fails this long after it was queued is given up (logged, removed).
+EMAIL_GIVE_UP_HOURS = env_int("EMAIL_GIVE_UP_HOURS", 24)
 
 # --- Billing (Stripe) -------------------------------------------------------------------------
 # Empty keys leave billing off: the gateway refuses to call Stripe and the webhook endpoint

@@ -1,36 +1,106 @@
-"""Plain emails to people: sent after the change they tell of has committed, never failing it.
+"""Plain emails to people, through a durable outbox (``api.models.OutboundEmail``).
 
-A lost email is logged (its kind only, no address or content) rather than raised: the change it
-reports has already committed. Messages carry no health information.
+``mail_queue`` writes the message in the caller's transaction, so a rolled-back change sends
+nothing, and delivers it right after the commit. A delivery that fails (the mail server down, a
+crash half-way) stays queued: ``manage.py send_emails``, run every minute, tries it again once
+its claim's lease has run out, until ``EMAIL_GIVE_UP_HOURS`` after it was queued; then it is
+logged as an error and removed. So a failing mail server never fails the change, and no email is
+dropped silently. Two senders never both send one (``api.services.outbox``).
+
+Messages carry no health information; the body is encrypted at rest all the same (it can hold a
+password-reset code), bound to its recipient. Logs name the row and the exception's type, never
+an address or any content.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 
-from django.core.mail import send_mail
+from django.conf import settings
+from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
+from django.db.models import Q
 
-from api.models import User
+from api import crypto
+from api.models import OutboundEmail, User
+from api.services.outbox import outbox_claim
 
 logger = logging.getLogger(__name__)
 
 
-def mail_send(*, to: str, subject: str, body: str) -> None:
-    try:
-        send_mail(subject, body, None, [to])
-    except Exception as exc:  # noqa: BLE001 - a lost email must not fail a committed change
-        logger.error("email delivery failed: %s", type(exc).__name__)
+def _bound_to(to: str) -> bytes:
+    return f"api.outbound_email:{to}".encode()
 
 
-def mail_send_on_commit(*, to: str, subject: str, body: str) -> None:
-    transaction.on_commit(partial(mail_send, to=to, subject=subject, body=body))
+def mail_queue(*, to: str, subject: str, body: str, now: datetime) -> None:
+    """Queue an email in the caller's transaction; it is sent right after the commit."""
+    row = OutboundEmail.objects.create(
+        to=to,
+        subject=subject,
+        body=crypto.encrypt(body, associated_data=_bound_to(to)),
+        created_at=now,
+    )
+    transaction.on_commit(partial(emails_deliver, now=now, ids=[row.pk]))
 
 
-def mail_user(*, user_id: uuid.UUID, subject: str, body: str) -> None:
-    """Send now to the user's current address (nothing when the account has none)."""
+def mail_queue_to_user(*, user_id: uuid.UUID, subject: str, body: str, now: datetime) -> None:
+    """``mail_queue`` to the user's current address (nothing when the account has none)."""
     email = User.objects.filter(pk=user_id).values_list("email", flat=True).first()
     if email:
-        mail_send(to=email, subject=subject, body=body)
+        mail_queue(to=email, subject=subject, body=body, now=now)
+
+
+@dataclass(frozen=True, slots=True)
+class EmailDeliveryReport:
+    sent: int
+    failed: int  # kept for the next run
+    given_up: int  # failing since EMAIL_GIVE_UP_HOURS: logged and removed
+
+
+def emails_deliver(
+    *, now: datetime, ids: list[int] | None = None, limit: int = 500
+) -> EmailDeliveryReport:
+    """Send the queued emails ``ids`` (right after their commit), or the oldest ``limit``."""
+    won = outbox_claim(
+        OutboundEmail,
+        unsent=Q(),  # a sent row is deleted
+        now=now,
+        scope=Q(pk__in=ids) if ids is not None else None,
+        limit=limit,
+    )
+    if won is None:
+        return EmailDeliveryReport(sent=0, failed=0, given_up=0)
+    sent: list[int] = []
+    failed: dict[str, list[int]] = {}
+    give_up_before = now - timedelta(hours=settings.EMAIL_GIVE_UP_HOURS)
+    given_up: list[int] = []
+    connection = get_connection()
+    for row in OutboundEmail.objects.filter(won).order_by("pk"):
+        try:
+            EmailMessage(
+                subject=row.subject,
+                body=crypto.decrypt(row.body, associated_data=_bound_to(row.to)),
+                from_email=settings.DEFAULT_FROM_EMAIL,
+                to=[row.to],
+                connection=connection,
+            ).send()
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the email for the next run
+            error = type(exc).__name__
+            if row.created_at <= give_up_before:
+                logger.error("email %s given up after %s attempts: %s", row.pk, row.attempts, error)
+                given_up.append(row.pk)
+            else:
+                logger.warning("email %s not sent (attempt %s): %s", row.pk, row.attempts, error)
+                failed.setdefault(error[:64], []).append(row.pk)
+            continue
+        sent.append(row.pk)
+    OutboundEmail.objects.filter(pk__in=sent + given_up).delete()
+    for error, pks in failed.items():
+        OutboundEmail.objects.filter(pk__in=pks).update(last_error=error)
+    return EmailDeliveryReport(
+        sent=len(sent), failed=sum(len(pks) for pks in failed.values()), given_up=len(given_up)
+    )

@@ -31,7 +31,7 @@ from api.services.auth import (
     account_lock_check,
     token_families_revoke,
 )
-from api.services.mail import mail_send_on_commit
+from api.services.mail import mail_queue
 from api.services.ratelimit import counter_incr, rate_limit_ip
 from audit.models import Outcome
 from audit.services import audit_record
@@ -112,10 +112,11 @@ def user_register(
                     resource_type="user",
                     resource_id=str(user.pk),
                 )
-                mail_send_on_commit(
+                mail_queue(
                     to=email,
                     subject="Welcome to Telehealth",
                     body="Your account is ready. Sign in with this email address.",
+                    now=now,
                 )
             return
         except IntegrityError:
@@ -129,13 +130,14 @@ def user_register(
             resource_type="user",
             resource_id=str(existing or ""),
         )
-        mail_send_on_commit(
+        mail_queue(
             to=email,
             subject="Someone tried to register with your address",
             body=(
                 "An account already exists for this email address, so nothing was created. "
                 "If this was you, sign in or reset your password. If not, ignore this email."
             ),
+            now=now,
         )
 
 
@@ -196,11 +198,12 @@ def user_password_change(
             resource_id=str(user.pk),
             details={"families_revoked": revoked},
         )
-        mail_send_on_commit(
+        mail_queue(
             to=user.email,
             subject="Your password was changed",
             body="Your password was changed and your other sessions were signed out. "
             "If this was not you, reset your password now.",
+            now=now,
         )
     return revoked
 
@@ -240,7 +243,7 @@ def user_password_reset_request(*, email: str, request: HttpRequest, now: dateti
         )
         uid = urlsafe_base64_encode(force_bytes(user.pk))
         token = default_token_generator.make_token(user)
-        mail_send_on_commit(
+        mail_queue(
             to=user.email,
             subject="Reset your password",
             body=(
@@ -248,6 +251,7 @@ def user_password_reset_request(*, email: str, request: HttpRequest, now: dateti
                 f"these in the app to choose a new password:\n\nuid: {uid}\ntoken: {token}\n\n"
                 "If it was not you, ignore this email: your password stays as it is."
             ),
+            now=now,
         )
 
 
@@ -296,11 +300,12 @@ def user_password_reset_confirm(
                 resource_id=str(user.pk),
                 details={"families_revoked": revoked},
             )
-            mail_send_on_commit(
+            mail_queue(
                 to=user.email,
                 subject="Your password was reset",
                 body="Your password was reset and every session was signed out. "
                 "If this was not you, contact support now.",
+                now=now,
             )
             return
         audit_record(

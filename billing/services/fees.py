@@ -37,7 +37,7 @@ from django.http import HttpRequest
 
 from api.errors import DomainError, NotFoundError
 from api.models import User
-from api.services.mail import mail_user
+from api.services.mail import mail_queue_to_user
 from audit.models import Outcome
 from audit.services import audit_access, audit_record
 from billing import states
@@ -158,8 +158,7 @@ def _await_client(*, payment: Payment, intent: PaymentIntentResult, now: datetim
         patient_id=payment.client_id,
         details={"purpose": payment.purpose, "version": payment.version},
     )
-    client_id, amount = payment.client_id, _amount(payment)
-    transaction.on_commit(lambda: _ask_client_to_authenticate(client_id=client_id, amount=amount))
+    _ask_client_to_authenticate(client_id=payment.client_id, amount=_amount(payment), now=now)
 
 
 @dataclass(frozen=True)
@@ -239,7 +238,7 @@ def _intent_cancel_quietly(*, payment: Payment) -> None:
 
 def _attempt_failed(*, payment: Payment, code: str, now: datetime) -> None:
     """Record a failed attempt: the payment, its history, the audit trail, an alert, and an
-    email to the client after commit."""
+    email to the client (queued in the same transaction)."""
     payment.last_error_code = code[:64]
     payment_transition(
         payment=payment, to=Payment.State.FAILED, reason="off_session_failed", now=now
@@ -254,31 +253,36 @@ def _attempt_failed(*, payment: Payment, code: str, now: datetime) -> None:
         patient_id=payment.client_id,
         details={"purpose": payment.purpose, "version": payment.version, "failure": code},
     )
-    client_id, amount = payment.client_id, _amount(payment)
-    again = payment.version < settings.BILLING_FEE_MAX_ATTEMPTS
-    transaction.on_commit(
-        lambda: _tell_client(client_id=client_id, amount=amount, code=code, again=again)
+    _tell_client(
+        client_id=payment.client_id,
+        amount=_amount(payment),
+        code=code,
+        again=payment.version < settings.BILLING_FEE_MAX_ATTEMPTS,
+        now=now,
     )
 
 
-def _tell_client(*, client_id: uuid.UUID, amount: str, code: str, again: bool) -> None:
+def _tell_client(
+    *, client_id: uuid.UUID, amount: str, code: str, again: bool, now: datetime
+) -> None:
     ask = (
         "Please add a card in the app."
         if code == NO_SAVED_METHOD
         else "Please check your card or add another one in the app."
     )
-    mail_user(
+    mail_queue_to_user(
         user_id=client_id,
         subject="We could not charge your card",
         body=(
             f"A fee of {amount} under your booking's cancellation terms could not be charged to "
             f"your saved card. {ask}" + (" We will try again." if again else "")
         ),
+        now=now,
     )
 
 
-def _ask_client_to_authenticate(*, client_id: uuid.UUID, amount: str) -> None:
-    mail_user(
+def _ask_client_to_authenticate(*, client_id: uuid.UUID, amount: str, now: datetime) -> None:
+    mail_queue_to_user(
         user_id=client_id,
         subject="Please confirm a payment in the app",
         body=(
@@ -286,6 +290,7 @@ def _ask_client_to_authenticate(*, client_id: uuid.UUID, amount: str) -> None:
             "confirmation before it can be charged to your saved card. Please open the app "
             "to confirm it."
         ),
+        now=now,
     )
 
 

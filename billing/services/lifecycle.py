@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from api.errors import DomainError, NotFoundError
-from api.services.mail import mail_user
+from api.services.mail import mail_queue_to_user
 from audit.models import Outcome
 from audit.services import audit_record
 from billing import states
@@ -116,25 +116,20 @@ def _booking_paid(*, payment: Payment, now: datetime) -> None:
         patient_id=payment.client_id,
         details={"booking": str(payment.booking_id), "refund": str(refund.pk)},
     )
-    refund_id, client_id = refund.pk, payment.client_id
-    transaction.on_commit(lambda: _send_refund_and_tell(refund_id=refund_id, client_id=client_id))
-
-
-def _send_refund_and_tell(*, refund_id: uuid.UUID, client_id: uuid.UUID) -> None:
-    """After commit: send the refund (``billing_settle`` retries it if Stripe is down) and tell
-    the client, with no health information in the message."""
-    refund = _refund_send(refund_id=refund_id, now=timezone.now())
-    if refund is None:
-        return
-    amount = money(refund.amount_minor, refund.payment.currency)
-    mail_user(
-        user_id=client_id,
-        subject="Your payment was refunded",
+    # The refund is owed from this commit on (billing_settle sends it if Stripe is down now),
+    # so the client is told in the same transaction, with no health information.
+    mail_queue_to_user(
+        user_id=payment.client_id,
+        subject="Your payment is being refunded",
         body=(
-            f"The time you chose was no longer available when your payment arrived, so "
-            f"{amount} has been refunded to your card. Please choose another time."
+            "The time you chose was no longer available when your payment arrived, so "
+            f"{money(refund.amount_minor, payment.currency)} is being refunded to your card. "
+            "Please choose another time."
         ),
+        now=now,
     )
+    refund_id = refund.pk
+    transaction.on_commit(lambda: _refund_send(refund_id=refund_id, now=timezone.now()))
 
 
 def _booking_release(*, payment: Payment, reason: str, now: datetime) -> None:

@@ -29,6 +29,7 @@ from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 from django.db.models import F, Q
 
+from api.services.outbox import outbox_claim
 from scheduling import ics
 from scheduling.models import Booking, BookingNotification, BookingStatus, NotificationKind
 from scheduling.services import FEED_REFRESH, _feed_event
@@ -59,7 +60,6 @@ REMINDERS = (
     (NotificationKind.REMINDER_1H, timedelta(hours=1), timedelta(0)),
 )
 REMINDER_KINDS = frozenset(kind for kind, _, _ in REMINDERS)
-CLAIM_LEASE = timedelta(minutes=5)
 SERIES_KEY_PREFIX = "series:"
 
 
@@ -136,29 +136,16 @@ class DeliveryReport:
 def notifications_claim(
     *, now: datetime, booking_ids: list[uuid.UUID] | None = None, limit: int = 500
 ) -> list[BookingNotification]:
-    """Claim unsent rows (one conditional update) and return the ones this caller won."""
-    claimable = Q(sent_at__isnull=True) & (
-        Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
+    """Claim unsent rows (``outbox_claim``: right after a change, that change's few rows; else
+    the sender's batch, oldest first) and return the ones this caller won."""
+    scope = Q(booking_id__in=booking_ids) if booking_ids is not None else None
+    won = outbox_claim(
+        BookingNotification, unsent=Q(sent_at__isnull=True), now=now, scope=scope, limit=limit
     )
-    token = uuid.uuid4()
-    if booking_ids is not None:  # right after a change: that change's few rows
-        claim = Q(booking_id__in=booking_ids)
-    else:  # the sender's batch, oldest first
-        ids = list(
-            BookingNotification.objects.filter(claimable)
-            .order_by("id")
-            .values_list("id", flat=True)[:limit]
-        )
-        if not ids:
-            return []
-        claim = Q(pk__in=ids)
-    claimed = BookingNotification.objects.filter(claimable, claim).update(
-        claimed_until=now + CLAIM_LEASE, claim_token=token, attempts=F("attempts") + 1
-    )
-    if not claimed:
+    if won is None:
         return []
     return list(
-        BookingNotification.objects.filter(claim, claim_token=token)
+        BookingNotification.objects.filter(won)
         .select_related("booking__therapist", "booking__client", "recipient")
         .order_by("id")
     )

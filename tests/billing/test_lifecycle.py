@@ -90,11 +90,42 @@ def test_paid_after_the_hold_ran_out_is_refunded_and_the_client_told(
     assert (refund.reason, refund.state) == ("slot_lost", "succeeded")
     assert refunds_sent(stripe_wire) == [f"billing:refund:{payment.pk}:1"]
     assert AuditEvent.objects.filter(action="billing.payment.slot_lost").count() == 1
-    (message,) = [m for m in mail.outbox if m.subject == "Your payment was refunded"]
+    (message,) = [m for m in mail.outbox if m.subject == "Your payment is being refunded"]
     assert message.to == [client_user.email]
-    assert message.subject == "Your payment was refunded"
-    assert "120.00 USD" in message.body
+    assert "120.00 USD is being refunded" in message.body
     assert client_user.full_name not in message.body
+
+
+def test_paid_after_the_hold_ran_out_with_stripe_down_still_tells_the_client_at_once(
+    localstripe: LocalStripe,
+    client_user: User,
+    therapist: User,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """The refund is owed from the commit on: the email goes out with it, not only once Stripe
+    has taken the refund (billing_settle sends that later)."""
+    held = booking_for(client=client_user, therapist=therapist, now=NOW)
+    payment = start_payment(client=client_user, therapist=therapist, now=NOW, booking=held).payment
+    pay_at_localstripe(localstripe, payment)
+    later = NOW + timedelta(minutes=20)
+
+    with django_capture_on_commit_callbacks() as after_commit:
+        payment_refresh(payment_id=payment.pk, now=later)
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setattr(
+        gateways,
+        "get_gateway",
+        lambda: StripeGateway(
+            api_key="sk_test_x", webhook_secret="whsec_x", api_base=dead, max_retries=0
+        ),
+    )
+    for callback in after_commit:
+        callback()
+
+    assert Refund.objects.get(payment=payment).state == "pending"
+    (message,) = [m for m in mail.outbox if m.subject == "Your payment is being refunded"]
+    assert message.to == [client_user.email]
 
 
 def test_pay_11_cancel_in_time_refunds_in_full(

@@ -13,9 +13,8 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from api.services.outbox import outbox_drain
 from scheduling.bookings.notifications import notifications_deliver, reminders_enqueue
-
-BATCH = 500
 
 
 class Command(BaseCommand):
@@ -24,16 +23,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         now = timezone.now()
         due = reminders_enqueue(now=now)
-        sent = dropped = failed = 0
-        while True:
-            report = notifications_deliver(now=now, limit=BATCH)
-            sent, dropped, failed = (
-                sent + report.sent,
-                dropped + report.dropped,
-                failed + report.failed,
-            )
-            if report.sent + report.dropped + report.failed < BATCH:
-                break
+        done = outbox_drain(lambda limit: notifications_deliver(now=now, limit=limit))
         self.stdout.write(
-            f"send_reminders: {due} reminders due, {sent} sent, {dropped} dropped, {failed} failed"
+            f"send_reminders: {due} reminders due, {done['sent']} sent, "
+            f"{done['dropped']} dropped, {done['failed']} failed"
         )
