@@ -123,6 +123,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
             "timeout": env_int("DATABASE_POOL_TIMEOUT_SECONDS", 10),
         }
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
+    "DATABASE_PREPARED_STATEMENTS", False
+):
+    # Server-side prepared statements on each connection (psycopg's ``prepare_threshold``; Django
+    # leaves them off for transaction poolers such as PgBouncer before 1.21). Only the audit
+    # INSERT uses them (``audit.db``): Django's own queries stay bound client-side.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",

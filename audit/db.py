@@ -17,13 +17,15 @@
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 
 AUDIT_TABLES = ("audit_event", "audit_seal", "audit_checkpoint", "audit_change")
 CHANGE_TABLE = "audit_change"
@@ -281,13 +283,51 @@ def insert_events(connection: BaseDatabaseWrapper, rows: Sequence[Sequence[Any]]
     with transaction.atomic(using=connection.alias) if len(rows) > per_statement else nullcontext():
         for start in range(0, len(rows), per_statement):
             batch = rows[start : start + per_statement]
-            with connection.cursor() as cursor:
+            with _statement_cursor(connection) as cursor:
                 cursor.execute(
                     insert_sql(connection.vendor, len(batch)),
                     [value for row in batch for value in row],
                 )
                 returned.extend(cursor.fetchall())
     return returned
+
+
+# PostgreSQL: the psycopg cursor that runs the INSERT, one per psycopg connection, kept while
+# the connection lives (a new cursor per statement copies the connection's adapters).
+_PG_CURSORS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _statement_cursor(connection: BaseDatabaseWrapper) -> AbstractContextManager[Any]:
+    """A Django cursor for the INSERT (closed after it, unless kept): ``execute_wrapper``s,
+    error wrapping, the broken-transaction and thread checks apply as to any query.
+
+    On PostgreSQL, unless queries are being logged, it wraps a psycopg cursor kept for the
+    connection. Where the connection may hold prepared statements (``prepare_threshold`` set,
+    ``DATABASE_PREPARED_STATEMENTS``: no transaction pooler between the application and
+    PostgreSQL) that cursor binds server-side and reads binary results, so each INSERT shape is
+    parsed and planned once per connection; Django's own queries stay bound client-side, so
+    psycopg prepares nothing else. Otherwise it is the connection's own cursor class. With a
+    query log (``DEBUG``, ``CaptureQueriesContext``) it is Django's cursor, as for any query:
+    psycopg keeps no statement text of a prepared execution for the log to show.
+    """
+    if connection.vendor != "postgresql" or connection.queries_logged:
+        return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = connection.connection
+    cursor: Any = _PG_CURSORS.get(raw)
+    if cursor is None:
+        if raw.prepare_threshold is None:
+            cursor = raw.cursor()
+        else:
+            from psycopg import Cursor  # the engine's driver: imported only on PostgreSQL
+            from psycopg.pq import Format
+
+            cursor = Cursor(raw)
+            cursor.format = Format.BINARY  # results: id and time need no text parsing
+        _PG_CURSORS[raw] = cursor
+    connection.validate_thread_sharing()
+    return nullcontext(CursorWrapper(cursor, connection))
 
 
 @functools.lru_cache(maxsize=64)

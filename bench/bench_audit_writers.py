@@ -6,12 +6,19 @@ in ``--batches`` (default 1 and 10: a single read's row, a list page's rows) two
 ``--seconds`` each:
 
 - **baseline**: the same number of writer processes run the very INSERT the trail uses, with
-  the same values, straight through psycopg (the protocol Django uses: client-side binding),
-  with no Django, no audit code and no sealer. It is what this machine can commit at that
-  transaction size, measured in the same run.
+  the same values, straight through psycopg over the same protocol as the audit phase, with no
+  Django, no audit code and no sealer. It is what this machine can commit at that transaction
+  size, measured in the same run.
 - **audit**: each writer commits through ``audit_record_many`` (one INSERT, its own
   transaction, as a request does), while a further process seals as ``audit_seal --loop``
   does (a round, then ``--seal-interval`` seconds of rest, default the job's 1 s).
+
+The protocol follows ``DATABASE_PREPARED_STATEMENTS`` as the application does, on unless the
+environment says otherwise: prepared (server-side binding, the INSERT prepared once per
+connection, binary results) or, with ``DATABASE_PREPARED_STATEMENTS=0``, client-side binding
+over the simple query protocol (what a transaction pooler needs). Every process runs with
+``DEBUG`` off, as production does (``open_database`` turns it off whatever ``DJANGO_DEBUG``
+says, so Django keeps no query log).
 
 The baseline's rows are sealed (untimed) before the audit phase starts. At the end the rest is
 sealed and the whole chain verified. Prints one JSON line.
@@ -44,6 +51,12 @@ def _wait_until(moment: float) -> None:
         time.sleep(0.001)
 
 
+def _prepared() -> bool:
+    from django.db import connection
+
+    return connection.settings_dict["OPTIONS"].get("prepare_threshold") is not None
+
+
 def _bare_write(n: int, batch: int, start: float, stop: float, counts: Any) -> None:
     import psycopg
 
@@ -53,8 +66,10 @@ def _bare_write(n: int, batch: int, start: float, stop: float, counts: Any) -> N
     row += ["", "", "", json.dumps(DETAILS)]
     params = row * batch
     statement = insert_sql("postgresql", batch)
-    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
-        cursor = psycopg.ClientCursor(conn)
+    prepared = _prepared()
+    url = os.environ["DATABASE_URL"]
+    with psycopg.connect(url, autocommit=True, prepare_threshold=0 if prepared else None) as conn:
+        cursor = conn.cursor(binary=True) if prepared else psycopg.ClientCursor(conn)
         _wait_until(start)
         written = 0
         while time.time() < stop:
@@ -130,6 +145,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--seal-interval", type=float, default=1.0)
     args = parser.parse_args()
+    os.environ.setdefault("DATABASE_PREPARED_STATEMENTS", "1")
     open_database("bench_audit_writers", fresh=True)
 
     from django.db import connections
@@ -167,6 +183,7 @@ def main() -> None:
             {
                 "bench": "audit_writers",
                 "writers": args.writers,
+                "protocol": "prepared" if _prepared() else "client-side binding",
                 "seconds": args.seconds,
                 "seal_interval_s": args.seal_interval,
                 "runs": runs,

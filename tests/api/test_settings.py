@@ -341,3 +341,33 @@ def test_database_pool_switches_postgresql_to_psycopgs_pool():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "0 ['max_size', 'min_size', 'timeout']"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, "None []"),
+        ({"DATABASE_PREPARED_STATEMENTS": "1"}, "0 []"),
+        (
+            {"DATABASE_PREPARED_STATEMENTS": "1", "DATABASE_POOL": "1"},
+            "0 ['max_size', 'min_size', 'timeout']",
+        ),
+    ],
+)
+def test_database_prepared_statements_sets_psycopgs_prepare_threshold(extra, expected):
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "o = s.DATABASES['default'].get('OPTIONS', {}); "
+        "print(o.get('prepare_threshold'), sorted(o.get('pool', {})))"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_DEBUG": "1",
+        "DJANGO_SETTINGS_MODULE": "api.settings",
+        "DATABASE_URL": "postgres://u@127.0.0.1:5432/x",
+        **extra,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == expected
