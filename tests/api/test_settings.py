@@ -329,17 +329,14 @@ def test_database_pool_switches_postgresql_to_psycopgs_pool():
         "import django; django.setup(); from django.conf import settings as s; "
         "d = s.DATABASES['default']; print(d['CONN_MAX_AGE'], sorted(d['OPTIONS']['pool']))"
     )
-    env = {
-        "PATH": os.environ["PATH"],
-        "DJANGO_DEBUG": "1",
-        "DJANGO_SETTINGS_MODULE": "api.settings",
-        "DATABASE_URL": "postgres://u@127.0.0.1:5432/x",
-        "DATABASE_CONN_MAX_AGE": "60",
-        "DATABASE_POOL": "1",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    env = clean_env(
+        DJANGO_DEBUG="1",
+        DATABASE_URL="postgres://u@127.0.0.1:5432/x",
+        DATABASE_CONN_MAX_AGE="60",
+        DATABASE_POOL="1",
     )
+    done = run_python(code, env)
+    assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "0 ['max_size', 'min_size', 'timeout']"
 
 
@@ -360,14 +357,7 @@ def test_database_prepared_statements_sets_psycopgs_prepare_threshold(extra, exp
         "o = s.DATABASES['default'].get('OPTIONS', {}); "
         "print(o.get('prepare_threshold'), sorted(o.get('pool', {})))"
     )
-    env = {
-        "PATH": os.environ["PATH"],
-        "DJANGO_DEBUG": "1",
-        "DJANGO_SETTINGS_MODULE": "api.settings",
-        "DATABASE_URL": "postgres://u@127.0.0.1:5432/x",
-        **extra,
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
+    env = clean_env(DJANGO_DEBUG="1", DATABASE_URL="postgres://u@127.0.0.1:5432/x", **extra)
+    done = run_python(code, env)
+    assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == expected
