@@ -126,10 +126,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
     "DATABASE_PREPARED_STATEMENTS", False
 ):
-    # Server-side prepared statements on each connection (psycopg's ``prepare_threshold``; Django
-    # leaves them off for transaction poolers such as PgBouncer before 1.21). Only the audit
-    # INSERT uses them (``audit.db``): Django's own queries stay bound client-side.
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 0
+    # Server-side binding and prepared statements on each connection (Django leaves both off
+    # for transaction poolers such as PgBouncer before 1.21): a statement run a few times on a
+    # connection (psycopg's default ``prepare_threshold``) is then parsed and planned once and
+    # executed by name with its parameters (docs/concurrency.md, "Benchmark").
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        server_side_binding=True, prepare_threshold=5
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",

@@ -23,6 +23,7 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlparse
 from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
@@ -129,7 +130,10 @@ def install_append_only(connection: BaseDatabaseWrapper) -> None:
     """(Re)install the append-only and clock triggers of the audit tables. Idempotent."""
     if connection.vendor == "postgresql":
         tables = "".join(_PG_TABLE.format(table=t) for t in AUDIT_TABLES)
-        _execute(connection, [_PG_FUNCTIONS, tables, _PG_STAMPS])
+        # One command at a time: bound server-side (``DATABASE_PREPARED_STATEMENTS``), a
+        # statement goes by the extended protocol, which takes a single command.
+        scripts = (_PG_FUNCTIONS, tables, _PG_STAMPS)
+        _execute(connection, [s for script in scripts for s in sqlparse.split(script)])
     elif connection.vendor == "sqlite":
         statements = [sql.format(table=t) for t in AUDIT_TABLES for sql in _SQLITE_TABLE]
         _execute(connection, [*statements, _SQLITE_CLOCK])

@@ -10,6 +10,7 @@ import hmac
 import uuid
 from collections.abc import Collection
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db.models import (
@@ -24,6 +25,7 @@ from django.db.models import (
 )
 
 from api import crypto
+from api.compiled import CompiledRead
 from api.errors import NotFoundError
 from api.models import User
 from scheduling import slots
@@ -50,24 +52,33 @@ _DAY_MARGIN = timedelta(days=2)
 _WEEKLY = "weekly"  # marks the weekly rules' rows beside the overrides' kinds
 
 
-def therapist_schedule(*, therapist: TherapistProfile) -> slots.Schedule:
-    """The slot engine's view of a therapist's rules, overrides and settings (rules and
-    overrides read in one UNION ALL query)."""
+def _schedule_rows(*, therapist_id: uuid.UUID) -> QuerySet[AvailabilityRule, tuple[Any, ...]]:
+    """A therapist's weekly rules and overrides, in one UNION ALL query."""
     no_date = Value(None, output_field=DateField())
     rules = (
-        AvailabilityRule.objects.filter(therapist=therapist)
+        AvailabilityRule.objects.filter(therapist_id=therapist_id)
         .annotate(kind=Value(_WEEKLY), first_date=no_date, last_date=no_date)
         .values_list("kind", "weekday", "first_date", "last_date", "start_minute", "end_minute")
     )
     overrides = (
-        AvailabilityOverride.objects.filter(therapist=therapist)
+        AvailabilityOverride.objects.filter(therapist_id=therapist_id)
         .annotate(weekday=Value(None, output_field=IntegerField()))
         .values_list("kind", "weekday", "first_date", "last_date", "start_minute", "end_minute")
     )
+    return rules.union(overrides, all=True)
+
+
+# The slot engine's two reads run on every slot list and booking: built and compiled once.
+_SCHEDULE_ROWS = CompiledRead(_schedule_rows)
+
+
+def therapist_schedule(*, therapist: TherapistProfile) -> slots.Schedule:
+    """The slot engine's view of a therapist's rules, overrides and settings."""
     weekly: list[slots.WeeklyWindow] = []
     extra: list[slots.ExtraHours] = []
     time_off: list[slots.TimeOff] = []
-    for kind, weekday, first, last, start_minute, end_minute in rules.union(overrides, all=True):
+    rows = _SCHEDULE_ROWS.list(therapist_id=therapist.pk)
+    for kind, weekday, first, last, start_minute, end_minute in rows:
         if kind == _WEEKLY:
             weekly.append(slots.WeeklyWindow(weekday, start_minute, end_minute))
         elif kind == OverrideKind.EXTRA:
@@ -91,34 +102,32 @@ def therapist_schedule(*, therapist: TherapistProfile) -> slots.Schedule:
     )
 
 
-def _booking_busy_rows(
+def _busy_rows(
     *,
-    therapist: TherapistProfile,
+    therapist_id: uuid.UUID,
     start: datetime,
     end: datetime,
     now: datetime,
-    exclude_booking_ids: Collection[uuid.UUID],
+    exclude_booking_ids: Collection[uuid.UUID] = (),
 ) -> QuerySet[Booking, tuple[datetime, datetime, datetime | None]]:
-    """Bookings and unexpired holds whose blocked range touches ``[start, end)``: their blocked
-    range and their start."""
+    """Bookings and unexpired holds whose blocked range touches ``[start, end)`` (their blocked
+    range and their start), then imported busy times that touch it (no session start: not a
+    session), in one UNION ALL query."""
     live = Q(status__in=BLOCKING_STATUSES) | Q(status=BookingStatus.HELD, hold_expires_at__gt=now)
-    rows = Booking.objects.filter(live, therapist=therapist, blocked_start__lt=end).filter(
-        blocked_end__gt=start
-    )
+    bookings = Booking.objects.filter(
+        live, therapist_id=therapist_id, blocked_start__lt=end
+    ).filter(blocked_end__gt=start)
     if exclude_booking_ids:
-        rows = rows.exclude(pk__in=list(exclude_booking_ids))
-    return rows.values_list("blocked_start", "blocked_end", "start")
-
-
-def _external_busy_rows(
-    *, therapist: TherapistProfile, start: datetime, end: datetime
-) -> QuerySet[ExternalBusyInterval, tuple[datetime, datetime, datetime | None]]:
-    """Imported busy times that touch ``[start, end)`` (no session start: not a session)."""
-    return (
-        ExternalBusyInterval.objects.filter(therapist=therapist, start__lt=end, end__gt=start)
+        bookings = bookings.exclude(pk__in=list(exclude_booking_ids))
+    imported = (
+        ExternalBusyInterval.objects.filter(therapist_id=therapist_id, start__lt=end, end__gt=start)
         .annotate(session_start=Value(None, output_field=DateTimeField()))
         .values_list("start", "end", "session_start")
     )
+    return bookings.values_list("blocked_start", "blocked_end", "start").union(imported, all=True)
+
+
+_BUSY_ROWS = CompiledRead(_busy_rows)
 
 
 def therapist_busy(
@@ -132,10 +141,11 @@ def therapist_busy(
     """Every busy interval the slot engine needs for starts in ``[start, end)``: bookings and
     holds (``session_start`` set) and imported busy times, read in one query."""
     lo, hi = start - _DAY_MARGIN, end + _DAY_MARGIN
-    bookings = _booking_busy_rows(
-        therapist=therapist, start=lo, end=hi, now=now, exclude_booking_ids=exclude_booking_ids
+    rows = (
+        _busy_rows(therapist_id=therapist.pk, start=lo, end=hi, now=now, exclude_booking_ids=ids)
+        if (ids := list(exclude_booking_ids))
+        else _BUSY_ROWS.list(therapist_id=therapist.pk, start=lo, end=hi, now=now)
     )
-    rows = bookings.union(_external_busy_rows(therapist=therapist, start=lo, end=hi), all=True)
     return [slots.Busy(a, b, session_start=s) for a, b, s in rows]
 
 

@@ -22,13 +22,15 @@ CONSTRAINT = "booking_no_overlap"
 # until it is cancelled). Only "cancelled" frees the range.
 BLOCKING = ("held", "confirmed", "completed", "no_show")
 
-_CREATE = f"""
-CREATE EXTENSION IF NOT EXISTS btree_gist;
+_CREATE = (
+    "CREATE EXTENSION IF NOT EXISTS btree_gist",
+    f"""
 ALTER TABLE scheduling_booking ADD CONSTRAINT {CONSTRAINT} EXCLUDE USING gist (
     therapist_id WITH =,
     tstzrange(blocked_start, blocked_end, '[)') WITH &&
-) WHERE (status IN ({", ".join(f"'{s}'" for s in BLOCKING)}));
-"""
+) WHERE (status IN ({", ".join(f"'{s}'" for s in BLOCKING)}))
+""",
+)
 _DROP = f"ALTER TABLE scheduling_booking DROP CONSTRAINT IF EXISTS {CONSTRAINT};"
 
 EXCLUSION_VIOLATION = "23P01"
@@ -36,7 +38,8 @@ EXCLUSION_VIOLATION = "23P01"
 
 def add_no_overlap_constraint(apps: Any, schema_editor: Any) -> None:
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(_CREATE)
+        for statement in _CREATE:  # one at a time: bound server-side, a statement is one command
+            schema_editor.execute(statement)
 
 
 def drop_no_overlap_constraint(apps: Any, schema_editor: Any) -> None:

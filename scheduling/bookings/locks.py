@@ -15,6 +15,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.db.models import QuerySet
+
 from api.models import User
 from scheduling.models import Booking, SessionType, TherapistProfile
 
@@ -36,13 +38,13 @@ def lock_parties(*, client_id: uuid.UUID, therapist_id: uuid.UUID) -> TherapistP
     )
 
 
-def lock_therapist_through_session_type(
+def therapist_through_session_type_locked(
     *, therapist_id: uuid.UUID, session_type_id: uuid.UUID, **annotations: Any
-) -> SessionType | None:
-    """Lock a therapist (the second level) and read, in the same statement, their active
-    session type ``session_type_id`` with the therapist's profile and cancellation policy
-    loaded, annotated with ``annotations`` (None when there is no such active session type:
-    the caller then finds out which of the two is missing the usual way).
+) -> QuerySet[SessionType]:
+    """The statement that locks a therapist (the second level) and reads their active session
+    type ``session_type_id`` with the therapist's profile and cancellation policy loaded,
+    annotated with ``annotations`` (no row when there is no such active session type: the
+    caller then finds out which of the two is missing the usual way).
 
     The annotations are evaluated in the statement's snapshot, which on PostgreSQL may predate
     the moment the therapist's lock was granted: only facts the lock does not guard belong in
@@ -52,7 +54,6 @@ def lock_therapist_through_session_type(
         .select_related("therapist__cancellation_policy")
         .filter(pk=session_type_id, therapist_id=therapist_id, is_active=True)
         .annotate(**annotations)
-        .first()
     )
 
 

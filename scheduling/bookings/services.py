@@ -22,15 +22,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.http import HttpRequest
 
+from api.compiled import CompiledRead
 from api.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
 from api.models import Role, User
 from audit.services import audit_access
@@ -295,25 +296,30 @@ def policy_of(*, therapist: TherapistProfile) -> CancellationPolicy:
         return CancellationPolicy(therapist=therapist)
 
 
+def _licence_day(*, start: datetime, now: datetime) -> date:
+    """The day a licence must be current on to book ``start`` at ``now`` (UTC)."""
+    return max(start.astimezone(UTC).date(), now.date())
+
+
 def _party_facts(
     *,
-    client: User,
+    client: User | uuid.UUID,
     therapist_id: Any,
     start: datetime,
     end: datetime,
     jurisdiction: str,
     now: datetime,
+    licence_day: date,
     exclude: list[uuid.UUID],
     known: bool = True,
 ) -> dict[str, Exists]:
     """What ``_refusal`` needs to know about the parties, as EXISTS expressions read in one
-    statement: whether the therapist is licensed in ``jurisdiction`` on the session's date,
-    whether the client has a live session overlapping ``[start, end)`` and (unless ``known``
-    is False: it matters only for a therapist not taking new clients) whether the client is
-    known to them. ``therapist_id`` is a value or an ``OuterRef``."""
-    session_day = start.astimezone(UTC).date()
+    statement: whether the therapist is licensed in ``jurisdiction`` on ``licence_day``
+    (``_licence_day``), whether the client has a live session overlapping ``[start, end)`` and
+    (unless ``known`` is False: it matters only for a therapist not taking new clients) whether
+    the client is known to them. ``therapist_id`` is a value or an ``OuterRef``."""
     licensed = selectors.licences_in(
-        therapist=therapist_id, jurisdiction=jurisdiction, today=max(session_day, now.date())
+        therapist=therapist_id, jurisdiction=jurisdiction, today=licence_day
     )
     overlapping = Booking.objects.filter(
         _live() | Q(status=BookingStatus.HELD, hold_expires_at__gt=now),
@@ -362,6 +368,7 @@ def _refusal(
                     end=start + timedelta(minutes=session_type.duration_minutes),
                     jurisdiction=jurisdiction,
                     now=now,
+                    licence_day=_licence_day(start=start, now=now),
                     exclude=exclude,
                 )
             )
@@ -451,6 +458,46 @@ def _client_only(client: User) -> None:
 # --- Create -----------------------------------------------------------------------------------
 
 
+def _locking_read(
+    *,
+    therapist_id: uuid.UUID,
+    session_type_id: uuid.UUID,
+    client_id: uuid.UUID,
+    start: datetime,
+    end: datetime,
+    jurisdiction: str,
+    now: datetime,
+    licence_day: date,
+) -> QuerySet[SessionType]:
+    """``booking_create``'s locking statement: the therapist locked through the session type,
+    with the parties' facts within ``[start, end)`` and whether any hold has run out."""
+    facts = _party_facts(
+        client=client_id,
+        therapist_id=OuterRef("therapist_id"),
+        start=start,
+        end=end,
+        jurisdiction=jurisdiction,
+        now=now,
+        licence_day=licence_day,
+        exclude=[],
+        known=False,
+    )
+    expired_holds = Booking.objects.filter(
+        therapist=OuterRef("therapist_id"), status=BookingStatus.HELD, hold_expires_at__lte=now
+    )
+    return locks.therapist_through_session_type_locked(
+        therapist_id=therapist_id,
+        session_type_id=session_type_id,
+        holds_expired=Exists(expired_holds),
+        **facts,
+    )
+
+
+# Built and compiled once per database: the statement's Python cost was most of a booking's.
+_LOCKING_READ = CompiledRead(_locking_read)
+_LOCKING_READ_FACTS = ("licensed", "overlapping", "holds_expired")
+
+
 @transaction.atomic
 def booking_create(
     *,
@@ -482,24 +529,15 @@ def booking_create(
     guards (their bookings and rules) is read after it, by the slot engine."""
     _client_only(client)
     locks.lock_client(client_id=client.pk)
-    bounded_facts = _party_facts(
-        client=client,
-        therapist_id=OuterRef("therapist_id"),
+    session_type = _LOCKING_READ.first(
+        therapist_id=therapist_id,
+        session_type_id=session_type_id,
+        client_id=client.pk,
         start=start,
         end=start + timedelta(minutes=SESSION_MAX_MINUTES),
         jurisdiction=jurisdiction,
         now=now,
-        exclude=[],
-        known=False,
-    )
-    expired_holds = Booking.objects.filter(
-        therapist=OuterRef("therapist_id"), status=BookingStatus.HELD, hold_expires_at__lte=now
-    )
-    session_type = locks.lock_therapist_through_session_type(
-        therapist_id=therapist_id,
-        session_type_id=session_type_id,
-        holds_expired=Exists(expired_holds),
-        **bounded_facts,
+        licence_day=_licence_day(start=start, now=now),
     )
     if session_type is None:  # no such therapist, or no such active session type of theirs
         found = locks.lock_therapist(therapist_id=therapist_id)
@@ -508,7 +546,7 @@ def booking_create(
         _session_type(therapist=found, session_type_id=session_type_id)  # raises the 404
     assert session_type is not None
     therapist = session_type.therapist
-    read = {name: getattr(session_type, name) for name in (*bounded_facts, "holds_expired")}
+    read = {name: getattr(session_type, name) for name in _LOCKING_READ_FACTS}
     if read.pop("holds_expired"):
         _expire_holds(therapist=therapist, now=now)
     refusal = _refusal(

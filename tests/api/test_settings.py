@@ -343,19 +343,19 @@ def test_database_pool_switches_postgresql_to_psycopgs_pool():
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        ({}, "None []"),
-        ({"DATABASE_PREPARED_STATEMENTS": "1"}, "0 []"),
+        ({}, "None None []"),
+        ({"DATABASE_PREPARED_STATEMENTS": "1"}, "True 5 []"),
         (
             {"DATABASE_PREPARED_STATEMENTS": "1", "DATABASE_POOL": "1"},
-            "0 ['max_size', 'min_size', 'timeout']",
+            "True 5 ['max_size', 'min_size', 'timeout']",
         ),
     ],
 )
-def test_database_prepared_statements_sets_psycopgs_prepare_threshold(extra, expected):
+def test_database_prepared_statements_binds_server_side_and_prepares(extra, expected):
     code = (
         "import django; django.setup(); from django.conf import settings as s; "
         "o = s.DATABASES['default'].get('OPTIONS', {}); "
-        "print(o.get('prepare_threshold'), sorted(o.get('pool', {})))"
+        "print(o.get('server_side_binding'), o.get('prepare_threshold'), sorted(o.get('pool', {})))"
     )
     env = clean_env(DJANGO_DEBUG="1", DATABASE_URL="postgres://u@127.0.0.1:5432/x", **extra)
     done = run_python(code, env)
