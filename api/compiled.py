@@ -1,4 +1,4 @@
-"""Reads built with the ORM once and run many times: the ORM's query, without its build cost.
+"""Statements built once and run many times: the ORM's queries, without their build cost.
 
 Django builds and compiles a queryset again on every evaluation. For the statements on a hot
 path (the booking's locking read with its EXISTS sub-queries, the slot engine's UNION reads)
@@ -16,21 +16,26 @@ where each run's values go. So ``build`` must use each parameter as a value in t
 never compute with it or branch on it (a derived value is a parameter of its own): it is
 built twice, with two sets of stand-ins, and refused unless both give the same SQL and every
 parameter is found in the same places.
+
+``insert_rows`` is the same idea for an INSERT of model instances: its SQL is made once per
+model, number of rows and database from the model's metadata, and each run binds the values
+as ``Model.save`` would (each field's ``pre_save`` and ``get_db_prep_save``).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import typing
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import QuerySet
+from django.db.models import Field, Model, QuerySet
 from django.db.models.query import (  # type: ignore[attr-defined]  # not in the stubs
     ModelIterable,
     ValuesListIterable,
@@ -175,3 +180,56 @@ class CompiledRead(Generic[T]):
         """The first row (the queryset should be sliced or ``LIMIT``ed to one)."""
         rows = self.list(using=using, **values)
         return rows[0] if rows else None
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(
+    model: type[Model], using: str, rows: int, ignore_conflicts: bool, returning: bool
+) -> tuple[str, list[Field[Any, Any]], list[Field[Any, Any]]]:
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    meta = model._meta
+    made = list(meta.db_returning_fields) if returning else []
+    fields = [f for f in meta.concrete_fields if f not in meta.db_returning_fields]
+    one = f"({', '.join(['%s'] * len(fields))})"
+    # Identifiers from the model's metadata; the values are parameters.
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+        f"VALUES {', '.join([one] * rows)}"
+    )
+    if ignore_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
+    if made:
+        sql += f" RETURNING {', '.join(quote(f.column) for f in made)}"
+    return sql, fields, made
+
+
+def insert_rows(
+    objs: Sequence[Model], *, ignore_conflicts: bool = False, using: str = DEFAULT_DB_ALIAS
+) -> int:
+    """INSERT ``objs`` (instances of one model) in one statement; return how many went in.
+
+    As ``bulk_create`` without its per-call build: a constraint's refusal raises
+    ``IntegrityError``, or with ``ignore_conflicts`` skips the row (``ON CONFLICT DO NOTHING``:
+    unique and, on PostgreSQL, exclusion constraints). A single object gets the fields the
+    database makes (an auto-increment key) from ``RETURNING`` and, once in, is marked saved."""
+    if not objs:
+        return 0
+    connection = connections[using]
+    single = len(objs) == 1
+    sql, fields, made = _insert_sql(type(objs[0]), using, len(objs), ignore_conflicts, single)
+    params = [
+        f.get_db_prep_save(f.pre_save(obj, add=True), connection) for obj in objs for f in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if made:
+            row = cursor.fetchone()
+            inserted = 0 if row is None else 1
+            for field, value in zip(made, row or (), strict=False):
+                setattr(objs[0], field.attname, value)
+        else:
+            inserted = cursor.rowcount
+    for obj in objs if inserted == len(objs) else ():
+        obj._state.adding, obj._state.db = False, using
+    return inserted

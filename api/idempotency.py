@@ -15,13 +15,13 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from django.db import connection
 from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 
 from api import crypto
+from api.compiled import insert_rows
 from api.errors import ConflictError, DomainError, UnprocessableError
 from api.models import IdempotencyRecord
 
@@ -96,24 +96,7 @@ def _claim(record: IdempotencyRecord) -> IdempotencyRecord | None:
     One statement (``ON CONFLICT DO NOTHING``, PostgreSQL and SQLite) instead of an INSERT in a
     savepoint that catches the unique violation: two round trips fewer on every keyed request.
     A concurrent first attempt with the same key still makes this one wait for its outcome."""
-    meta = IdempotencyRecord._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
-    quote = connection.ops.quote_name
-    unique = ", ".join(quote(f.column) for f in fields if f.name in ("actor", "key"))
-    # Identifiers from the model's metadata; the values are parameters.
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(fields))}) "
-        f"ON CONFLICT ({unique}) DO NOTHING RETURNING {quote(meta.pk.column)}"
-    )
-    params = [f.get_db_prep_save(getattr(record, f.attname), connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    record.pk = row[0]
-    return record
+    return record if insert_rows([record], ignore_conflicts=True) else None
 
 
 def _replay(*, actor: str, key: str, request_hash: str) -> Response:

@@ -29,6 +29,7 @@ from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 from django.db.models import F, Q
 
+from api.compiled import insert_rows
 from api.services.outbox import outbox_claim
 from scheduling import ics
 from scheduling.models import Booking, BookingNotification, BookingStatus, NotificationKind
@@ -90,9 +91,7 @@ def notify(
     bookings = list(bookings)
     if not bookings:
         return
-    BookingNotification.objects.bulk_create(
-        _rows(bookings, kind=kind, now=now, dedupe_key=dedupe_key), ignore_conflicts=True
-    )
+    insert_rows(_rows(bookings, kind=kind, now=now, dedupe_key=dedupe_key), ignore_conflicts=True)
     if settings.BOOKING_EMAILS_AFTER_COMMIT:
         ids = [b.pk for b in bookings]
         transaction.on_commit(functools.partial(_deliver_after_commit, ids, now))

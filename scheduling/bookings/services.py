@@ -31,7 +31,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.http import HttpRequest
 
-from api.compiled import CompiledRead
+from api.compiled import CompiledRead, insert_rows
 from api.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
 from api.models import Role, User
 from audit.services import audit_access
@@ -167,8 +167,9 @@ def _transition(
     reason: str,
     now: datetime,
     previous_start: datetime | None = None,
-) -> BookingTransition:
-    return BookingTransition(
+) -> None:
+    """Record a change of ``booking`` (one INSERT, as ``insert_rows`` makes it)."""
+    transition = BookingTransition(
         booking=booking,
         from_status=from_status,
         to_status=to_status,
@@ -178,6 +179,7 @@ def _transition(
         previous_start=previous_start,
         occurred_at=now,
     )
+    insert_rows([transition])
 
 
 def _change(
@@ -211,7 +213,7 @@ def _change(
         actor_label=actor_label,
         reason=reason,
         now=now,
-    ).save()
+    )
     _audit(
         booking,
         action,
@@ -427,7 +429,7 @@ def _insert(
         series=series,
     )
     try:
-        booking.save(force_insert=True)
+        insert_rows([booking])
     except IntegrityError as exc:
         if is_overlap_violation(exc):
             raise SlotUnavailable() from exc
@@ -439,7 +441,7 @@ def _created(booking: Booking, *, client: User, request: HttpRequest | None, now
     reason = "booked" if booking.status == BookingStatus.HELD else "booked_free"
     _transition(
         booking, from_status="", to_status=booking.status, actor=client, reason=reason, now=now
-    ).save()
+    )
     details: dict[str, Any] = {"to": booking.status}
     if booking.series_id is not None:
         details["series"] = str(booking.series_id)
@@ -911,7 +913,7 @@ def booking_reschedule(
         reason="rescheduled",
         now=now,
         previous_start=previous,
-    ).save()
+    )
     _audit(booking, "reschedule", request=request, actor=by, details={"status": status})
     notifications.notify(bookings=[booking], kind=NotificationKind.RESCHEDULED, now=now)
     _availability_changed(therapist=therapist)
