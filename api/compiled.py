@@ -233,3 +233,34 @@ def insert_rows(
     for obj in objs if inserted == len(objs) else ():
         obj._state.adding, obj._state.db = False, using
     return inserted
+
+
+@functools.lru_cache(maxsize=64)
+def _update_sql(
+    model: type[Model], using: str, names: tuple[str, ...]
+) -> tuple[str, list[Field[Any, Any]]]:
+    quote = connections[using].ops.quote_name
+    meta = model._meta
+    by_name = {f.name: f for f in meta.concrete_fields}
+    fields = [by_name[name] for name in names]
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+    pk = quote(meta.pk.column)
+    # Identifiers from the model's metadata; the values are parameters.
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {pk} = %s"  # noqa: S608
+    return sql, fields
+
+
+def update_row(obj: Model, *, using: str = DEFAULT_DB_ALIAS, **values: Any) -> int:
+    """``type(obj).objects.filter(pk=obj.pk).update(**values)`` (plain values, no expressions),
+    with its SQL made once per model and field names; ``obj`` takes the values too. Returns
+    the number of rows changed (0 or 1)."""
+    connection = connections[using]
+    sql, fields = _update_sql(type(obj), using, tuple(values))
+    params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
+    params.append(obj._meta.pk.get_db_prep_value(obj.pk, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        changed: int = cursor.rowcount
+    for name, value in values.items():
+        setattr(obj, name, value)
+    return changed

@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 
 from api import crypto
-from api.compiled import insert_rows
+from api.compiled import insert_rows, update_row
 from api.errors import ConflictError, DomainError, UnprocessableError
 from api.models import IdempotencyRecord
 
@@ -79,7 +79,8 @@ def idempotent(view_method: F) -> F:
             raise
         if 200 <= response.status_code < 300:
             body = json.dumps(response.data, cls=JSONEncoder)
-            IdempotencyRecord.objects.filter(pk=record.pk).update(
+            update_row(
+                record,
                 status_code=response.status_code,
                 response_body=crypto.encrypt(body, associated_data=_aad(actor, key)),
             )

@@ -35,6 +35,11 @@ generator itself. Throughput on a shared box moves with whatever else runs; CPU 
 moves far less, so ``booking_vs_bare_cpu`` (the bare request's CPU over the booking's) is the
 steadier reading of the same capacity ratio.
 
+Statements are bound server-side and prepared once per connection
+(``DATABASE_PREPARED_STATEMENTS=1``, the setting for a direct connection to PostgreSQL), for
+both endpoints alike, unless the environment sets it: ``DATABASE_PREPARED_STATEMENTS=0`` runs
+the benchmark with client-side binding, what a transaction pooler needs. The JSON says which.
+
 Booking emails are left to the job worker, as in production (``BOOKING_EMAILS_AFTER_COMMIT=0``);
 a last saturation phase repeats the booking with the web process sending them right after
 commit, as on a single box (``make run``). The machine's other load is not controlled: compare
@@ -437,6 +442,7 @@ def main() -> None:
     parser.add_argument("--paced-fraction", type=float, default=0.1)
     args = parser.parse_args()
     url = os.environ.get("BENCH_BOOKING_DATABASE_URL", DEFAULT_URL)
+    os.environ.setdefault("DATABASE_PREPARED_STATEMENTS", "1")  # the servers inherit it
 
     _setup(url)
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -522,6 +528,7 @@ def main() -> None:
                 "concurrency": args.concurrency,
                 "server_workers": args.workers,
                 "seconds": args.seconds,
+                "prepared_statements": os.environ["DATABASE_PREPARED_STATEMENTS"] == "1",
                 "saturation": {
                     "method": "closed loop, no think time; latency mostly queueing",
                     "bare": saturated["bare"],
