@@ -8,14 +8,19 @@ turn rows into what the queryset yields. Each run puts that run's values in thei
 executes the kept SQL; the rows come back through the compiler's own converters, as model
 instances (``select_related`` and annotations included) or as ``values_list`` tuples.
 
+A locking read (``select_for_update``) is refused outside ``transaction.atomic()`` on every
+engine, SQLite included, where the ORM lets it run. Each value must be of its parameter's
+type (a UUID, not its text).
+
 ``build`` makes the queryset from keyword-only parameters (those with a default keep it: call
 ``build`` itself for other values). It is called once per database with
 stand-in values, one distinct value per parameter, of the type its annotation names (UUID,
 datetime, date, str or int); the places of those values among the compiled parameters are
 where each run's values go. So ``build`` must use each parameter as a value in the query and
 never compute with it or branch on it (a derived value is a parameter of its own): it is
-built twice, with two sets of stand-ins, and refused unless both give the same SQL and every
-parameter is found in the same places.
+built twice, with two sets of stand-ins, and refused unless both give the same SQL, every
+parameter is found in the same places and the other parameters are equal. A branch taken on
+the real value only (``if jurisdiction == "US-NY"``) cannot be seen that way: don't write one.
 
 ``insert_rows`` is the same idea for an INSERT of model instances: its SQL is made once per
 model, number of rows and database from the model's metadata, and each run binds the values
@@ -87,6 +92,8 @@ class _Plan:
             self.places[name] = [i for i, p in enumerate(self.params) if p == wanted]
             if not self.places[name]:
                 raise ValueError(f"CompiledRead: parameter {name!r} is not a value of the query")
+        if queryset._prefetch_related_lookups:  # type: ignore[attr-defined]  # not in the stubs
+            raise TypeError("CompiledRead: prefetch_related() is not kept")
         self.locks = bool(queryset.query.select_for_update)
         self.iterable = queryset._iterable_class
         compiler = self.compiler
@@ -104,6 +111,11 @@ class _Plan:
             self.annotations = list(compiler.annotation_col_map.items())
         elif self.iterable is not ValuesListIterable:
             raise TypeError("CompiledRead: a queryset of models or of values_list() tuples")
+
+    def fixed(self) -> list[Any]:
+        """The parameters that are no parameter's place: the query's own constants."""
+        taken = {i for places in self.places.values() for i in places}
+        return [p for i, p in enumerate(self.params) if i not in taken]
 
     def run(self, values: dict[str, Any], alias: str) -> Iterator[Any]:
         connection = connections[alias]
@@ -165,7 +177,8 @@ class CompiledRead(Generic[T]):
         if plan is None:
             sets = [{n: _stand_in(k, next(_SERIAL)) for n, k in self.kinds.items()} for _ in "ab"]
             plan, check = (_Plan(self.build(**s), s, alias) for s in sets)
-            if (plan.sql, plan.places) != (check.sql, check.places):
+            # A value computed from a parameter differs between the two builds.
+            if (plan.sql, plan.places, plan.fixed()) != (check.sql, check.places, check.fixed()):
                 raise ValueError(f"CompiledRead: {self.build.__qualname__} changes with its values")
             self._plans[key] = plan
         return plan
@@ -174,6 +187,10 @@ class CompiledRead(Generic[T]):
         """What ``list(build(**values))`` gives, without building the queryset."""
         if values.keys() != self.kinds.keys():
             raise TypeError(f"CompiledRead: give exactly {sorted(self.kinds)}")
+        for name, value in values.items():
+            kind = self.kinds[name]
+            if not isinstance(value, kind) or (kind is date and isinstance(value, datetime)):
+                raise TypeError(f"CompiledRead: {name} must be a {kind.__name__}")
         return list(self._plan(using).run(values, using))
 
     def first(self, *, using: str = DEFAULT_DB_ALIAS, **values: Any) -> T | None:
