@@ -309,8 +309,8 @@ def _statement_cursor(connection: BaseDatabaseWrapper) -> AbstractContextManager
     connection. Where the connection may hold prepared statements (``prepare_threshold`` set,
     ``DATABASE_PREPARED_STATEMENTS``: no transaction pooler between the application and
     PostgreSQL) that cursor binds server-side and reads binary results, so each INSERT shape is
-    parsed and planned once per connection; Django's own queries stay bound client-side, so
-    psycopg prepares nothing else. Otherwise it is the connection's own cursor class. With a
+    parsed and planned once per connection, as every other statement then is. Otherwise it is
+    the connection's own cursor class. With a
     query log (``DEBUG``, ``CaptureQueriesContext``) it is Django's cursor, as for any query:
     psycopg keeps no statement text of a prepared execution for the log to show.
     """

@@ -49,13 +49,22 @@ def protocol(request: pytest.FixtureRequest, transactional_db: None) -> Iterator
     options = connection.settings_dict["OPTIONS"]
     saved = dict(options)
     options.pop("prepare_threshold", None)
+    options.pop("server_side_binding", None)
     if request.param == "prepared":
-        options["prepare_threshold"] = 0  # as DATABASE_PREPARED_STATEMENTS=1 sets it
-    connection.close()
+        # As DATABASE_PREPARED_STATEMENTS=1 binds, prepared from the first run (the setting
+        # waits for psycopg's default five).
+        options.update(server_side_binding=True, prepare_threshold=0)
+    _binding_changed()
     yield request.param
-    connection.close()
     options.clear()
     options.update(saved)
+    _binding_changed()
+
+
+def _binding_changed() -> None:
+    """A new connection, and Django's cached view of the binding (its query log reads it)."""
+    connection.close()
+    connection.features.__dict__.pop("uses_server_side_binding", None)
 
 
 def _prepared_inserts() -> int:
