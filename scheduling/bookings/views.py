@@ -25,7 +25,7 @@ from api.idempotency import idempotent
 from api.models import Role
 from api.pagination import CursorPagination
 from api.permissions import has_role
-from api.serializers import problem_responses
+from api.serializers import problem_responses, represent
 from scheduling import selectors as scheduling_selectors
 from scheduling.bookings import selectors, services
 from scheduling.bookings.audit import ServiceReportedAuditMixin
@@ -97,7 +97,7 @@ class BookingsView(AuditedBookingView, ListAPIView):
             request=request,
             now=timezone.now(),
         )
-        return Response(BookingOut(booking).data, status=status.HTTP_201_CREATED)
+        return Response(represent(BookingOut, booking), status=status.HTTP_201_CREATED)
 
 
 class BookingSeriesView(AuditedBookingView, APIView):
@@ -142,7 +142,7 @@ class BookingDetailView(AuditedBookingView, APIView):
     @extend_schema(tags=TAGS, responses={200: BookingDetailOut, **problem_responses(403, 404)})
     def get(self, request: Request, booking_id: uuid.UUID) -> Response:
         booking = selectors.booking_for_participant(booking_id=booking_id, user=user_of(request))
-        return Response(BookingDetailOut(booking).data)
+        return Response(represent(BookingDetailOut, booking))
 
 
 class BookingCancelView(AuditedBookingView, APIView):
@@ -166,7 +166,7 @@ class BookingCancelView(AuditedBookingView, APIView):
             request=request,
             now=timezone.now(),
         )
-        return Response(BookingOut(booking).data)
+        return Response(represent(BookingOut, booking))
 
 
 class BookingRescheduleView(AuditedBookingView, APIView):
@@ -188,7 +188,7 @@ class BookingRescheduleView(AuditedBookingView, APIView):
             request=request,
             now=timezone.now(),
         )
-        return Response(BookingOut(booking).data)
+        return Response(represent(BookingOut, booking))
 
 
 _THERAPIST_ACTION = extend_schema(
@@ -210,7 +210,7 @@ class BookingConfirmView(AuditedBookingView, APIView):
             request=request,
             now=timezone.now(),
         )
-        return Response(BookingOut(booking).data)
+        return Response(represent(BookingOut, booking))
 
 
 class BookingCompleteView(AuditedBookingView, APIView):
@@ -221,7 +221,7 @@ class BookingCompleteView(AuditedBookingView, APIView):
         booking = services.booking_complete(
             booking_id=booking_id, by=user_of(request), request=request, now=timezone.now()
         )
-        return Response(BookingOut(booking).data)
+        return Response(represent(BookingOut, booking))
 
 
 class BookingNoShowView(AuditedBookingView, APIView):
@@ -232,7 +232,7 @@ class BookingNoShowView(AuditedBookingView, APIView):
         booking = services.booking_mark_no_show(
             booking_id=booking_id, by=user_of(request), request=request, now=timezone.now()
         )
-        return Response(BookingOut(booking).data)
+        return Response(represent(BookingOut, booking))
 
 
 class BookingTherapistNoShowView(AuditedBookingView, APIView):
@@ -246,7 +246,7 @@ class BookingTherapistNoShowView(AuditedBookingView, APIView):
         booking = services.booking_therapist_no_show(
             booking_id=booking_id, by=user_of(request), request=request, now=timezone.now()
         )
-        return Response(BookingOut(booking).data)
+        return Response(represent(BookingOut, booking))
 
 
 class MyScheduleView(AuditedBookingView, APIView):

@@ -1,0 +1,72 @@
+"""``api.serializers.represent``: an output serializer built once per thread gives what a
+serializer built for each instance gives."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from api.serializers import represent
+from scheduling.bookings import services
+from scheduling.bookings.serializers import BookingDetailOut, BookingOut
+from scheduling.models import Booking
+from tests.scheduling.bookings.conftest import open_starts
+from tests.scheduling.conftest import NOW, make_therapist
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def booking(therapist, client_user) -> Booking:
+    profile = make_therapist(user=therapist)
+    return services.booking_create(
+        client=client_user,
+        therapist_id=profile.pk,
+        session_type_id=profile.session_types.get().pk,
+        start=open_starts(profile)[0],
+        jurisdiction="US-NY",
+        now=NOW,
+    )
+
+
+def _loaded(booking: Booking) -> Booking:
+    return (
+        Booking.objects.select_related("therapist", "client", "session_type")
+        .prefetch_related("transitions")
+        .get(pk=booking.pk)
+    )
+
+
+def test_it_gives_what_the_serializer_gives(booking, client_user):
+    held = _loaded(booking)
+    services.booking_cancel(booking_id=booking.pk, by=client_user, reason="personal", now=NOW)
+    cancelled = _loaded(booking)
+
+    for each in (held, cancelled):
+        assert represent(BookingOut, each) == BookingOut(each).data
+        assert represent(BookingDetailOut, each) == BookingDetailOut(each).data
+    assert [represent(BookingOut, b)["status"] for b in (held, cancelled)] == ["held", "cancelled"]
+    assert len(represent(BookingDetailOut, cancelled)["transitions"]) == 2
+
+
+def test_each_thread_builds_its_serializer_once(booking):
+    built: list[int] = []
+    original = BookingOut.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(threading.get_ident())
+        original(self, *args, **kwargs)
+
+    BookingOut.__init__ = counting  # type: ignore[method-assign]
+    try:
+        for _ in range(3):
+            represent(BookingOut, booking)
+        other = threading.Thread(target=represent, args=(BookingOut, booking))
+        other.start()
+        other.join()
+    finally:
+        BookingOut.__init__ = original  # type: ignore[method-assign]
+
+    assert built.count(threading.get_ident()) <= 1  # none if an earlier test built it here
+    assert built.count(other.ident) == 1
