@@ -1,7 +1,7 @@
 """Reads: the slot engine's inputs from the database, the directory, profiles and feeds.
 
 The booking code re-checks a slot with ``slot_is_open`` (the same path as the slot list) and
-adds nothing else: bookings and holds are busy through ``therapist_busy``.
+adds nothing else: bookings and holds are busy through ``therapist_slot_inputs``.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from django.db.models import (
     DateField,
     DateTimeField,
     Exists,
+    F,
     IntegerField,
     OuterRef,
     Q,
     QuerySet,
     Value,
 )
+from django.db.models.functions import Cast
 
 from api import crypto
 from api.compiled import CompiledRead
@@ -50,43 +52,98 @@ _DAY_MARGIN = timedelta(days=2)
 
 
 _WEEKLY = "weekly"  # marks the weekly rules' rows beside the overrides' kinds
+_BUSY = "busy"  # and the busy intervals' rows
+_COLUMNS = (
+    *("kind", "weekday", "first_date", "last_date", "start_minute", "end_minute"),
+    *("busy_start", "busy_end", "session_start"),
+)
 
 
-def _schedule_rows(*, therapist_id: uuid.UUID) -> QuerySet[AvailabilityRule, tuple[Any, ...]]:
-    """A therapist's weekly rules and overrides, in one UNION ALL query."""
-    no_date = Value(None, output_field=DateField())
+def _slot_input_rows(
+    *,
+    therapist_id: uuid.UUID,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    exclude_booking_ids: Collection[uuid.UUID] = (),
+) -> QuerySet[AvailabilityRule, tuple[Any, ...]]:
+    """Everything the slot engine reads, in one UNION ALL query of ``_COLUMNS`` rows: the
+    therapist's weekly rules and overrides, then what is busy around ``[start, end)``: bookings
+    and unexpired holds by their blocked range (with their start), and imported busy times (no
+    session start: not a session)."""
+    # Typed, since PostgreSQL types a UNION's columns branch by branch and an untyped NULL in
+    # the first two would be taken for text.
+    no_date = Cast(Value(None), output_field=DateField())
+    no_number = Cast(Value(None), output_field=IntegerField())
+    no_time = Cast(Value(None), output_field=DateTimeField())
+    not_busy = {"busy_start": no_time, "busy_end": no_time, "session_start": no_time}
+    not_hours = {"first_date": no_date, "last_date": no_date, "weekday": no_number}
     rules = (
         AvailabilityRule.objects.filter(therapist_id=therapist_id)
-        .annotate(kind=Value(_WEEKLY), first_date=no_date, last_date=no_date)
-        .values_list("kind", "weekday", "first_date", "last_date", "start_minute", "end_minute")
+        .annotate(kind=Value(_WEEKLY), first_date=no_date, last_date=no_date, **not_busy)
+        .values_list(*_COLUMNS)
     )
     overrides = (
         AvailabilityOverride.objects.filter(therapist_id=therapist_id)
-        .annotate(weekday=Value(None, output_field=IntegerField()))
-        .values_list("kind", "weekday", "first_date", "last_date", "start_minute", "end_minute")
+        .annotate(weekday=no_number, **not_busy)
+        .values_list(*_COLUMNS)
     )
-    return rules.union(overrides, all=True)
+    live = Q(status__in=BLOCKING_STATUSES) | Q(status=BookingStatus.HELD, hold_expires_at__gt=now)
+    bookings = Booking.objects.filter(
+        live, therapist_id=therapist_id, blocked_start__lt=end
+    ).filter(blocked_end__gt=start)
+    if exclude_booking_ids:
+        bookings = bookings.exclude(pk__in=list(exclude_booking_ids))
+    busy = {"kind": Value(_BUSY), **not_hours, "start_minute": no_number, "end_minute": no_number}
+    booked = bookings.annotate(
+        **busy, busy_start=F("blocked_start"), busy_end=F("blocked_end"), session_start=F("start")
+    ).values_list(*_COLUMNS)
+    imported = (
+        ExternalBusyInterval.objects.filter(therapist_id=therapist_id, start__lt=end, end__gt=start)
+        .annotate(**busy, busy_start=F("start"), busy_end=F("end"), session_start=no_time)
+        .values_list(*_COLUMNS)
+    )
+    return rules.union(overrides, booked, imported, all=True)
 
 
-# The slot engine's two reads run on every slot list and booking: built and compiled once.
-_SCHEDULE_ROWS = CompiledRead(_schedule_rows)
+# On every slot list and booking: built and compiled once.
+_SLOT_INPUT_ROWS = CompiledRead(_slot_input_rows)
 
 
-def therapist_schedule(*, therapist: TherapistProfile) -> slots.Schedule:
-    """The slot engine's view of a therapist's rules, overrides and settings."""
+def therapist_slot_inputs(
+    *,
+    therapist: TherapistProfile,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    exclude_booking_ids: Collection[uuid.UUID] = (),
+) -> tuple[slots.Schedule, list[slots.Busy]]:
+    """The slot engine's view of a therapist for starts in ``[start, end)``: their rules,
+    overrides and settings, and every busy interval (bookings and holds with ``session_start``
+    set, and imported busy times), read in one query."""
+    lo, hi = start - _DAY_MARGIN, end + _DAY_MARGIN
+    rows = (
+        _slot_input_rows(
+            therapist_id=therapist.pk, start=lo, end=hi, now=now, exclude_booking_ids=ids
+        )
+        if (ids := list(exclude_booking_ids))
+        else _SLOT_INPUT_ROWS.list(therapist_id=therapist.pk, start=lo, end=hi, now=now)
+    )
     weekly: list[slots.WeeklyWindow] = []
     extra: list[slots.ExtraHours] = []
     time_off: list[slots.TimeOff] = []
-    rows = _SCHEDULE_ROWS.list(therapist_id=therapist.pk)
-    for kind, weekday, first, last, start_minute, end_minute in rows:
-        if kind == _WEEKLY:
+    busy: list[slots.Busy] = []
+    for kind, weekday, first, last, start_minute, end_minute, busy_start, busy_end, at in rows:
+        if kind == _BUSY:
+            busy.append(slots.Busy(busy_start, busy_end, session_start=at))
+        elif kind == _WEEKLY:
             weekly.append(slots.WeeklyWindow(weekday, start_minute, end_minute))
         elif kind == OverrideKind.EXTRA:
             assert start_minute is not None and end_minute is not None
             extra.append(slots.ExtraHours(first, start_minute, end_minute))
         else:
             time_off.append(slots.TimeOff(first, last))
-    return slots.Schedule(
+    schedule = slots.Schedule(
         zone=ZoneInfo(therapist.time_zone),
         weekly=weekly,
         extra=extra,
@@ -100,53 +157,7 @@ def therapist_schedule(*, therapist: TherapistProfile) -> slots.Schedule:
             step=timedelta(minutes=therapist.slot_step_minutes),
         ),
     )
-
-
-def _busy_rows(
-    *,
-    therapist_id: uuid.UUID,
-    start: datetime,
-    end: datetime,
-    now: datetime,
-    exclude_booking_ids: Collection[uuid.UUID] = (),
-) -> QuerySet[Booking, tuple[datetime, datetime, datetime | None]]:
-    """Bookings and unexpired holds whose blocked range touches ``[start, end)`` (their blocked
-    range and their start), then imported busy times that touch it (no session start: not a
-    session), in one UNION ALL query."""
-    live = Q(status__in=BLOCKING_STATUSES) | Q(status=BookingStatus.HELD, hold_expires_at__gt=now)
-    bookings = Booking.objects.filter(
-        live, therapist_id=therapist_id, blocked_start__lt=end
-    ).filter(blocked_end__gt=start)
-    if exclude_booking_ids:
-        bookings = bookings.exclude(pk__in=list(exclude_booking_ids))
-    imported = (
-        ExternalBusyInterval.objects.filter(therapist_id=therapist_id, start__lt=end, end__gt=start)
-        .annotate(session_start=Value(None, output_field=DateTimeField()))
-        .values_list("start", "end", "session_start")
-    )
-    return bookings.values_list("blocked_start", "blocked_end", "start").union(imported, all=True)
-
-
-_BUSY_ROWS = CompiledRead(_busy_rows)
-
-
-def therapist_busy(
-    *,
-    therapist: TherapistProfile,
-    start: datetime,
-    end: datetime,
-    now: datetime,
-    exclude_booking_ids: Collection[uuid.UUID] = (),
-) -> list[slots.Busy]:
-    """Every busy interval the slot engine needs for starts in ``[start, end)``: bookings and
-    holds (``session_start`` set) and imported busy times, read in one query."""
-    lo, hi = start - _DAY_MARGIN, end + _DAY_MARGIN
-    rows = (
-        _busy_rows(therapist_id=therapist.pk, start=lo, end=hi, now=now, exclude_booking_ids=ids)
-        if (ids := list(exclude_booking_ids))
-        else _BUSY_ROWS.list(therapist_id=therapist.pk, start=lo, end=hi, now=now)
-    )
-    return [slots.Busy(a, b, session_start=s) for a, b, s in rows]
+    return schedule, busy
 
 
 def therapist_open_slots(
@@ -159,16 +170,13 @@ def therapist_open_slots(
     exclude_booking_ids: Collection[uuid.UUID] = (),
 ) -> list[datetime]:
     """Bookable UTC starts of ``session_type`` in ``[start, end)`` at ``now``."""
+    schedule, busy = therapist_slot_inputs(
+        therapist=therapist, start=start, end=end, now=now, exclude_booking_ids=exclude_booking_ids
+    )
     return slots.open_slots(
-        therapist_schedule(therapist=therapist),
+        schedule,
         duration=timedelta(minutes=session_type.duration_minutes),
-        busy=therapist_busy(
-            therapist=therapist,
-            start=start,
-            end=end,
-            now=now,
-            exclude_booking_ids=exclude_booking_ids,
-        ),
+        busy=busy,
         start=start,
         end=end,
         now=now,

@@ -370,12 +370,11 @@ def availability_summary_refresh(*, therapist: TherapistProfile, now: datetime) 
     ]
     starts: list[datetime] = []
     if durations:
-        end = now + timedelta(days=SUMMARY_DAYS)
+        schedule, busy = selectors.therapist_slot_inputs(
+            therapist=therapist, start=now, end=now + timedelta(days=SUMMARY_DAYS), now=now
+        )
         starts = availability_summary_compute(
-            schedule=selectors.therapist_schedule(therapist=therapist),
-            durations=durations,
-            busy=selectors.therapist_busy(therapist=therapist, start=now, end=end, now=now),
-            now=now,
+            schedule=schedule, durations=durations, busy=busy, now=now
         )
     runs = open_slot_runs(starts, step=timedelta(minutes=therapist.slot_step_minutes))
     OpenSlotRun.objects.filter(therapist=therapist).delete()
