@@ -41,6 +41,7 @@ from typing import Any, Generic, TypeVar
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model, QuerySet
+from django.db.models.expressions import DatabaseDefault
 from django.db.models.query import (  # type: ignore[attr-defined]  # not in the stubs
     ModelIterable,
     ValuesListIterable,
@@ -206,8 +207,8 @@ def _insert_sql(
     connection = connections[using]
     quote = connection.ops.quote_name
     meta = model._meta
-    made = list(meta.db_returning_fields) if returning else []
-    fields = [f for f in meta.concrete_fields if f not in meta.db_returning_fields]
+    made: list[Field[Any, Any]] = [meta.auto_field] if returning and meta.auto_field else []
+    fields = [f for f in meta.concrete_fields if f is not meta.auto_field]
     one = f"({', '.join(['%s'] * len(fields))})"
     # Identifiers from the model's metadata; the values are parameters.
     sql = (
@@ -228,15 +229,20 @@ def insert_rows(
 
     As ``bulk_create`` without its per-call build: a constraint's refusal raises
     ``IntegrityError``, or with ``ignore_conflicts`` skips the row (``ON CONFLICT DO NOTHING``:
-    unique and, on PostgreSQL, exclusion constraints). A single object gets the fields the
-    database makes (an auto-increment key) from ``RETURNING`` and, once in, is marked saved."""
+    unique and, on PostgreSQL, exclusion constraints). An auto-increment key is always the
+    database's: a single object gets it from ``RETURNING`` and, once in, is marked saved;
+    several objects with such a key are left unsaved (``bulk_create`` for those). Every other
+    field is written from the instance: a ``db_default`` left unset is refused."""
     if not objs:
         return 0
     connection = connections[using]
     single = len(objs) == 1
     sql, fields, made = _insert_sql(type(objs[0]), using, len(objs), ignore_conflicts, single)
+    values = [f.pre_save(obj, add=True) for obj in objs for f in fields]
+    if any(isinstance(v, DatabaseDefault) for v in values):
+        raise TypeError("insert_rows: a db_default field needs a value")
     params = [
-        f.get_db_prep_save(f.pre_save(obj, add=True), connection) for obj in objs for f in fields
+        f.get_db_prep_save(v, connection) for f, v in zip(fields * len(objs), values, strict=True)
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -247,7 +253,8 @@ def insert_rows(
                 setattr(objs[0], field.attname, value)
         else:
             inserted = cursor.rowcount
-    for obj in objs if inserted == len(objs) else ():
+    keyed = single or type(objs[0])._meta.auto_field is None
+    for obj in objs if keyed and inserted == len(objs) else ():
         obj._state.adding, obj._state.db = False, using
     return inserted
 
@@ -268,9 +275,12 @@ def _update_sql(
 
 
 def update_row(obj: Model, *, using: str = DEFAULT_DB_ALIAS, **values: Any) -> int:
-    """``type(obj).objects.filter(pk=obj.pk).update(**values)`` (plain values, no expressions),
-    with its SQL made once per model and field names; ``obj`` takes the values too. Returns
-    the number of rows changed (0 or 1)."""
+    """``type(obj).objects.filter(pk=obj.pk).update(**values)`` for plain values (no
+    expressions) of concrete fields by name, with its SQL made once per model and field names;
+    ``obj`` takes the values when its row changed. Returns the number of rows changed (0 or 1).
+    """
+    if not values:
+        raise TypeError("update_row: give the fields to set")
     connection = connections[using]
     sql, fields = _update_sql(type(obj), using, tuple(values))
     params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
@@ -278,6 +288,6 @@ def update_row(obj: Model, *, using: str = DEFAULT_DB_ALIAS, **values: Any) -> i
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         changed: int = cursor.rowcount
-    for name, value in values.items():
+    for name, value in values.items() if changed else ():
         setattr(obj, name, value)
     return changed

@@ -5,6 +5,11 @@ and slot code compile: session types with their therapist and optional cancellat
 (``select_related``) and ``Exists`` facts over UUID, str, date and datetime values; a
 ``values_list`` UNION ALL of bookings and imported busy times; a locking read. Each result is
 compared with what the ORM itself gives for the same values.
+
+``insert_rows`` and ``update_row`` (the last section) write as ``Model.save`` and
+``QuerySet.update`` would: each row they write is read back with the ORM and compared with its
+instance; a refused insert (unique constraint; on PostgreSQL the bookings' exclusion constraint)
+raises or, with ``ignore_conflicts``, writes nothing and leaves its instance unsaved.
 """
 
 from __future__ import annotations
@@ -13,18 +18,23 @@ import uuid
 from collections.abc import Collection
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import transaction
-from django.db.models import DateTimeField, Exists, OuterRef, QuerySet, Value
+from django.db import IntegrityError, transaction
+from django.db.models import DateTimeField, Exists, Model, OuterRef, QuerySet, Value
 from django.db.transaction import TransactionManagementError
+from django.utils import timezone
 
-from api.compiled import CompiledRead
-from api.models import User
+from api.compiled import CompiledRead, insert_rows, update_row
+from api.models import IdempotencyRecord, User
 from scheduling import services as scheduling_services
 from scheduling.bookings import services as booking_services
+from scheduling.bookings.db import is_overlap_violation
 from scheduling.models import (
     Booking,
+    BookingStatus,
+    BookingTransition,
     CalendarSource,
     CancellationPolicy,
     ExternalBusyInterval,
@@ -412,3 +422,245 @@ def test_a_locking_read_outside_a_transaction_is_refused_like_the_orm_refuses_it
         list(_therapist_locked(therapist_id=profile.pk))
     with pytest.raises(TransactionManagementError):
         CompiledRead(_therapist_locked).list(therapist_id=profile.pk)
+
+
+# --- insert_rows and update_row ---------------------------------------------------------------
+
+
+def _record(key: str = "key-1", *, request_hash: str = "0" * 64) -> IdempotencyRecord:
+    """An unsaved, in-progress idempotency record of one actor (the ``_claim`` of a POST)."""
+    return IdempotencyRecord(
+        actor="actor-1",
+        key=key,
+        method="POST",
+        path="/api/v1/bookings",
+        request_hash=request_hash,
+        created_at=NOW,
+    )
+
+
+def _unsaved_booking(booking: Booking, *, start: datetime) -> Booking:
+    """An unsaved copy of ``booking`` (same parties, length and status) moved to ``start``."""
+    shift = start - booking.start
+    return Booking(
+        therapist=booking.therapist,
+        client=booking.client,
+        session_type=booking.session_type,
+        start=start,
+        end=booking.end + shift,
+        blocked_start=booking.blocked_start + shift,
+        blocked_end=booking.blocked_end + shift,
+        status=booking.status,
+        created_at=NOW,
+        updated_at=NOW,
+    )
+
+
+def _row(obj: Model, *, leaving_out: Collection[str] = ()) -> dict[str, Any]:
+    """An instance's column values, by attribute name."""
+    fields = obj._meta.concrete_fields
+    return {f.attname: getattr(obj, f.attname) for f in fields if f.attname not in leaving_out}
+
+
+@pytest.fixture
+def booking(therapist: User, client_user: User) -> Booking:
+    """The therapist persona's confirmed session with the client persona, on SESSION_START."""
+    profile = make_therapist(user=therapist)
+    return make_booking(therapist=profile, client=client_user, start=SESSION_START)
+
+
+def test_insert_rows_of_one_instance_takes_its_key_from_returning_and_marks_it_saved(
+    booking, client_user, django_assert_num_queries
+):
+    transition = BookingTransition(
+        booking=booking,
+        from_status="",
+        to_status=BookingStatus.CONFIRMED,
+        actor=client_user,
+        reason="booked_free",
+        occurred_at=NOW,
+    )
+
+    with django_assert_num_queries(1):
+        assert insert_rows([transition]) == 1
+
+    assert list(BookingTransition.objects.values_list("pk", flat=True)) == [transition.pk]
+    assert (transition._state.adding, transition._state.db) == (False, "default")
+    assert _row(BookingTransition.objects.get(pk=transition.pk)) == _row(transition)
+
+
+def test_insert_rows_puts_several_instances_in_with_one_statement(django_assert_num_queries):
+    records = [_record(f"key-{n}", request_hash=f"{n}" * 64) for n in range(3)]
+
+    with django_assert_num_queries(1):
+        assert insert_rows(records) == 3
+
+    stored = IdempotencyRecord.objects.order_by("key")
+    assert [_row(r, leaving_out={"id"}) for r in stored] == [
+        _row(r, leaving_out={"id"}) for r in records
+    ]
+
+
+def test_insert_rows_stores_the_primary_key_a_booking_was_made_with(booking):
+    """No field of the project's models computes its value at save time; a Booking's UUID key
+    is its field default, made with the instance, and that key is the row's."""
+    later = _unsaved_booking(booking, start=SESSION_START + timedelta(hours=2))
+    made_with = later.pk
+
+    assert insert_rows([later]) == 1
+
+    assert later.pk == made_with
+    assert _row(Booking.objects.get(pk=made_with)) == _row(later)
+
+
+def test_insert_rows_binds_what_each_fields_pre_save_gives(monkeypatch):
+    """``auto_now_add`` is turned on for this test only (no model of the project has one): as in
+    ``Model.save``, the field's ``pre_save`` replaces the instance's value with the insert's time,
+    and that is what is stored."""
+    monkeypatch.setattr(IdempotencyRecord._meta.get_field("created_at"), "auto_now_add", True)
+    record = _record()  # created_at=NOW, a day in 2025
+    before = timezone.now()
+
+    insert_rows([record])
+
+    assert before <= record.created_at <= timezone.now()
+    assert IdempotencyRecord.objects.get().created_at == record.created_at
+
+
+def test_insert_rows_of_a_taken_unique_key_raises_integrity_error():
+    first = _record()
+    insert_rows([first])
+    again = _record(request_hash="1" * 64)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert_rows([again])
+
+    assert again._state.adding is True
+    assert list(IdempotencyRecord.objects.values_list("pk", "request_hash")) == [
+        (first.pk, first.request_hash)
+    ]
+
+
+def test_insert_rows_with_ignore_conflicts_skips_a_taken_unique_key():
+    first = _record()
+    insert_rows([first])
+    again = _record(request_hash="1" * 64)
+
+    assert insert_rows([again], ignore_conflicts=True) == 0
+
+    assert (again.pk, again._state.adding) == (None, True)
+    assert list(IdempotencyRecord.objects.values_list("pk", "request_hash")) == [
+        (first.pk, first.request_hash)
+    ]
+
+
+def test_insert_rows_with_ignore_conflicts_counts_the_rows_that_went_in():
+    """Of several instances, it cannot tell which went in: none is marked saved."""
+    insert_rows([_record("key-1")])
+    records = [_record("key-2"), _record("key-1", request_hash="1" * 64)]
+
+    assert insert_rows(records, ignore_conflicts=True) == 1
+
+    assert [r._state.adding for r in records] == [True, True]
+    assert list(IdempotencyRecord.objects.order_by("key").values_list("key", "request_hash")) == [
+        ("key-1", "0" * 64),
+        ("key-2", "0" * 64),
+    ]
+
+
+@pytest.mark.postgres
+def test_insert_rows_of_an_overlapping_booking_is_refused_by_the_exclusion_constraint(booking):
+    overlapping = _unsaved_booking(booking, start=booking.start + timedelta(minutes=49))
+
+    with pytest.raises(IntegrityError) as refused, transaction.atomic():
+        insert_rows([overlapping])
+
+    assert is_overlap_violation(refused.value)
+    assert overlapping._state.adding is True
+    assert list(Booking.objects.values_list("pk", flat=True)) == [booking.pk]
+
+
+@pytest.mark.postgres
+def test_insert_rows_with_ignore_conflicts_skips_an_overlapping_booking(booking):
+    overlapping = _unsaved_booking(booking, start=booking.start + timedelta(minutes=49))
+
+    assert insert_rows([overlapping], ignore_conflicts=True) == 0
+
+    assert overlapping._state.adding is True
+    assert list(Booking.objects.values_list("pk", flat=True)) == [booking.pk]
+
+
+def test_update_row_writes_the_given_fields_to_the_row_and_the_instance(
+    booking, django_assert_num_queries
+):
+    later = NOW + timedelta(hours=1)
+
+    with django_assert_num_queries(1):
+        changed = update_row(booking, status=BookingStatus.CANCELLED, updated_at=later)
+
+    assert changed == 1
+    assert (booking.status, booking.updated_at) == (BookingStatus.CANCELLED, later)
+    stored = Booking.objects.get(pk=booking.pk)
+    assert (stored.status, stored.updated_at) == (BookingStatus.CANCELLED, later)
+
+
+def test_update_row_leaves_the_rows_other_fields_and_other_rows_alone(booking):
+    other = make_booking(
+        therapist=booking.therapist,
+        client=booking.client,
+        start=SESSION_START + timedelta(hours=2),
+    )
+    booking.sequence = 7  # changed on the instance only
+
+    update_row(booking, status=BookingStatus.CANCELLED)
+
+    assert _row(Booking.objects.get(pk=booking.pk)) == _row(booking) | {"sequence": 0}
+    assert _row(Booking.objects.get(pk=other.pk)) == _row(other)
+
+
+def test_update_row_of_an_instance_whose_row_is_gone_changes_nothing():
+    """As when the response is stored for a record that was removed meanwhile."""
+    record = _record()
+    insert_rows([record])
+    IdempotencyRecord.objects.filter(pk=record.pk).delete()
+
+    assert update_row(record, status_code=201, response_body="sealed") == 0
+
+    assert not IdempotencyRecord.objects.exists()
+
+
+def test_update_row_binds_a_datetime_as_the_orm_stores_it(booking):
+    """An aware datetime in another zone is stored as the ORM stores it (the ORM's own filter
+    finds it) and reads back aware, in UTC."""
+    later = datetime(2025, 6, 2, 10, tzinfo=ZoneInfo("America/New_York"))
+
+    update_row(booking, updated_at=later)
+
+    stored = Booking.objects.get(pk=booking.pk)
+    assert Booking.objects.filter(pk=booking.pk, updated_at=later).exists()
+    assert stored.updated_at == later
+    assert stored.updated_at.utcoffset() == timedelta(0)
+
+
+def test_update_row_binds_json_as_the_orm_stores_it(booking):
+    profile = booking.therapist
+    card = {"languages": ["en", "es"], "session_types": [{"name": "Individual session"}]}
+
+    update_row(profile, card=card)
+
+    profile.refresh_from_db()
+    assert profile.card == card
+
+
+def test_insert_rows_refuses_a_db_default_left_unset():
+    from audit.models import AuditCheckpoint
+
+    checkpoint = AuditCheckpoint()
+
+    with pytest.raises(TypeError, match="db_default"):
+        insert_rows([checkpoint])
+
+
+def test_update_row_needs_fields_to_set(booking):
+    with pytest.raises(TypeError, match="give the fields"):
+        update_row(booking)
