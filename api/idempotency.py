@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
+from django.db import connection
 from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -75,7 +76,9 @@ def idempotent(view_method: F) -> F:
         try:
             response = view_method(self, request, *args, **kwargs)
         except BaseException:
-            IdempotencyRecord.objects.filter(pk=record.pk).delete()
+            if not (connection.in_atomic_block and connection.needs_rollback):
+                IdempotencyRecord.objects.filter(pk=record.pk).delete()
+            # else the transaction's rollback takes the claim with it
             raise
         if 200 <= response.status_code < 300:
             body = json.dumps(response.data, cls=JSONEncoder)

@@ -332,9 +332,11 @@ def _party_facts(
     if exclude:
         overlapping = overlapping.exclude(pk__in=exclude)
     facts = {"licensed": Exists(licensed), "overlapping": Exists(overlapping)}
-    if known:
-        theirs = Booking.objects.filter(therapist=therapist_id, client=client).exclude(
-            status=BookingStatus.CANCELLED
+    if known:  # a hold that has run out is as good as cancelled
+        theirs = (
+            Booking.objects.filter(therapist=therapist_id, client=client)
+            .exclude(status=BookingStatus.CANCELLED)
+            .exclude(status=BookingStatus.HELD, hold_expires_at__lte=now)
         )
         facts["known"] = Exists(theirs.exclude(pk__in=exclude) if exclude else theirs)
     return facts
@@ -500,7 +502,6 @@ _LOCKING_READ = CompiledRead(_locking_read)
 _LOCKING_READ_FACTS = ("licensed", "overlapping", "holds_expired")
 
 
-@transaction.atomic
 def booking_create(
     *,
     client: User,
@@ -517,6 +518,11 @@ def booking_create(
     licensed in ``jurisdiction`` on that date, is not taking new clients, or the client already
     has an overlapping session. The price, currency and cancellation policy are copied on.
 
+    Atomic, in the caller's transaction when there is one and without a savepoint of its own
+    (two round trips on every booking): every refusal is found before the first write and
+    raised after the block, so the caller's transaction goes on. A database error (the
+    exclusion constraint's, answered as ``SlotUnavailable``) leaves it to be rolled back.
+
     The reads are folded into the locking statements: after the client's lock, one statement
     locks the therapist and reads the session type, the therapist's profile and policy, the
     licence and overlap ``_party_facts`` and whether any hold of theirs has run out. Those
@@ -528,8 +534,35 @@ def booking_create(
     The overlap is first looked for within the longest session any session type may have; only
     when that finds a session, or the therapist takes no new clients (is this client known to
     them?), are the facts read again, exactly and in full. What the therapist's lock
-    guards (their bookings and rules) is read after it, by the slot engine."""
+    guards (their bookings and rules) is read after it, by the slot engine. A hold that has run
+    out counts for none of these, so the holds are cancelled only once the booking is sure."""
     _client_only(client)
+    with transaction.atomic(savepoint=False):
+        outcome = _booking_create(
+            client=client,
+            therapist_id=therapist_id,
+            session_type_id=session_type_id,
+            start=start,
+            jurisdiction=jurisdiction,
+            request=request,
+            now=now,
+        )
+    if isinstance(outcome, Booking):
+        return outcome
+    raise outcome
+
+
+def _booking_create(
+    *,
+    client: User,
+    therapist_id: uuid.UUID,
+    session_type_id: uuid.UUID,
+    start: datetime,
+    jurisdiction: str,
+    request: HttpRequest | None,
+    now: datetime,
+) -> Booking | NotFoundError | ConflictError | UnprocessableError:
+    """``booking_create`` under its locks: the booking, or why not (having written nothing)."""
     locks.lock_client(client_id=client.pk)
     session_type = _LOCKING_READ.first(
         therapist_id=therapist_id,
@@ -544,13 +577,15 @@ def booking_create(
     if session_type is None:  # no such therapist, or no such active session type of theirs
         found = locks.lock_therapist(therapist_id=therapist_id)
         if found is None:
-            raise NotFoundError("No such therapist.")
-        _session_type(therapist=found, session_type_id=session_type_id)  # raises the 404
+            return NotFoundError("No such therapist.")
+        try:
+            _session_type(therapist=found, session_type_id=session_type_id)
+        except NotFoundError as missing:
+            return missing
     assert session_type is not None
     therapist = session_type.therapist
     read = {name: getattr(session_type, name) for name in _LOCKING_READ_FACTS}
-    if read.pop("holds_expired"):
-        _expire_holds(therapist=therapist, now=now)
+    holds_expired = read.pop("holds_expired")
     refusal = _refusal(
         client=client,
         therapist=therapist,
@@ -562,7 +597,9 @@ def booking_create(
         facts=None if read["overlapping"] or not therapist.accepting_new_clients else read,
     )
     if refusal is not None:
-        raise refusal
+        return refusal
+    if holds_expired:  # out of the exclusion constraint's way before the insert
+        _expire_holds(therapist=therapist, now=now)
     booking = _insert(
         client=client,
         therapist=therapist,

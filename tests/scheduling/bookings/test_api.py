@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from api.models import Role
+from api.models import IdempotencyRecord, Role
 from audit.models import AuditEvent, Outcome
 from scheduling.bookings import services
 from scheduling.models import Booking, BookingStatus, BookingTransition, FeeRequest
@@ -127,6 +127,29 @@ def test_a_taken_slot_is_a_409_problem_and_writes_nothing(profile, client_api, o
     assert response["Content-Type"] == "application/problem+json"
     assert response.json()["code"] == "slot_unavailable"
     assert (Booking.objects.count(), AuditEvent.objects.count()) == before
+
+
+@pytest.mark.postgres
+def test_an_overlap_only_the_exclusion_constraint_sees_is_a_409_and_frees_the_key(
+    profile, client_api, outsider, starts, monkeypatch
+):
+    """If the checks under the locks ever missed a booking, the database's constraint refuses
+    the insert: the answer is still a 409 problem, nothing is written, and the same
+    Idempotency-Key runs again (its claim went with the rolled-back transaction)."""
+    _book(api_client_for(outsider, mfa=False), profile, starts[0])
+    monkeypatch.setattr(services.selectors, "slot_is_open", lambda **kwargs: True)
+    counts = (Booking.objects.count, AuditEvent.objects.count, IdempotencyRecord.objects.count)
+    before = [count() for count in counts]
+
+    response = client_api.post(
+        URL, _body(profile, starts[0]), format="json", HTTP_IDEMPOTENCY_KEY="overlap-1"
+    )
+
+    assert response.status_code == 409, response.content
+    assert response.json()["code"] == "slot_unavailable"
+    assert [count() for count in counts] == before
+    monkeypatch.undo()
+    assert _book(client_api, profile, starts[1], HTTP_IDEMPOTENCY_KEY="overlap-1")
 
 
 def test_not_licensed_there_is_a_422(profile, client_api, starts):

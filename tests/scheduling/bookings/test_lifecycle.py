@@ -9,6 +9,7 @@ from io import StringIO
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -227,6 +228,21 @@ def test_the_daily_maximum_is_checked_under_the_therapists_lock(profile, client_
         book(outsider, profile, same_day[-1])
     next_day = [s for s in rest if s.date() > first.date()]
     assert book(outsider, profile, next_day[0]).status == BookingStatus.HELD
+
+
+def test_a_hold_that_ran_out_does_not_make_a_client_known(profile, client_user, slot):
+    hold = book(client_user, profile, slot)
+    assert hold.status == BookingStatus.HELD
+    scheduling_services.therapist_profile_update(
+        profile=profile, fields={"accepting_new_clients": False}, now=NOW
+    )
+    later = NOW + timedelta(minutes=settings.BOOKING_HOLD_MINUTES + 1)
+
+    with pytest.raises(NotAcceptingNewClients):
+        book(client_user, profile, slot + timedelta(hours=2), now=later)
+    # Refused before anything was written: the hold that ran out is cancelled by the next
+    # booking that goes through, or by the tidy-up job.
+    assert Booking.objects.get(pk=hold.pk).status == BookingStatus.HELD
 
 
 def test_a_therapist_not_taking_new_clients_still_sees_existing_ones(
