@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse
@@ -57,20 +56,18 @@ def problem_responses(*statuses: int) -> dict[tuple[int, str], Any]:
     }
 
 
-_per_thread = threading.local()
+_built: dict[type[Any], serializers.BaseSerializer[Any]] = {}
 
 
 def represent(serializer_class: type[serializers.BaseSerializer[Any]], instance: Any) -> Any:
-    """``serializer_class(instance).data``, from a serializer built once per thread.
+    """``serializer_class(instance).data``, from one serializer built once per process.
 
     DRF builds a serializer's fields again for every instance (a ``ModelSerializer`` from its
     model's metadata): for one object, most of the cost of its output. ``to_representation``
-    keeps no state, so one serializer per thread serves every instance. Only for an output
-    serializer that reads no ``context``."""
-    built: dict[type[Any], serializers.BaseSerializer[Any]] = _per_thread.__dict__.setdefault(
-        "serializers", {}
-    )
-    serializer = built.get(serializer_class)
-    if serializer is None:
-        serializer = built[serializer_class] = serializer_class()
+    keeps no state, so one serializer serves every instance and thread, as a ``ListSerializer``'s
+    one child serves every item (a thread per request under ASGI: a cache per thread would
+    never be hit). Only for an output serializer that reads no ``context``."""
+    serializer = _built.get(serializer_class)
+    if serializer is None:  # two threads may both build it: either one serves
+        serializer = _built.setdefault(serializer_class, serializer_class())
     return serializer.to_representation(instance)
