@@ -7,8 +7,10 @@ booking's status; each change writes a ``BookingTransition`` and an audit event 
 transaction, and an illegal one raises ``IllegalTransition`` (409 with the current status).
 
 Every write that can make time busy or free locks the client, then the therapist
-(``locks.py``), cancels that therapist's expired holds, and re-runs the slot engine through
-``scheduling.selectors.slot_is_open`` (the function that lists slots) on the locked state; on
+(``locks.py``), re-runs the slot engine through ``scheduling.selectors.slot_is_open`` (the
+function that lists slots) on the locked state, and cancels that therapist's expired holds
+before it inserts or moves a booking (an expired hold blocks nothing, so the order does not
+change what is open); on
 PostgreSQL the ``booking_no_overlap`` exclusion constraint has the last word
 (``scheduling/bookings/db.py``, ``docs/concurrency.md``).
 
