@@ -29,6 +29,7 @@ as ``Model.save`` would (each field's ``pre_save`` and ``get_db_prep_save``).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import itertools
@@ -222,6 +223,18 @@ def _insert_sql(
     return sql, fields, made
 
 
+def _insert_params(
+    objs: Sequence[Model], fields: list[Field[Any, Any]], connection: BaseDatabaseWrapper
+) -> list[Any]:
+    """The values of ``objs``' ``fields``, as ``Model.save`` binds them."""
+    values = [f.pre_save(obj, add=True) for obj in objs for f in fields]
+    if any(isinstance(v, DatabaseDefault) for v in values):
+        raise TypeError("insert_rows: a db_default field needs a value")
+    return [
+        f.get_db_prep_save(v, connection) for f, v in zip(fields * len(objs), values, strict=True)
+    ]
+
+
 def insert_rows(
     objs: Sequence[Model], *, ignore_conflicts: bool = False, using: str = DEFAULT_DB_ALIAS
 ) -> int:
@@ -238,12 +251,7 @@ def insert_rows(
     connection = connections[using]
     single = len(objs) == 1
     sql, fields, made = _insert_sql(type(objs[0]), using, len(objs), ignore_conflicts, single)
-    values = [f.pre_save(obj, add=True) for obj in objs for f in fields]
-    if any(isinstance(v, DatabaseDefault) for v in values):
-        raise TypeError("insert_rows: a db_default field needs a value")
-    params = [
-        f.get_db_prep_save(v, connection) for f, v in zip(fields * len(objs), values, strict=True)
-    ]
+    params = _insert_params(objs, fields, connection)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if made:
@@ -257,6 +265,45 @@ def insert_rows(
     for obj in objs if keyed and inserted == len(objs) else ():
         obj._state.adding, obj._state.db = False, using
     return inserted
+
+
+@dataclasses.dataclass(frozen=True)
+class Rows:
+    """One part of ``insert_together``: instances of one model."""
+
+    objs: Sequence[Model]
+    ignore_conflicts: bool = False
+
+
+def insert_together(*parts: Rows, using: str = DEFAULT_DB_ALIAS) -> None:
+    """INSERT every part, as ``insert_rows`` each, in one statement on PostgreSQL (a ``WITH``
+    of data-modifying statements: one round trip instead of one a part) and one statement a
+    part elsewhere. The parts must not need each other's database-made values (a row refers to
+    another by a key made in Python, such as a UUID); an auto-increment key is not read back,
+    so instances with one stay unsaved. A constraint's refusal raises ``IntegrityError`` and
+    inserts nothing of any part (foreign keys are checked at commit, as Django declares them)."""
+    parts = tuple(part for part in parts if part.objs)
+    if not parts:
+        return
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        for part in parts:
+            insert_rows(part.objs, ignore_conflicts=part.ignore_conflicts, using=using)
+        return
+    statements, params = [], []
+    for part in parts:
+        model = type(part.objs[0])
+        sql, fields, _ = _insert_sql(model, using, len(part.objs), part.ignore_conflicts, False)
+        statements.append(sql)
+        params.extend(_insert_params(part.objs, fields, connection))
+    *first, last = statements
+    ctes = ", ".join(f"p{i} AS ({sql})" for i, sql in enumerate(first))
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {ctes} {last}" if ctes else last, params)
+    for part in parts:
+        if type(part.objs[0])._meta.auto_field is None:
+            for obj in part.objs:
+                obj._state.adding, obj._state.db = False, using
 
 
 @functools.lru_cache(maxsize=64)

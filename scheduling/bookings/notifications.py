@@ -29,7 +29,7 @@ from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 from django.db.models import F, Q
 
-from api.compiled import insert_rows
+from api.compiled import Rows, insert_together
 from api.services.outbox import outbox_claim
 from scheduling import ics
 from scheduling.models import Booking, BookingNotification, BookingStatus, NotificationKind
@@ -81,9 +81,15 @@ def _rows(
 
 
 def notify(
-    *, bookings: Iterable[Booking], kind: str, now: datetime, dedupe_key: str | None = None
+    *,
+    bookings: Iterable[Booking],
+    kind: str,
+    now: datetime,
+    dedupe_key: str | None = None,
+    batch: list[Rows] | None = None,
 ) -> None:
-    """Queue ``kind`` emails to both participants of each booking (in the caller's transaction).
+    """Queue ``kind`` emails to both participants of each booking (in the caller's transaction:
+    inserted now, or added to the caller's ``batch`` of rows to insert together).
 
     ``dedupe_key`` defaults to the booking's current ICS sequence; the series announcement uses
     ``series:<id>`` on the series' first booking and lists every occurrence in its ``.ics``.
@@ -91,7 +97,11 @@ def notify(
     bookings = list(bookings)
     if not bookings:
         return
-    insert_rows(_rows(bookings, kind=kind, now=now, dedupe_key=dedupe_key), ignore_conflicts=True)
+    rows = Rows(_rows(bookings, kind=kind, now=now, dedupe_key=dedupe_key), ignore_conflicts=True)
+    if batch is None:
+        insert_together(rows)
+    else:
+        batch.append(rows)
     if settings.BOOKING_EMAILS_AFTER_COMMIT:
         ids = [b.pk for b in bookings]
         transaction.on_commit(functools.partial(_deliver_after_commit, ids, now))

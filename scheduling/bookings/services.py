@@ -33,7 +33,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.http import HttpRequest
 
-from api.compiled import CompiledRead, insert_rows
+from api.compiled import CompiledRead, Rows, insert_together
 from api.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
 from api.models import Role, User
 from audit.services import audit_access
@@ -169,8 +169,9 @@ def _transition(
     reason: str,
     now: datetime,
     previous_start: datetime | None = None,
+    batch: list[Rows] | None = None,
 ) -> None:
-    """Record a change of ``booking`` (one INSERT, as ``insert_rows`` makes it)."""
+    """Record a change of ``booking``: one INSERT, or its rows added to ``batch`` (``_write``)."""
     transition = BookingTransition(
         booking=booking,
         from_status=from_status,
@@ -181,7 +182,22 @@ def _transition(
         previous_start=previous_start,
         occurred_at=now,
     )
-    insert_rows([transition])
+    _write([Rows([transition])], batch=batch)
+
+
+def _write(rows: list[Rows], *, batch: list[Rows] | None = None) -> None:
+    """Insert ``rows`` now in one statement (``insert_together``), or add them to ``batch`` for
+    the caller to write with the rest. An overlap the exclusion constraint refuses is
+    ``SlotUnavailable``."""
+    if batch is not None:
+        batch.extend(rows)
+        return
+    try:
+        insert_together(*rows)
+    except IntegrityError as exc:
+        if is_overlap_violation(exc):
+            raise SlotUnavailable() from exc
+        raise
 
 
 def _change(
@@ -409,7 +425,9 @@ def _insert(
     jurisdiction: str,
     series: BookingSeries | None,
     now: datetime,
+    batch: list[Rows] | None = None,
 ) -> Booking:
+    """The booking, inserted (or added to ``batch``: see ``_write``) with the terms in force."""
     end = start + timedelta(minutes=session_type.duration_minutes)
     paid = session_type.price_minor > 0
     booking = Booking(
@@ -432,19 +450,27 @@ def _insert(
         late_fee_value=policy.late_fee_value,
         series=series,
     )
-    try:
-        insert_rows([booking])
-    except IntegrityError as exc:
-        if is_overlap_violation(exc):
-            raise SlotUnavailable() from exc
-        raise
+    _write([Rows([booking])], batch=batch)
     return booking
 
 
-def _created(booking: Booking, *, client: User, request: HttpRequest | None, now: datetime) -> None:
+def _created(
+    booking: Booking,
+    *,
+    client: User,
+    request: HttpRequest | None,
+    now: datetime,
+    batch: list[Rows] | None = None,
+) -> None:
     reason = "booked" if booking.status == BookingStatus.HELD else "booked_free"
     _transition(
-        booking, from_status="", to_status=booking.status, actor=client, reason=reason, now=now
+        booking,
+        from_status="",
+        to_status=booking.status,
+        actor=client,
+        reason=reason,
+        now=now,
+        batch=batch,
     )
     details: dict[str, Any] = {"to": booking.status}
     if booking.series_id is not None:
@@ -602,6 +628,7 @@ def _booking_create(
         return refusal
     if holds_expired:  # out of the exclusion constraint's way before the insert
         _expire_holds(therapist=therapist, now=now)
+    batch: list[Rows] = []  # the booking, its transition and its emails: one statement
     booking = _insert(
         client=client,
         therapist=therapist,
@@ -611,9 +638,11 @@ def _booking_create(
         jurisdiction=jurisdiction,
         series=None,
         now=now,
+        batch=batch,
     )
-    _created(booking, client=client, request=request, now=now)
-    notifications.notify(bookings=[booking], kind=NotificationKind.BOOKED, now=now)
+    _created(booking, client=client, request=request, now=now, batch=batch)
+    notifications.notify(bookings=[booking], kind=NotificationKind.BOOKED, now=now, batch=batch)
+    _write(batch)
     _availability_changed(therapist=therapist)
     return booking
 
