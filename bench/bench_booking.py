@@ -160,7 +160,10 @@ def _seed(now: datetime, clients: int) -> dict:
         User(email=f"bench-c{n}@example.test", role=Role.CLIENT, password="!")
         for n in range(clients)
     )
-    tokens = [session_start(user=u, amr=["pwd"], now=now).access for u in users]
+    # Issued now, not at the hour the slots start from: a token dated then would expire
+    # during a run that crosses the next hour.
+    issued = datetime.now(UTC)
+    tokens = [session_start(user=u, amr=["pwd"], now=issued).access for u in users]
     assert TherapistProfile.objects.count() == THERAPISTS + 1
     assert SessionType.objects.count() == THERAPISTS + 1
     return {"therapists": therapists, "tokens": tokens}
