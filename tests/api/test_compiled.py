@@ -463,6 +463,18 @@ def _row(obj: Model, *, leaving_out: Collection[str] = ()) -> dict[str, Any]:
     return {f.attname: getattr(obj, f.attname) for f in fields if f.attname not in leaving_out}
 
 
+def _transition_of(booking: Booking, client: User) -> BookingTransition:
+    """The client's booking of ``booking`` (a free session, so confirmed at once)."""
+    return BookingTransition(
+        booking=booking,
+        from_status="",
+        to_status=BookingStatus.CONFIRMED,
+        actor=client,
+        reason="booked_free",
+        occurred_at=NOW,
+    )
+
+
 @pytest.fixture
 def booking(therapist: User, client_user: User) -> Booking:
     """The therapist persona's confirmed session with the client persona, on SESSION_START."""
@@ -473,14 +485,7 @@ def booking(therapist: User, client_user: User) -> Booking:
 def test_insert_rows_of_one_instance_takes_its_key_from_returning_and_marks_it_saved(
     booking, client_user, django_assert_num_queries
 ):
-    transition = BookingTransition(
-        booking=booking,
-        from_status="",
-        to_status=BookingStatus.CONFIRMED,
-        actor=client_user,
-        reason="booked_free",
-        occurred_at=NOW,
-    )
+    transition = _transition_of(booking, client_user)
 
     with django_assert_num_queries(1):
         assert insert_rows([transition]) == 1
@@ -673,18 +678,14 @@ def test_update_row_needs_fields_to_set(booking):
 def _parts(booking: Booking, client_user: User) -> tuple[Booking, list[Rows]]:
     """A new booking two hours after ``booking``, its transition and a duplicate-free email."""
     later = _unsaved_booking(booking, start=SESSION_START + timedelta(hours=2))
-    transition = BookingTransition(
-        booking=later,
-        from_status="",
-        to_status=later.status,
-        actor=client_user,
-        reason="booked_free",
-        occurred_at=NOW,
+    parts = [Rows([later]), Rows([_transition_of(later, client_user)])]
+    return later, [*parts, Rows([_email_of(later, client_user)], ignore_conflicts=True)]
+
+
+def _email_of(booking: Booking, client: User) -> BookingNotification:
+    return BookingNotification(
+        booking=booking, recipient=client, kind="booked", dedupe_key="seq:0", created_at=NOW
     )
-    email = BookingNotification(
-        booking=later, recipient=client_user, kind="booked", dedupe_key="seq:0", created_at=NOW
-    )
-    return later, [Rows([later]), Rows([transition]), Rows([email], ignore_conflicts=True)]
 
 
 def test_insert_together_writes_every_part(booking, client_user, django_assert_num_queries):
@@ -703,9 +704,7 @@ def test_insert_together_writes_every_part(booking, client_user, django_assert_n
 def test_insert_together_skips_a_conflict_only_in_a_part_that_ignores_them(booking, client_user):
     later, parts = _parts(booking, client_user)
     insert_together(*parts)
-    again = BookingNotification(
-        booking=later, recipient=client_user, kind="booked", dedupe_key="seq:0", created_at=NOW
-    )
+    again = _email_of(later, client_user)
 
     insert_together(Rows([again], ignore_conflicts=True))
 
