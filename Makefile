@@ -8,7 +8,7 @@ PORT ?= 8000
 # Developer conveniences, turned on explicitly for `make run` only.
 RUN_ENV := DJANGO_DEBUG=1 EMAIL_BACKEND=django.core.mail.backends.console.EmailBackend
 
-.PHONY: help run test test-fast lint format openapi bench clean
+.PHONY: help run test test-instants lint format openapi bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -26,6 +26,15 @@ run: $(STAMP) ## install, migrate, load demo data and serve on 127.0.0.1:8000 (S
 
 test: $(STAMP) ## the whole suite (SQLite and in-memory, or DATABASE_URL / REDIS_URL when set)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+# Scheduling and billing again with the test clock (tests/clock.py) at each instant known to be
+# hard: a Sunday evening, the hours before DST changes, a month's last half hour, 29 February.
+test-instants: $(STAMP) ## the scheduling and billing tests at each hard instant of tests/clock.py
+	@for t in $$($(BIN)/python -c 'from tests.clock import HARD_INSTANTS as h; print(*h.values())'); do \
+	  echo "== TEST_NOW=$$t"; \
+	  TEST_NOW=$$t $(BIN)/python -m pytest -n 2 --dist loadgroup -q tests/scheduling tests/billing \
+	    || exit 1; \
+	done
 
 lint: $(STAMP) ## ruff, ruff-format, mypy, and migrations in step with the models
 	$(BIN)/ruff check .

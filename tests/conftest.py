@@ -15,7 +15,10 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from api.models import Role, User
+from tests.clock import fixed_clock
 from tests.factories import api_client_for, make_user
+
+__all__ = ["fixed_clock"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

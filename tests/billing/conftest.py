@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -82,6 +82,14 @@ def opaque_violations(request: WireRequest) -> list[str]:
 
 
 # The personas, without a password: hashing one costs ~1 s, and billing never signs in.
+
+
+@pytest.fixture(autouse=True)
+def _at_fixed_clock(fixed_clock: datetime) -> datetime:
+    """Every test here runs at one fixed instant (tests/clock.py), whatever the hour."""
+    return fixed_clock
+
+
 @pytest.fixture
 def client_user(db: None) -> User:
     return make_user(role=Role.CLIENT, password=None)

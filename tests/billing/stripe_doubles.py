@@ -56,15 +56,28 @@ def wait_until(predicate: Any, *, timeout: float = 10.0, interval: float = 0.05)
         pause.wait(interval)
 
 
+# localstripe runs on this process's clock, which tests/clock.py may have moved: its objects and
+# webhook signatures are dated at the instant the app sees as now (else a signature made at the
+# real time is outside the webhook tolerance of an app running in 2028).
+_ON_THIS_CLOCK = (
+    "import runpy, sys, time_machine; "
+    "time_machine.travel(float(sys.argv.pop(1)), tick=True).start(); "
+    "sys.argv[0] = 'localstripe'; "
+    "runpy.run_module('localstripe', run_name='__main__', alter_sys=True)"
+)
+
+
 class LocalStripe:
-    """``python -m localstripe`` on a free port, started fresh and stopped after."""
+    """``python -m localstripe`` on a free port, started fresh and stopped after, on this
+    process's clock."""
 
     def __init__(self, workdir: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = (workdir / "localstripe.log").open("wb")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "localstripe", "--port", str(self.port), "--from-scratch"],
+            [sys.executable, "-c", _ON_THIS_CLOCK, repr(time.time()), "--port", str(self.port)]
+            + ["--from-scratch"],
             cwd=workdir,
             stdout=self._log,
             stderr=subprocess.STDOUT,

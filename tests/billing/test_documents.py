@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.utils import timezone
 from rest_framework.test import APIClient
 
 from api.models import User
@@ -14,9 +13,10 @@ from billing.documents import money, npi_is_valid
 from billing.models import Payment, ProviderBilling
 from scheduling.models import Booking, SessionType, TherapistProfile
 from tests.billing.conftest import make_payment
+from tests.clock import clock_instant
 from tests.factories import api_client_for
 
-NOW = timezone.now()
+NOW = clock_instant()  # the instant the views run at (tests/clock.py)
 VALID_NPI = "1234567893"  # the CMS example number
 RECEIPT_ROUTE = "api/v1/billing/payments/<uuid:payment_id>/receipt"
 

@@ -21,7 +21,6 @@ from urllib.parse import parse_qsl
 
 import pytest
 from django.core import mail
-from django.utils import timezone
 
 from api.models import User
 from audit.models import AuditEvent
@@ -49,11 +48,12 @@ from tests.billing.stripe_doubles import (
     signed,
     stripe_error,
 )
+from tests.clock import clock_instant
 from tests.factories import api_client_for
 
 pytestmark = pytest.mark.integration
 
-NOW = timezone.now()
+NOW = clock_instant()  # the instant the views run at (tests/clock.py)
 LATE = {"cancel_free_hours": 72, "late_fee_kind": "percent", "late_fee_value": 50}
 
 

@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.core import mail
 from django.core.management import call_command
-from django.utils import timezone
 
 from api.models import User
 from audit.models import AuditEvent
@@ -36,10 +35,11 @@ from tests.billing.conftest import (
     start_payment,
 )
 from tests.billing.stripe_doubles import LocalStripe, Reply, free_port, scripted_stripe
+from tests.clock import clock_instant
 
 pytestmark = pytest.mark.integration
 
-NOW = timezone.now()
+NOW = clock_instant()  # the instant the views run at (tests/clock.py)
 
 
 def paid_booking(

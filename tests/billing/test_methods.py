@@ -14,7 +14,6 @@ from urllib.parse import parse_qsl
 
 import pytest
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from api.models import User
 from audit.models import AuditEvent
@@ -35,11 +34,12 @@ from tests.billing.stripe_doubles import (
     setup_intent_object,
     signed,
 )
+from tests.clock import clock_instant
 from tests.factories import api_client_for
 
 pytestmark = pytest.mark.integration
 
-NOW = timezone.now()
+NOW = clock_instant()  # the instant the views run at (tests/clock.py)
 SETUP_URL = "/api/v1/billing/payment-methods/setup"
 METHODS_URL = "/api/v1/billing/payment-methods"
 

@@ -8,7 +8,6 @@ sensitive, and proves the checker would catch a leak.
 from __future__ import annotations
 
 import pytest
-from django.utils import timezone
 
 from api.models import Role
 from billing.gateways import get_gateway
@@ -16,10 +15,11 @@ from billing.services.lifecycle import payment_refresh
 from billing.services.refunds import refund_create
 from tests.billing.conftest import WireRequest, client_sdk, opaque_violations, start_payment
 from tests.billing.stripe_doubles import LocalStripe
+from tests.clock import clock_instant
 from tests.factories import make_user
 
 # Webhooks are applied at the real time: bookings must be held now, not on a fixed date.
-NOW = timezone.now()
+NOW = clock_instant()  # the instant the views run at (tests/clock.py)
 SENSITIVE = ("Jane Panic-Disorder", "jane.ptsd@example.test", "Trauma Therapist")
 
 

@@ -10,7 +10,6 @@ from urllib.parse import parse_qsl
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from api.models import Role, User
 from audit.db import EVENT_COLUMNS
@@ -19,9 +18,10 @@ from billing.models import Payment
 from scheduling.models import Booking, BookingStatus
 from tests.billing.conftest import WireRequest, booking_for, make_payment
 from tests.billing.stripe_doubles import LocalStripe, free_port
+from tests.clock import clock_instant
 from tests.factories import api_client_for, make_user
 
-NOW = timezone.now()  # the views run at the real time
+NOW = clock_instant()  # the instant the views run at (tests/clock.py)
 
 
 def pay_url(booking: Booking) -> str:

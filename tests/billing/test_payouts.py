@@ -11,7 +11,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
-from django.utils import timezone
 
 from api.errors import ConflictError
 from api.models import User
@@ -33,8 +32,9 @@ from tests.billing.stripe_doubles import (
     scripted_stripe,
     signed,
 )
+from tests.clock import clock_instant
 
-NOW = timezone.now()
+NOW = clock_instant()  # the instant the views run at (tests/clock.py)
 
 
 def transfer_reply(amount: int = 10200, reversed_: int = 0) -> Reply:

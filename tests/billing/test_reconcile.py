@@ -10,7 +10,6 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.utils import timezone
 
 from api.models import User
 from billing import gateways
@@ -23,9 +22,10 @@ from tests.billing.stripe_doubles import (
     scripted_stripe,
     stripe_error,
 )
+from tests.clock import clock_instant
 
-# --fix confirms bookings at the real time, so the holds must be live now.
-DAY = timezone.now()
+# --fix confirms bookings at the test clock's time, so the holds must be live then.
+DAY = clock_instant()
 SINCE = DAY.date().isoformat()
 UNTIL = (DAY.date() + timedelta(days=2)).isoformat()
 

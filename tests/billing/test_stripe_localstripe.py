@@ -8,17 +8,17 @@ test_webhooks.py with signed payloads in Stripe's current shapes.
 from __future__ import annotations
 
 import pytest
-from django.utils import timezone
 
 from api.models import User
 from billing.models import Payment, PaymentEvent, StripeEvent
 from tests.billing.conftest import client_sdk, start_payment
 from tests.billing.stripe_doubles import LocalStripe, wait_until
+from tests.clock import clock_instant
 
 pytestmark = pytest.mark.integration
 
 # Webhooks are applied at the real time: bookings must be held now, not on a fixed date.
-NOW = timezone.now()
+NOW = clock_instant()  # the instant the views run at (tests/clock.py)
 
 
 def _attach_and_confirm(localstripe: LocalStripe, intent_id: str, payment_method: str) -> None:

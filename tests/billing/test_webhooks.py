@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 from rest_framework.test import APIClient
 
 from api.models import User
@@ -36,9 +35,10 @@ from tests.billing.stripe_doubles import (
     signature,
     signed,
 )
+from tests.clock import clock_instant
 
 # Webhooks are applied at the real time: bookings must be held now, not on a fixed date.
-NOW = timezone.now()
+NOW = clock_instant()  # the instant the views run at (tests/clock.py)
 
 pytestmark = pytest.mark.usefixtures("webhook_secret")
 

@@ -93,6 +93,12 @@ def make_booking(
     )
 
 
+@pytest.fixture(autouse=True)
+def _at_fixed_clock(fixed_clock: datetime) -> datetime:
+    """Every test here runs at one fixed instant (tests/clock.py), whatever the hour."""
+    return fixed_clock
+
+
 @pytest.fixture
 def profile(therapist: User) -> TherapistProfile:
     """The ``therapist`` persona's listed profile (New York, weekdays 09:00-17:00)."""

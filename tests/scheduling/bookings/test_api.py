@@ -3,7 +3,7 @@ every access, Idempotency-Key on creation, and problem+json refusals that change
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -233,7 +233,12 @@ def test_az_03_lists_hold_only_the_callers_rows_whatever_the_parameters(
     mine = _book(client_api, profile, starts[0])
     outsider_api = api_client_for(outsider, mfa=False)
     theirs = _book(outsider_api, profile, starts[2])
-    elsewhere = open_starts(other_profile, now=timezone.now())[5]
+    # The client's own second booking must not overlap the first (that is a 409 client_overlap).
+    elsewhere = next(
+        start
+        for start in open_starts(other_profile, now=timezone.now())
+        if abs(start - starts[0]) >= timedelta(hours=2)
+    )
     mine_elsewhere = client_api.post(
         URL,
         {**_body(other_profile, elsewhere), "jurisdiction": "GB"},
@@ -448,7 +453,8 @@ def test_a_series_over_http_dry_run_abort_and_skip(profile, client_api, outsider
     assert [o["code"] for o in preview.json()["occurrences"]] == ["", "", ""]
     assert not Booking.objects.exists()
 
-    second = starts[0] + timedelta(days=7)
+    # A week later at the same local time: not 7 × 24 h when a DST change falls between.
+    second = datetime.fromisoformat(preview.json()["occurrences"][1]["start"])
     _book(api_client_for(outsider, mfa=False), profile, second)
     aborted = client_api.post(series, body, format="json")
     assert aborted.status_code == 409
