@@ -260,6 +260,35 @@ AUDIT_REVIEW_MAX_AUTH_AGE_SECONDS = env_int("AUDIT_REVIEW_MAX_AUTH_AGE_SECONDS",
 # An event sealed longer than this after it happened is reported by audit_verify as back-dated.
 AUDIT_SEAL_MAX_LAG_SECONDS = env_int("AUDIT_SEAL_MAX_LAG_SECONDS", 24 * 3600)
 
+# --- Video (docs/video.md) -------------------------------------------------------------------
+# A confirmed booking's room opens this long before the session and closes this long after it.
+VIDEO_ROOM_OPENS_MINUTES_BEFORE = env_int("VIDEO_ROOM_OPENS_MINUTES_BEFORE", 10)
+VIDEO_ROOM_GRACE_MINUTES = env_int("VIDEO_ROOM_GRACE_MINUTES", 15)
+# Room tokens: signed with the JWT keyring, for this audience, short-lived (and never past the
+# room's window).
+VIDEO_TOKEN_AUDIENCE = env_str("VIDEO_TOKEN_AUDIENCE", "urn:telehealth:video") or (
+    "urn:telehealth:video"
+)
+VIDEO_TOKEN_TTL_SECONDS = env_int("VIDEO_TOKEN_TTL_SECONDS", 300)
+# A participant whose socket dropped keeps its place this long (the resume token).
+VIDEO_RESUME_SECONDS = env_int("VIDEO_RESUME_SECONDS", 60)
+# ICE servers handed out at join. TURN credentials are minted per join from the shared secret
+# of coturn's `use-auth-secret` (TURN REST); the secret never leaves the server.
+VIDEO_STUN_URLS = env_list("VIDEO_STUN_URLS")
+VIDEO_TURN_URLS = env_list("VIDEO_TURN_URLS")
+VIDEO_TURN_SECRET = env_str("VIDEO_TURN_SECRET", "") or ""
+if VIDEO_TURN_URLS and not VIDEO_TURN_SECRET:
+    raise ImproperlyConfigured("VIDEO_TURN_URLS needs VIDEO_TURN_SECRET (or VIDEO_TURN_SECRET_FILE).")
+# Signalling limits, per connection.
+VIDEO_SIGNAL_MAX_FRAME_BYTES = env_int("VIDEO_SIGNAL_MAX_FRAME_BYTES", 64 * 1024)
+VIDEO_SDP_MAX_BYTES = env_int("VIDEO_SDP_MAX_BYTES", 32 * 1024)
+VIDEO_SIGNAL_RATE_PER_SECOND = env_int("VIDEO_SIGNAL_RATE_PER_SECOND", 20)
+VIDEO_SIGNAL_BURST = env_int("VIDEO_SIGNAL_BURST", 60)
+VIDEO_HELLO_TIMEOUT_SECONDS = env_int("VIDEO_HELLO_TIMEOUT_SECONDS", 10)
+# Waiting-room notes from a client to the therapist: longest note, and one per this many seconds.
+VIDEO_WAITING_NOTE_MAX_CHARS = env_int("VIDEO_WAITING_NOTE_MAX_CHARS", 280)
+VIDEO_WAITING_NOTE_INTERVAL_SECONDS = env_int("VIDEO_WAITING_NOTE_INTERVAL_SECONDS", 30)
+
 # --- REST conventions -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.JWTAuthentication"],

@@ -19,6 +19,7 @@ from audit.registry import protected
 
 class Delivery(models.TextChoices):
     VIDEO = "video", "Video"
+    AUDIO = "audio", "Audio only (phone)"
     IN_PERSON = "in_person", "In person"
 
 

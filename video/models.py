@@ -1,0 +1,121 @@
+"""Video rooms: one per video or audio booking, and the people in it (docs/video.md).
+
+A room's window comes from its booking (``video.services.room_window``); its live state (who is
+connected, waiting or in the call) is kept on the participant rows so that every web process
+sees the same, and changed only with the room row locked (``video/locks.py``).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class RoomMode(models.TextChoices):
+    VIDEO = "video", "Video"
+    AUDIO = "audio", "Audio only"
+
+
+class EndReason(models.TextChoices):
+    ENDED_BY_THERAPIST = "ended_by_therapist", "Ended by the therapist"
+    WINDOW_CLOSED = "window_closed", "The room's window closed"
+
+
+class Room(models.Model):
+    """The call of one booking. Created on the first join; never reopened once ended."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    booking = models.OneToOneField(
+        "scheduling.Booking", on_delete=models.PROTECT, related_name="video_room"
+    )
+    mode = models.CharField(max_length=8, choices=RoomMode.choices)
+    # Negotiation rounds: bumped (F() + 1, room locked) each time the call is (re)negotiated.
+    round = models.PositiveIntegerField(default=0)
+    allow_notes = models.BooleanField(default=True)
+    created_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=24, choices=EndReason.choices, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(mode__in=[m.value for m in RoomMode]), name="video_room_mode_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True, end_reason="")
+                | Q(ended_at__isnull=False) & ~Q(end_reason=""),
+                name="video_room_ended_with_reason",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Room {self.pk}"
+
+
+class ParticipantRole(models.TextChoices):
+    THERAPIST = "therapist", "Therapist"
+    CLIENT = "client", "Client"
+    # Added by the therapist in a later issue; admitted like a client.
+    INTERPRETER = "interpreter", "Interpreter"
+    GUARDIAN = "guardian", "Guardian"
+
+
+class PresenceState(models.TextChoices):
+    AWAY = "away", "Not connected"
+    WAITING = "waiting", "In the waiting room"
+    IN_CALL = "in_call", "In the call"
+    LEFT = "left", "Left for good"
+
+
+class Participant(models.Model):
+    """One person in one room.
+
+    ``token_jti`` is the id of the only room token that may open a socket now (a join replaces
+    it; leaving for good clears it). ``channel_name`` is the socket that holds the place (empty
+    when none); ``resume_hash``/``resume_until`` let a dropped socket take the place back.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    room = models.ForeignKey(Room, on_delete=models.PROTECT, related_name="participants")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    role = models.CharField(max_length=16, choices=ParticipantRole.choices)
+    state = models.CharField(
+        max_length=8, choices=PresenceState.choices, default=PresenceState.AWAY
+    )
+    token_jti = models.CharField(max_length=36, blank=True)
+    channel_name = models.CharField(max_length=200, blank=True)
+    resume_hash = models.CharField(max_length=64, blank=True)
+    resume_until = models.DateTimeField(null=True, blank=True)
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    admitted_at = models.DateTimeField(null=True, blank=True)
+    left_at = models.DateTimeField(null=True, blank=True)
+    last_note_at = models.DateTimeField(null=True, blank=True)
+    audio = models.BooleanField(default=True)
+    video = models.BooleanField(default=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["room", "user"], name="video_participant_once"),
+            models.CheckConstraint(
+                condition=Q(role__in=[r.value for r in ParticipantRole]),
+                name="video_participant_role_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=[s.value for s in PresenceState]),
+                name="video_participant_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(state="left") | Q(token_jti="", channel_name=""),
+                name="video_participant_left_holds_nothing",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["user", "state"], name="video_participant_user_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Participant {self.pk}"
