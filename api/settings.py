@@ -278,7 +278,7 @@ VIDEO_STUN_URLS = env_list("VIDEO_STUN_URLS")
 VIDEO_TURN_URLS = env_list("VIDEO_TURN_URLS")
 VIDEO_TURN_SECRET = env_str("VIDEO_TURN_SECRET", "") or ""
 if VIDEO_TURN_URLS and not VIDEO_TURN_SECRET:
-    raise ImproperlyConfigured("VIDEO_TURN_URLS needs VIDEO_TURN_SECRET (or VIDEO_TURN_SECRET_FILE).")
+    raise ImproperlyConfigured("VIDEO_TURN_URLS needs VIDEO_TURN_SECRET (or its _FILE).")
 # Signalling limits, per connection.
 VIDEO_SIGNAL_MAX_FRAME_BYTES = env_int("VIDEO_SIGNAL_MAX_FRAME_BYTES", 64 * 1024)
 VIDEO_SDP_MAX_BYTES = env_int("VIDEO_SDP_MAX_BYTES", 32 * 1024)

@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('scheduling', '0006_remove_sessiontype_session_type_delivery_valid_and_more'),
+        ('scheduling', '0006_session_type_audio_delivery'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
