@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -23,7 +24,8 @@ from django.conf import settings
 ACCESS = "access"
 REFRESH = "refresh"
 MFA_PENDING = "mfa_pending"
-TOKEN_TYPES = frozenset({ACCESS, REFRESH, MFA_PENDING})
+VIDEO_ROOM = "video_room"  # for one video room's socket, with its own audience (video/tokens.py)
+TOKEN_TYPES = frozenset({ACCESS, REFRESH, MFA_PENDING, VIDEO_ROOM})
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti", "typ")
 # Three unpadded base64url segments, the signature not empty (RFC 7515 §7.1): anything else
 # (padding, "+/", stray characters, more or fewer segments) is refused before any decoding.
@@ -45,6 +47,7 @@ class TokenClaims:
     auth_time: int
     amr: tuple[str, ...]
     fam: str | None
+    extra: Mapping[str, str] = field(default_factory=dict)  # the claims ``decode`` was asked for
 
     @property
     def mfa(self) -> bool:
@@ -91,18 +94,25 @@ def mint(
     amr: list[str] | tuple[str, ...],
     family_id: uuid.UUID | None = None,
     jti: uuid.UUID | None = None,
+    audience: str | None = None,
+    expires_at: int | None = None,
+    extra: Mapping[str, str] | None = None,
 ) -> str:
+    """A signed token. ``audience`` defaults to ``JWT_AUDIENCE``; ``expires_at`` (a Unix time)
+    shortens ``ttl_seconds``; ``extra`` adds string claims that are not registered ones."""
     if typ not in TOKEN_TYPES:
         raise ValueError(f"unknown token type {typ}")
     ring = keyring()
     iat = int(now.timestamp())
+    exp = iat + ttl_seconds if expires_at is None else min(iat + ttl_seconds, expires_at)
     payload: dict[str, Any] = {
+        **(extra or {}),
         "iss": settings.JWT_ISSUER,
-        "aud": settings.JWT_AUDIENCE,
+        "aud": audience or settings.JWT_AUDIENCE,
         "sub": sub,
         "iat": iat,
         "nbf": iat,
-        "exp": iat + ttl_seconds,
+        "exp": exp,
         "jti": str(jti or uuid.uuid4()),
         "typ": typ,
         "role": role,
@@ -116,8 +126,17 @@ def mint(
     )
 
 
-def decode(token: str, *, expected_typ: str, now: datetime) -> TokenClaims:
-    """Verify signature, header, issuer, audience, type and times; return the claims."""
+def decode(
+    token: str,
+    *,
+    expected_typ: str,
+    now: datetime,
+    audience: str | None = None,
+    extra: tuple[str, ...] = (),
+) -> TokenClaims:
+    """Verify signature, header, issuer, audience (default ``JWT_AUDIENCE``), type and times;
+    return the claims, with ``extra`` ones required as non-empty strings."""
+    audience = audience or settings.JWT_AUDIENCE
     if len(token) > settings.JWT_MAX_TOKEN_BYTES or not _COMPACT_JWS.fullmatch(token):
         raise TokenError("not a compact JWS of an acceptable size")
     try:
@@ -137,7 +156,7 @@ def decode(token: str, *, expected_typ: str, now: datetime) -> TokenClaims:
             token,
             public[kid],
             algorithms=[settings.JWT_ALGORITHM],
-            audience=settings.JWT_AUDIENCE,
+            audience=audience,
             issuer=settings.JWT_ISSUER,
             options={
                 "require": list(REQUIRED_CLAIMS),
@@ -149,13 +168,20 @@ def decode(token: str, *, expected_typ: str, now: datetime) -> TokenClaims:
         )
     except jwt.PyJWTError as exc:
         raise TokenError(type(exc).__name__) from exc
-    return _validate(payload, expected_typ=expected_typ, now=now)
+    return _validate(payload, expected_typ=expected_typ, now=now, audience=audience, extra=extra)
 
 
-def _validate(payload: dict[str, Any], *, expected_typ: str, now: datetime) -> TokenClaims:
+def _validate(
+    payload: dict[str, Any],
+    *,
+    expected_typ: str,
+    now: datetime,
+    audience: str,
+    extra: tuple[str, ...],
+) -> TokenClaims:
     # PyJWT already compared iss and aud for equality; repeat the exact check on iss so a
     # prefix or substring of ours can never pass whatever the library version.
-    if payload.get("iss") != settings.JWT_ISSUER or payload.get("aud") != settings.JWT_AUDIENCE:
+    if payload.get("iss") != settings.JWT_ISSUER or payload.get("aud") != audience:
         raise TokenError("wrong issuer or audience")
     if payload.get("typ") != expected_typ:
         raise TokenError("wrong token type")
@@ -184,6 +210,9 @@ def _validate(payload: dict[str, Any], *, expected_typ: str, now: datetime) -> T
         raise TokenError("fam must be a string")
     if expected_typ in (ACCESS, REFRESH) and not fam:
         raise TokenError("fam is required")
+    extras = {name: payload.get(name) for name in extra}
+    if not all(isinstance(v, str) and v for v in extras.values()):
+        raise TokenError(f"{', '.join(extra)} must be non-empty strings")
     return TokenClaims(
         sub=str(sub),
         typ=expected_typ,
@@ -194,4 +223,5 @@ def _validate(payload: dict[str, Any], *, expected_typ: str, now: datetime) -> T
         auth_time=ints["auth_time"],
         amr=tuple(amr),
         fam=fam,
+        extra={name: str(value) for name, value in extras.items()},
     )
