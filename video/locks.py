@@ -1,0 +1,45 @@
+"""Row locks for video writes, always taken in one order: the booking row, then the room row,
+then participant rows (by primary key).
+
+A room's live state (who is waiting, in the call, which token is current) lives on its
+participant rows and changes only with the room row locked, so two sockets or a join and a
+socket never interleave their read-modify-write. A join locks the booking first
+(``scheduling.bookings.locks.lock_booking``: the booking's status cannot change under it, and
+two first joins create one room), then the room. Never lock a booking while holding a room:
+that would invert the order. ``FOR NO KEY UPDATE`` (``no_key=True``) as in scheduling: inserts
+that merely reference the room (a new participant) are not blocked by it. On SQLite these are
+no-ops (a writing transaction holds the database's write lock).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from video.models import Participant, Room
+
+
+def room_lock(*, room_id: uuid.UUID) -> Room | None:
+    """Lock one room row (with its booking loaded, unlocked); None if there is no such room."""
+    return (
+        Room.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("booking")
+        .filter(pk=room_id)
+        .first()
+    )
+
+
+def room_lock_of_booking(*, booking_id: uuid.UUID) -> Room | None:
+    """Lock the room of a booking (after the booking, if that is locked too); None if the
+    booking has no room yet."""
+    return (
+        Room.objects.select_for_update(no_key=True, of=("self",))
+        .filter(booking_id=booking_id)
+        .first()
+    )
+
+
+def participants_lock(*, room_id: uuid.UUID) -> list[Participant]:
+    """Lock every participant row of a room (after the room), in primary-key order."""
+    return list(
+        Participant.objects.select_for_update(no_key=True).filter(room_id=room_id).order_by("pk")
+    )
