@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Any
 
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
@@ -21,6 +24,53 @@ class StrictInputSerializer(serializers.Serializer):
                     {name: ["This field is not allowed."] for name in unknown}, code="unknown_field"
                 )
         return super().to_internal_value(data)
+
+
+# In a query string an unencoded "+" arrives as a space: "...T09:00:00 02:00" means "+02:00".
+_SPACE_OFFSET = re.compile(r" (\d\d:?\d\d)$")
+_MAX_DATETIME_LENGTH = 40
+# Sessions, slots and schedules lie in this century: date arithmetic on instants near the ends
+# of the calendar (year 1 or 9999) overflows.
+THIS_CENTURY = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+
+
+class OffsetDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 instant with its UTC offset (``Z`` or ``+02:00``), optionally within
+    ``bounds`` (``[earliest, latest)``).
+
+    Refused with 400, never a 500 (API-05): a bare local time, anything that does not parse,
+    and text that looks like a date-time but names no real instant (30 February, 29 February of
+    a common year, 24:00, minute 60, an offset of +25:00), on which ``parse_datetime`` raises.
+    """
+
+    default_error_messages = {
+        "naive": "Give the time with its UTC offset (ISO 8601).",
+        "not_a_time": "Not a real date-time (ISO 8601 with a UTC offset).",
+        "range": "Give a date between {earliest} and {latest}.",
+    }
+
+    def __init__(self, *, bounds: tuple[datetime, datetime] | None = None, **kwargs: Any):
+        self.bounds = bounds
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, value: Any) -> datetime:
+        if isinstance(value, datetime):
+            parsed: datetime | None = value
+        elif isinstance(value, str) and len(value) <= _MAX_DATETIME_LENGTH:
+            try:
+                parsed = parse_datetime(_SPACE_OFFSET.sub(r"+\1", value.strip()))
+            except ValueError:  # well-formed, but no such day, hour, minute or offset
+                parsed = None
+        else:
+            parsed = None
+        if parsed is None:
+            self.fail("not_a_time")
+        if parsed.tzinfo is None:
+            self.fail("naive")
+        if self.bounds is not None and not self.bounds[0] <= parsed < self.bounds[1]:
+            earliest, latest = self.bounds
+            self.fail("range", earliest=earliest.year, latest=latest.year - 1)
+        return self.enforce_timezone(parsed)
 
 
 class ProblemFieldErrorSerializer(serializers.Serializer):

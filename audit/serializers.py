@@ -4,26 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from api.models import STAFF_ROLES, User
-from api.serializers import StrictInputSerializer
+from api.serializers import OffsetDateTimeField, StrictInputSerializer
 from audit.export import MEDIA_TYPES
 from audit.models import AuditEvent, Outcome
 from audit.selectors import EventFilters
-
-
-class OffsetDateTimeField(serializers.DateTimeField):
-    """ISO 8601 with an explicit UTC offset (``Z`` or ``+02:00``): a bare local time is refused."""
-
-    def to_internal_value(self, value: Any) -> Any:
-        parsed = parse_datetime(value) if isinstance(value, str) else None
-        if parsed is not None and parsed.tzinfo is None:
-            self.fail("invalid", format="ISO 8601 with a UTC offset")
-        return super().to_internal_value(value)
 
 
 class EventFilterQuery(StrictInputSerializer):

@@ -9,11 +9,10 @@ from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from api.serializers import StrictInputSerializer
+from api.serializers import THIS_CENTURY, OffsetDateTimeField, StrictInputSerializer
 from scheduling.models import (
     SESSION_MAX_MINUTES,
     AvailabilityOverride,
@@ -33,7 +32,6 @@ MAX_SLOT_RANGE = timedelta(days=92)
 _WALL_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$|^24:00$")
 _SLUG = r"^[a-z0-9][a-z0-9-]{0,39}$"
 _LANGUAGE = r"^[a-z]{2,3}(-[A-Z]{2})?$"
-_SPACE_OFFSET = re.compile(r" (\d\d:?\d\d)$")
 
 
 @lru_cache(maxsize=1)
@@ -60,24 +58,6 @@ class WallClockField(serializers.Field):
 
     def to_representation(self, value: int) -> str:
         return f"{value // 60:02d}:{value % 60:02d}"
-
-
-class AwareDateTimeField(serializers.DateTimeField):
-    """An ISO 8601 date-time that must carry its UTC offset.
-
-    In a query string an unencoded ``+`` arrives as a space: ``...T09:00:00 02:00`` is read
-    as ``+02:00``.
-    """
-
-    default_error_messages = {"naive": "Give the time with its UTC offset (ISO 8601)."}
-
-    def to_internal_value(self, value: Any) -> datetime:
-        if isinstance(value, str):
-            value = _SPACE_OFFSET.sub(r"+\1", value.strip())
-            parsed = parse_datetime(value) if len(value) <= 40 else None
-            if parsed is not None and parsed.tzinfo is None:
-                self.fail("naive")
-        return super().to_internal_value(value)
 
 
 def _tags(pattern: str) -> serializers.ListField:
@@ -375,8 +355,8 @@ class DirectoryItemOut(CardListsMixin, serializers.ModelSerializer):
 
 
 class SlotsQuery(StrictInputSerializer):
-    start = AwareDateTimeField()
-    end = AwareDateTimeField()
+    start = OffsetDateTimeField(bounds=THIS_CENTURY)
+    end = OffsetDateTimeField(bounds=THIS_CENTURY)
     session_type = serializers.UUIDField()
     tz = serializers.CharField(max_length=64, validators=[validate_zone], default="UTC")
 

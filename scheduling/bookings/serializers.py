@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from api.serializers import StrictInputSerializer
+from api.serializers import THIS_CENTURY, OffsetDateTimeField, StrictInputSerializer
 from scheduling.bookings.services import CANCEL_REASONS, ON_CONFLICT_ABORT, ON_CONFLICT_SKIP
 from scheduling.models import (
     Booking,
@@ -20,7 +19,7 @@ from scheduling.models import (
     LateFeeKind,
     SeriesFrequency,
 )
-from scheduling.serializers import MAX_SLOT_RANGE, AwareDateTimeField, validate_zone
+from scheduling.serializers import MAX_SLOT_RANGE, validate_zone
 
 JURISDICTION = r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$"
 
@@ -35,34 +34,23 @@ def _jurisdiction() -> serializers.RegexField:
 
 # --- Input --------------------------------------------------------------------------------------
 
-_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-_LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
-
-class SessionStartField(AwareDateTimeField):
-    """A session's start: ISO 8601 with its offset, within this century (date arithmetic on
-    instants near the ends of the calendar would overflow)."""
-
-    default_error_messages = {"range": "Give a date between 2000 and 2099."}
-
-    def to_internal_value(self, value: Any) -> datetime:
-        parsed = super().to_internal_value(value)
-        if not _EARLIEST <= parsed < _LATEST:
-            self.fail("range")
-        return parsed
+def _session_start(**kwargs: Any) -> OffsetDateTimeField:
+    """A session's start (or a schedule's bound): with its offset, within this century."""
+    return OffsetDateTimeField(bounds=THIS_CENTURY, **kwargs)
 
 
 class BookingIn(StrictInputSerializer):
     therapist = serializers.UUIDField()
     session_type = serializers.UUIDField()
-    start = SessionStartField(help_text="ISO 8601 with offset; one of the listed slots")
+    start = _session_start(help_text="ISO 8601 with offset; one of the listed slots")
     jurisdiction = _jurisdiction()
 
 
 class SeriesIn(StrictInputSerializer):
     therapist = serializers.UUIDField()
     session_type = serializers.UUIDField()
-    first_start = SessionStartField()
+    first_start = _session_start()
     frequency = serializers.ChoiceField(choices=SeriesFrequency.choices)
     count = serializers.IntegerField(min_value=1, max_value=settings.BOOKING_SERIES_MAX_OCCURRENCES)
     jurisdiction = _jurisdiction()
@@ -81,7 +69,7 @@ class CancelIn(StrictInputSerializer):
 
 
 class RescheduleIn(StrictInputSerializer):
-    start = SessionStartField()
+    start = _session_start()
 
 
 class CancellationPolicyIn(StrictInputSerializer):
@@ -97,8 +85,8 @@ class CancellationPolicyIn(StrictInputSerializer):
 class ScheduleQuery(StrictInputSerializer):
     period = serializers.ChoiceField(choices=["day", "week", "range"], default="day")
     date = serializers.DateField(required=False, help_text="day/week: a local date (tz)")
-    start = SessionStartField(required=False, help_text="range only")
-    end = SessionStartField(required=False, help_text="range only")
+    start = _session_start(required=False, help_text="range only")
+    end = _session_start(required=False, help_text="range only")
     tz = serializers.CharField(
         max_length=64, validators=[validate_zone], required=False, help_text="default: yours"
     )
@@ -114,7 +102,7 @@ class ScheduleQuery(StrictInputSerializer):
                 )
         elif "start" in attrs or "end" in attrs or "date" not in attrs:
             raise serializers.ValidationError("A day or a week takes date.", code="invalid")
-        elif not _EARLIEST.date() <= attrs["date"] < _LATEST.date():
+        elif not THIS_CENTURY[0].date() <= attrs["date"] < THIS_CENTURY[1].date():
             raise serializers.ValidationError({"date": ["Give a date between 2000 and 2099."]})
         return attrs
 
