@@ -4,8 +4,8 @@ then participant rows (by primary key).
 A room's live state (who is waiting, in the call, which token is current) lives on its
 participant rows and changes only with the room row locked, so two sockets or a join and a
 socket never interleave their read-modify-write. A join locks the booking first
-(``scheduling.bookings.locks.lock_booking``: the booking's status cannot change under it, and
-two first joins create one room), then the room. Never lock a booking while holding a room:
+(``booking_lock``: the booking's status cannot change under it, and two first joins create
+one room), then the room. Never lock a booking while holding a room:
 that would invert the order. ``FOR NO KEY UPDATE`` (``no_key=True``) as in scheduling: inserts
 that merely reference the room (a new participant) are not blocked by it. On SQLite these are
 no-ops (a writing transaction holds the database's write lock).
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 
+from scheduling.models import Booking
 from video.models import Participant, Room
 
 
@@ -42,4 +43,15 @@ def participants_lock(*, room_id: uuid.UUID) -> list[Participant]:
     """Lock every participant row of a room (after the room), in primary-key order."""
     return list(
         Participant.objects.select_for_update(no_key=True).filter(room_id=room_id).order_by("pk")
+    )
+
+
+def booking_lock(*, booking_id: uuid.UUID) -> Booking | None:
+    """Lock a booking row (the first level) with its therapist and session type loaded, for a
+    join: its status cannot change meanwhile, and two first joins create one room."""
+    return (
+        Booking.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("therapist", "session_type")
+        .filter(pk=booking_id)
+        .first()
     )

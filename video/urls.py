@@ -1,5 +1,9 @@
-"""Routes of this area (filled in by its issue)."""
+"""Video routes, included under ``/api/v1/`` (the sockets are in ``video/routing.py``)."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from video import views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("video/rooms/<uuid:booking_id>/join", views.RoomJoinView.as_view(), name="video-join"),
+]
