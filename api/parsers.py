@@ -58,18 +58,27 @@ def _check(value: Any, depth: int) -> None:
             _check(item, depth + 1)
 
 
+def strict_json_loads(raw: bytes | str) -> Any:
+    """JSON as every entry point takes it (the rules above); ``ValueError`` for anything else,
+    including nesting deep enough to exhaust the parser's recursion."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        data = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_no_duplicates,
+        )
+        _check(data, 0)
+    except RecursionError as exc:
+        raise ValueError("nested too deeply") from exc
+    return data
+
+
 class StrictJSONParser(JSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         raw = stream.read() if stream is not None else b""
         try:
-            text = raw.decode("utf-8")
-            data = json.loads(
-                text,
-                parse_constant=_reject_constant,
-                parse_float=_finite_float,
-                object_pairs_hook=_no_duplicates,
-            )
-            _check(data, 0)
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            return strict_json_loads(raw)
+        except ValueError as exc:  # UnicodeDecodeError is one
             raise ParseError("The body is not valid JSON.", code="invalid_json") from exc
-        return data

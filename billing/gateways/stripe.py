@@ -11,13 +11,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import stripe
 
+from api.parsers import strict_json_loads
 from billing.gateways.base import (
     CardDeclined,
     CustomerResult,
@@ -423,7 +423,7 @@ def _mapped(exc: stripe.StripeError) -> GatewayError:
 
 def _webhook_event_from(text: str) -> WebhookEvent:
     try:
-        body = json.loads(text)
+        body = strict_json_loads(text)  # as deep as any request body may be, no deeper
         obj: Any = body["data"]["object"]
         event = WebhookEvent(
             id=body["id"],

@@ -135,6 +135,17 @@ def test_pay_06_bodies_that_are_not_events_are_refused(payment: Payment) -> None
     assert snapshot(payment)[0] == "requires_payment_method"
 
 
+def test_pay_06_a_signed_body_nested_too_deep_is_refused(payment: Payment) -> None:
+    """A correctly signed event nested 1000 deep is a 400, like any request body (was a 500:
+    RecursionError in the event parser)."""
+    event = json.dumps(succeeded(payment))
+    body = (event[:-1] + ', "deep": ' + "[" * 1000 + "]" * 1000 + "}").encode()
+    response = post_webhook(body, signature(body))
+    assert response.status_code == 400
+    assert StripeEvent.objects.count() == 0
+    assert snapshot(payment)[0] == "requires_payment_method"
+
+
 @pytest.mark.parametrize("secret", ["", "   "])
 def test_pay_06_an_empty_secret_fails_closed(settings: Any, payment: Payment, secret: str) -> None:
     """With no endpoint secret the endpoint refuses everything, even a body "signed" with ""."""
