@@ -8,7 +8,7 @@ PORT ?= 8000
 # Developer conveniences, turned on explicitly for `make run` only.
 RUN_ENV := DJANGO_DEBUG=1 EMAIL_BACKEND=django.core.mail.backends.console.EmailBackend
 
-.PHONY: help run test test-instants lint format openapi bench clean
+.PHONY: help run test test-webrtc test-instants lint format openapi bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -26,6 +26,12 @@ run: $(STAMP) ## install, migrate, load demo data and serve on 127.0.0.1:8000 (S
 
 test: $(STAMP) ## the whole suite (SQLite and in-memory, or DATABASE_URL / REDIS_URL when set)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-webrtc
+
+# Real peers, coturn and app servers in a network namespace with only loopback (tests/netns.py):
+# the main run deselects these tests; outside CI, no namespace means they are not run.
+test-webrtc: $(STAMP) ## the WebRTC tests in a loopback-only network namespace
+	$(BIN)/python tests/netns.py $(BIN)/python -m pytest -m webrtc -p no:xdist tests/video
 
 # Scheduling and billing again with the test clock (tests/clock.py) at each instant known to be
 # hard: a Sunday evening, the hours before DST changes, a month's last half hour, 29 February.

@@ -1,0 +1,525 @@
+"""A Python peer for video rooms: aiortc behind the join API and the signalling protocol.
+
+Used by the tests, bots and benchmarks (docs/video.md, "Python client")::
+
+    client = VideoClient()
+    await client.join(api_base, access_token, booking_id, jurisdiction="US-NY")
+    await client.connect()              # hello; joined (waiting or in_call)
+    await client.wait_until_in_call()   # a client: once the therapist admits it
+    await client.wait_for_frames(video=30, audio=30)
+    await client.leave()
+    await client.close()
+
+It negotiates as the server says (``peer-joined`` names the offerer of each round): it offers
+with every candidate in the SDP (aiortc gathers before ``setLocalDescription`` returns), answers
+an offer, and takes trickled candidates from a browser. aiortc has no ICE restart: each round
+gets a new RTCPeerConnection. Media are synthetic (a small blank video, silent audio); what
+arrives is counted in ``frames_received``.
+
+It always passes an explicit RTCConfiguration (the join's ICE servers, or none): never aiortc's
+default public STUN server. ``relay_only`` gathers and uses relayed (TURN) candidates only.
+Logs name message types, rounds and states, never an SDP, a candidate or a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import websockets
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.sdp import candidate_from_sdp
+from av import VideoFrame
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+JOIN_PATH = "/api/v1/video/rooms/{booking_id}/join"
+
+
+class JoinRefused(Exception):
+    """The join API said no: ``status`` and the problem document."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        super().__init__(f"join refused: {status} {problem.get('code', '')}")
+        self.status = status
+        self.problem = problem
+
+
+class SocketClosed(Exception):
+    """The signalling socket closed before the expected message: ``code``."""
+
+    def __init__(self, code: int | None, reason: str = "") -> None:
+        super().__init__(f"socket closed: {code} {reason}")
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class JoinInfo:
+    room: str
+    token: str
+    ws_url: str
+    ice_servers: list[dict[str, Any]]
+    role: str
+    mode: str
+    expires_at: str
+
+
+@dataclass(frozen=True)
+class SelectedPair:
+    local_type: str
+    local_address: tuple[str, int]
+    remote_type: str
+    remote_address: tuple[str, int]
+
+
+class SmallVideoTrack(VideoStreamTrack):
+    """Blank 160x120 frames at aiortc's 30 fps clock: cheap to encode."""
+
+    async def recv(self) -> VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = VideoFrame(width=160, height=120)
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        frame.pts = pts
+        frame.time_base = fractions.Fraction(time_base.numerator, time_base.denominator)
+        return frame
+
+
+def ice_configuration(
+    ice_servers: list[dict[str, Any]], *, relay_only: bool = False
+) -> RTCConfiguration:
+    """The join's RTCIceServer dictionaries as aiortc's configuration (aiortc uses the first
+    STUN and the first UDP/TCP TURN URL, with password credentials)."""
+    servers = [
+        RTCIceServer(
+            urls=server["urls"],
+            username=server.get("username"),
+            credential=server.get("credential"),
+        )
+        for server in ice_servers
+    ]
+    return RTCConfiguration(
+        iceServers=servers,
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
+    )
+
+
+def _http_post(url: str, token: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(  # noqa: S310 - the caller's API base
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        try:
+            problem = json.loads(raw) if raw else {}
+        except ValueError:
+            problem = {"detail": raw[:200].decode(errors="replace")}
+        return error.code, problem
+
+
+class VideoClient:
+    """One participant: the join, the socket, and one RTCPeerConnection per round."""
+
+    def __init__(
+        self,
+        *,
+        name: str = "peer",
+        relay_only: bool = False,
+        audio: bool = True,
+        video: bool = True,
+        outgoing_sdp: Callable[[str], str] | None = None,
+    ) -> None:
+        self.name = name  # for logs: never a person's name
+        self.relay_only = relay_only
+        self.send_audio = audio
+        self.send_video = video
+        # A hook on every SDP before it is sent (tests tamper with it).
+        self.outgoing_sdp = outgoing_sdp
+        self.info: JoinInfo | None = None
+        self.participant_id: str | None = None
+        self.role: str | None = None
+        self.state: str | None = None
+        self.resume: str | None = None
+        self.round: int | None = None
+        self.peer: dict[str, Any] | None = None
+        self.pc: RTCPeerConnection | None = None
+        self.frames_received: dict[str, int] = {"audio": 0, "video": 0}
+        self.messages: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] = []
+        self.close_code: int | None = None
+        self._closed = False
+        self._ws: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._consumers: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Condition()
+
+    # --- REST -------------------------------------------------------------------------------
+
+    async def join(
+        self,
+        api_base: str,
+        access_token: str,
+        booking_id: str,
+        jurisdiction: str | None = None,
+    ) -> JoinInfo:
+        """``POST /api/v1/video/rooms/{booking_id}/join``; ``JoinRefused`` on any refusal."""
+        url = api_base.rstrip("/") + JOIN_PATH.format(booking_id=booking_id)
+        body = {"jurisdiction": jurisdiction} if jurisdiction else {}
+        status, data = await asyncio.to_thread(_http_post, url, access_token, body)
+        if status != 200:
+            logger.info("%s: join refused (%s)", self.name, status)
+            raise JoinRefused(status, data)
+        ws_url = data.get("ws_url") or self._ws_url_from(api_base, data["room"])
+        self.info = JoinInfo(
+            room=data["room"],
+            token=data["token"],
+            ws_url=ws_url,
+            ice_servers=list(data.get("ice_servers") or []),
+            role=data.get("role", ""),
+            mode=data.get("mode", "video"),
+            expires_at=data.get("expires_at", ""),
+        )
+        return self.info
+
+    @staticmethod
+    def _ws_url_from(api_base: str, room: str) -> str:
+        parts = urlsplit(api_base)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return f"{scheme}://{parts.netloc}/ws/video/{room}/"
+
+    # --- The socket -------------------------------------------------------------------------
+
+    async def connect(
+        self, *, ws_url: str | None = None, token: str | None = None, timeout: float = 15
+    ) -> dict[str, Any]:
+        """Open the socket, send ``hello`` (with the resume token when there is one) and wait
+        for ``joined``; ``SocketClosed`` when the server closes instead."""
+        assert self.info is not None, "join first"
+        self._ws = await websockets.connect(ws_url or self.info.ws_url, open_timeout=timeout)
+        self.close_code = None
+        self._closed = False
+        hello: dict[str, Any] = {"token": token or self.info.token}
+        if self.resume:
+            hello["resume"] = self.resume
+        await self.send("hello", **hello)
+        self._reader = asyncio.create_task(self._read(), name=f"{self.name}-reader")
+        return await self.wait_for("joined", timeout=timeout)
+
+    async def send(self, type_: str, **fields: Any) -> None:
+        if type_ not in {"hello", "candidate"}:
+            logger.debug("%s: send %s", self.name, type_)
+        await self._ws.send(json.dumps({"v": PROTOCOL_VERSION, "type": type_, **fields}))
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self._ws:
+                message = json.loads(raw)
+                try:
+                    await self._handle(message)
+                except Exception:
+                    logger.exception("%s: handling %s failed", self.name, message.get("type"))
+                    raise
+                async with self._changed:
+                    self.messages.append(message)
+                    self._changed.notify_all()
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self.close_code = self._ws.close_code
+            self._closed = True
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        logger.debug("%s: received %s", self.name, kind)
+        if kind == "joined":
+            self.participant_id = message.get("participant")
+            self.role = message.get("role")
+            self.state = message.get("state")
+            self.resume = message.get("resume") or self.resume
+        elif kind == "admitted":
+            self.state = "in_call"
+        elif kind == "peer-joined":
+            self.state = "in_call"
+            self.peer = message.get("peer")
+            self.round = int(message["round"])
+            await self._new_peer_connection()
+            if message.get("offerer"):
+                await self._offer()
+        elif kind == "offer":
+            await self._answer(message)
+        elif kind == "answer":
+            if self.pc is not None and message.get("round") == self.round:
+                await self.pc.setRemoteDescription(
+                    RTCSessionDescription(sdp=message["sdp"], type="answer")
+                )
+        elif kind == "candidate":
+            await self._remote_candidate(message)
+        elif kind == "error":
+            logger.info("%s: error %s (%s)", self.name, message.get("code"), message.get("ref"))
+            self.errors.append(message)
+        elif kind in {"peer-left", "ended"}:
+            logger.info("%s: %s (%s)", self.name, kind, message.get("reason"))
+
+    async def wait_for(
+        self,
+        type_: str,
+        predicate: Callable[[dict[str, Any]], bool] | None = None,
+        *,
+        timeout: float = 15,
+        since: int = 0,
+    ) -> dict[str, Any]:
+        """The first message of ``type_`` (from index ``since``) that ``predicate`` accepts;
+        ``SocketClosed`` if the socket closes first, TimeoutError after ``timeout``."""
+
+        def found() -> dict[str, Any] | None:
+            for message in self.messages[since:]:
+                if message.get("type") == type_ and (predicate is None or predicate(message)):
+                    return message
+            return None
+
+        async def wait() -> dict[str, Any]:
+            async with self._changed:
+                while True:
+                    message = found()
+                    if message is not None:
+                        return message
+                    if self._closed:
+                        raise SocketClosed(self.close_code)
+                    await self._changed.wait()
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    async def wait_closed(self, *, timeout: float = 15) -> int | None:
+        """Wait for the server to close the socket; its close code."""
+        assert self._reader is not None
+        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        return self.close_code
+
+    async def wait_until_in_call(self, *, timeout: float = 15) -> None:
+        await self.wait_for("peer-joined", timeout=timeout)
+
+    async def waiting_participants(self, count: int = 1, *, timeout: float = 15) -> list[str]:
+        """A therapist's view: the ids of the first ``waiting-list`` naming ``count`` people."""
+        message = await self.wait_for(
+            "waiting-list", lambda m: len(m.get("waiting", [])) >= count, timeout=timeout
+        )
+        return [entry["participant"] for entry in message["waiting"]]
+
+    async def admit(self, participant_id: str) -> None:
+        await self.send("admit", participant=participant_id)
+
+    async def leave(self) -> None:
+        """Leave for good (the room token is spent); the server closes the socket."""
+        await self.send("leave")
+
+    async def drop(self) -> None:
+        """Close the socket without leaving (the place is kept for ``VIDEO_RESUME_SECONDS``)."""
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+
+    async def close(self) -> None:
+        await self.drop()
+        await self._close_peer_connection()
+
+    # --- Negotiation ------------------------------------------------------------------------
+
+    async def _close_peer_connection(self) -> None:
+        for task in self._consumers:
+            task.cancel()
+        self._consumers.clear()
+        if self.pc is not None:
+            await self.pc.close()
+            self.pc = None
+
+    async def _new_peer_connection(self) -> None:
+        """A fresh RTCPeerConnection for a new round (aiortc cannot restart ICE)."""
+        await self._close_peer_connection()
+        assert self.info is not None
+        pc = RTCPeerConnection(
+            configuration=ice_configuration(self.info.ice_servers, relay_only=self.relay_only)
+        )
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            task = asyncio.create_task(self._count(track))
+            self._consumers.add(task)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            logger.info("%s: connection %s", self.name, pc.connectionState)
+            async with self._changed:
+                self._changed.notify_all()
+
+        self.pc = pc
+
+    def _add_tracks(self) -> None:
+        assert self.pc is not None
+        if self.send_audio:
+            self.pc.addTrack(AudioStreamTrack())
+        else:
+            self.pc.addTransceiver("audio", direction="recvonly")
+        if self.send_video and (self.info is None or self.info.mode != "audio"):
+            self.pc.addTrack(SmallVideoTrack())
+        elif self.info is None or self.info.mode != "audio":
+            self.pc.addTransceiver("video", direction="recvonly")
+
+    def _outgoing(self, sdp: str) -> str:
+        return self.outgoing_sdp(sdp) if self.outgoing_sdp is not None else sdp
+
+    async def _offer(self) -> None:
+        assert self.pc is not None
+        self._add_tracks()
+        await self.pc.setLocalDescription(await self.pc.createOffer())  # gathers every candidate
+        await self.send("offer", round=self.round, sdp=self._outgoing(self.pc.localDescription.sdp))
+
+    async def _answer(self, message: dict[str, Any]) -> None:
+        self.round = int(message["round"])
+        if self.pc is None or self.pc.remoteDescription is not None:
+            await self._new_peer_connection()
+        assert self.pc is not None
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="offer"))
+        self._add_tracks_for_answer()
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        await self.send(
+            "answer", round=self.round, sdp=self._outgoing(self.pc.localDescription.sdp)
+        )
+
+    def _add_tracks_for_answer(self) -> None:
+        """Attach our sources to the transceivers the offer created."""
+        assert self.pc is not None
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.kind == "audio" and self.send_audio:
+                transceiver.sender.replaceTrack(AudioStreamTrack())
+                transceiver.direction = "sendrecv"
+            elif transceiver.kind == "video" and self.send_video:
+                transceiver.sender.replaceTrack(SmallVideoTrack())
+                transceiver.direction = "sendrecv"
+
+    async def _remote_candidate(self, message: dict[str, Any]) -> None:
+        if self.pc is None or message.get("round") != self.round:
+            return
+        init = message.get("candidate")
+        if not init or not init.get("candidate"):
+            await self.pc.addIceCandidate(None)  # end of candidates
+            return
+        line = init["candidate"]
+        candidate = candidate_from_sdp(
+            line.split(":", 1)[1] if line.startswith("candidate:") else line
+        )
+        if self.relay_only and candidate.type != "relay":
+            return
+        candidate.sdpMid = init.get("sdpMid")
+        candidate.sdpMLineIndex = init.get("sdpMLineIndex")
+        await self.pc.addIceCandidate(candidate)
+
+    async def _count(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                await track.recv()
+            except MediaStreamError:
+                return
+            self.frames_received[track.kind] += 1
+            if self.frames_received[track.kind] % 10 == 0:
+                async with self._changed:
+                    self._changed.notify_all()
+
+    # --- What tests and bots look at --------------------------------------------------------
+
+    @property
+    def connection_state(self) -> str:
+        return self.pc.connectionState if self.pc is not None else "new"
+
+    def _dtls(self) -> RTCDtlsTransport | None:
+        if self.pc is None:
+            return None
+        for transceiver in self.pc.getTransceivers():
+            transport = transceiver.receiver.transport
+            if transport is not None:
+                return transport
+        return None
+
+    def dtls_state(self) -> str:
+        transport = self._dtls()
+        return transport.state if transport is not None else "new"
+
+    def selected_pair(self) -> SelectedPair | None:
+        """The nominated candidate pair of the media transport, once ICE has chosen one."""
+        transport = self._dtls()
+        if transport is None:
+            return None
+        pair = transport.transport._connection._nominated.get(1)
+        if pair is None:
+            return None
+        return SelectedPair(
+            local_type=pair.local_candidate.type,
+            local_address=pair.local_addr,
+            remote_type=pair.remote_candidate.type,
+            remote_address=pair.remote_addr,
+        )
+
+    async def wait_until(
+        self, condition: Callable[[], bool], *, timeout: float = 30, what: str = "condition"
+    ) -> None:
+        """Wait (bounded) until ``condition()`` holds; checked on every message, state change
+        and tenth frame, and at least every 0.2 s."""
+
+        async def wait() -> None:
+            while not condition():
+                async with self._changed:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), 0.2)
+
+        try:
+            await asyncio.wait_for(wait(), timeout)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{self.name}: no {what} within {timeout} s") from exc
+
+    async def wait_for_frames(self, *, audio: int = 0, video: int = 0, timeout: float = 30) -> None:
+        await self.wait_until(
+            lambda: (
+                self.frames_received["audio"] >= audio and self.frames_received["video"] >= video
+            ),
+            timeout=timeout,
+            what=f"{audio} audio and {video} video frames",
+        )
+
+    async def wait_for_dtls(self, *states: str, timeout: float = 30) -> str:
+        await self.wait_until(
+            lambda: self.dtls_state() in states, timeout=timeout, what=f"DTLS {states}"
+        )
+        return self.dtls_state()
