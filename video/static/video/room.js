@@ -190,6 +190,7 @@
 
   let meterTimer = null;
   let audioContext = null;
+  let previewReady = Promise.resolve(); // the camera check under way: Join waits for it
 
   async function startPreview() {
     $("media-advice").hidden = true;
@@ -305,6 +306,7 @@
     if (audioContext) audioContext.resume();
     setState("joining");
     showStatus("Opening the room…");
+    await previewReady; // join with the camera and microphone if they can be had
     const result = await restJoin();
     if (result.networkError) {
       showMessage("The server could not be reached. Check your connection and try again.");
@@ -781,7 +783,7 @@
     $("token").addEventListener("input", () => showJurisdictionFor($("token").value.trim()));
     $("jurisdiction").value = localStorage.getItem(JURISDICTION_KEY) || "";
     $("join").addEventListener("click", onJoinClicked);
-    $("check-media").addEventListener("click", startPreview);
+    $("check-media").addEventListener("click", () => { previewReady = startPreview(); });
     $("mute").addEventListener("click", toggleMute);
     $("camera").addEventListener("click", toggleCamera);
     $("audio-only").addEventListener("click", () => setAudioOnly(!call.audioOnly, true));
@@ -804,7 +806,7 @@
       }
     });
     setState("idle");
-    startPreview();
+    previewReady = startPreview();
   }
 
   init();

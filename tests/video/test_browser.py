@@ -1,0 +1,260 @@
+"""The reference page (``/video/{booking_id}/``) in headless Chromium against the live app.
+
+Run in the loopback-only namespace only (``make test-webrtc``, tests/netns.py): the page joins
+over REST, waits, is admitted and talks to a Python peer (video.client.VideoClient) or to a
+second Chromium, and the assertions read the browser's own ``RTCPeerConnection.getStats()``
+(tests/video/browser_support.py wraps the constructor before the page loads): DTLS connected,
+an SRTP cipher, video frames decoded, the selected pair on 127.0.0.1. Refusals show their
+message. Every wait is bounded; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from playwright.async_api import Page, Route
+
+from tests.video.browser_support import (
+    chromium,
+    join,
+    new_page,
+    open_room,
+    text,
+    wait_media,
+    wait_state,
+)
+from tests.video.webrtc_support import LiveApp, Server, run_async
+from video.client import VideoClient
+
+pytestmark = pytest.mark.webrtc
+
+LOOPBACK = "127.0.0.1"
+JURISDICTION = "US-NY"  # where the seeded therapists are licensed
+
+
+def _assert_encrypted_on_loopback(stats: dict, who: str) -> None:
+    assert stats["dtlsState"] == "connected", (who, stats)
+    assert stats["srtpCipher"], (who, stats)  # e.g. AES_CM_128_HMAC_SHA1_80, AEAD_AES_128_GCM
+    assert stats["framesDecoded"] > 0, (who, stats)
+    assert stats["local"] is not None, (who, stats)
+    # A host candidate on loopback, or coturn's relay (also on 127.0.0.1).
+    assert stats["local"]["address"] == LOOPBACK, (who, stats)
+    assert stats["remote"]["address"] == LOOPBACK, (who, stats)
+
+
+async def _fail_with_console(page: Page, console: list[str], what: str) -> str:
+    state = await page.evaluate("() => document.body.dataset.state")
+    message = await text(page, "#message")
+    status = await text(page, "#status")
+    return f"{what}: state={state} message={message!r} status={status!r}\n" + "\n".join(
+        console[-30:]
+    )
+
+
+def test_a_client_page_waits_is_admitted_and_talks_to_a_python_therapist(
+    video_server: Server, video_app: LiveApp
+) -> None:
+    call = video_app.claim()
+
+    async def scenario() -> None:
+        therapist = VideoClient(name="therapist")
+        await therapist.join(video_server.base_url, call.therapist_token, call.booking)
+        await therapist.connect()
+        try:
+            async with chromium() as browser:
+                _, page, console = await new_page(browser)
+                await open_room(page, video_server.base_url, call.booking, call.client_token)
+                # The fragment was read, then dropped from the address bar.
+                assert "#" not in page.url
+                assert await page.input_value("#token") == call.client_token
+                await join(page, jurisdiction=JURISDICTION)
+                try:
+                    await wait_state(page, "waiting")
+                except Exception as exc:
+                    raise AssertionError(
+                        await _fail_with_console(page, console, "not waiting")
+                    ) from exc
+                # The waiting room shows the therapist's status (here already in the room).
+                await page.wait_for_function(
+                    "() => document.getElementById('therapist-status').textContent"
+                    ".includes('is here')"
+                )
+                assert await page.is_visible("#waiting")
+                # Nothing negotiates before admission.
+                assert await page.evaluate("() => window.__pcs.length") == 0
+
+                [participant] = await therapist.waiting_participants(1)
+                await therapist.admit(participant)
+
+                try:
+                    stats = await wait_media(page)
+                except Exception as exc:
+                    raise AssertionError(
+                        await _fail_with_console(page, console, "no media in the page")
+                    ) from exc
+                _assert_encrypted_on_loopback(stats, "client page")
+                assert await page.evaluate("() => document.body.dataset.state") == "in-call"
+                # The Python therapist receives the page's fake camera too.
+                await therapist.wait_for_frames(video=5, audio=5, timeout=30)
+                assert therapist.dtls_state() == "connected"
+                pair = therapist.selected_pair()
+                assert pair is not None and pair.local_address[0] == LOOPBACK
+
+                # Hang up: the page sends leave; the therapist sees the client leave.
+                since = len(therapist.messages)
+                await page.click("#hangup")
+                left = await therapist.wait_for("peer-left", since=since, timeout=15)
+                assert left["reason"] == "left"
+                await wait_state(page, "ended")
+        finally:
+            await therapist.close()
+
+    run_async(scenario(), timeout=120)
+    # VID-09: the server took no part in the media.
+    assert video_server.peer_connections() == ""
+
+
+def test_two_chromium_pages_call_each_other_through_the_page_buttons(
+    video_server: Server, video_app: LiveApp
+) -> None:
+    call = video_app.claim()
+
+    async def scenario() -> None:
+        async with chromium() as browser:
+            _, doctor, doctor_console = await new_page(browser)
+            _, patient, patient_console = await new_page(browser)
+
+            await open_room(doctor, video_server.base_url, call.booking, call.therapist_token)
+            # The location field is for clients: the therapist's page hides it.
+            assert not await doctor.is_visible("#jurisdiction")
+            await join(doctor)
+            await doctor.wait_for_function(
+                "() => document.getElementById('therapist').hidden === false"
+            )
+
+            await open_room(patient, video_server.base_url, call.booking, call.client_token)
+            await join(patient, jurisdiction=JURISDICTION)
+            await wait_state(patient, "waiting")
+
+            # The therapist's waiting list shows the client; Admit lets them in.
+            admit = doctor.locator("#waiting-list li button.admit")
+            await admit.wait_for(state="visible")
+            await admit.click()
+
+            for page, console, who in (
+                (patient, patient_console, "client page"),
+                (doctor, doctor_console, "therapist page"),
+            ):
+                try:
+                    stats = await wait_media(page)
+                except Exception as exc:
+                    raise AssertionError(
+                        await _fail_with_console(page, console, f"no media in the {who}")
+                    ) from exc
+                _assert_encrypted_on_loopback(stats, who)
+                assert stats["audioPacketsReceived"] >= 0
+
+            # Mute on one side shows on the other (media → peer-media).
+            await patient.click("#mute")
+            await doctor.wait_for_function(
+                "() => document.getElementById('peer-media').textContent.includes('muted')"
+            )
+            # The client hangs up; the therapist's page says so.
+            await patient.click("#hangup")
+            await doctor.wait_for_function(
+                "() => document.getElementById('status').textContent.includes('left the call')"
+            )
+
+    run_async(scenario(), timeout=150)
+    assert video_server.peer_connections() == ""
+
+
+def test_an_outsiders_token_gets_the_not_found_message(
+    video_server: Server, video_app: LiveApp
+) -> None:
+    call = video_app.claim()
+
+    async def scenario() -> None:
+        async with chromium() as browser:
+            _, page, _ = await new_page(browser)
+            await open_room(page, video_server.base_url, call.booking, video_app.outsider_token)
+            await join(page, jurisdiction=JURISDICTION)
+            await wait_state(page, "refused")
+            assert "could not find this appointment" in await text(page, "#message")
+            assert await page.evaluate("() => window.__pcs.length") == 0
+
+            # A booking that does not exist: the same message (VID-01: no difference).
+            await open_room(page, video_server.base_url, str(uuid.uuid4()), call.client_token)
+            await join(page, jurisdiction=JURISDICTION)
+            await wait_state(page, "refused")
+            assert "could not find this appointment" in await text(page, "#message")
+
+    run_async(scenario(), timeout=90)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "code", "message"),
+    [
+        ("room", 4403, "You cannot enter this room"),
+        ("token", 4401, "not valid or has expired"),
+    ],
+)
+def test_a_refused_socket_shows_its_close_code_message(
+    video_server: Server, video_app: LiveApp, tamper: str, code: int, message: str
+) -> None:
+    """The real join answer, altered on its way to the page: the socket of another room (4403)
+    or a forged room token (4401). The page shows that close code's message and gives up."""
+    call = video_app.claim()
+
+    async def alter(route: Route) -> None:
+        response = await route.fetch()
+        body = await response.json()
+        if tamper == "room":
+            body["ws_url"] = body["ws_url"].replace(body["room"], str(uuid.uuid4()))
+        else:
+            header, payload, _ = body["token"].split(".")
+            body["token"] = f"{header}.{payload}.{'A' * 86}"
+        await route.fulfill(response=response, body=json.dumps(body))
+
+    async def scenario() -> None:
+        async with chromium() as browser:
+            _, page, console = await new_page(browser)
+            await page.route("**/api/v1/video/rooms/*/join", alter)
+            await open_room(page, video_server.base_url, call.booking, call.client_token)
+            await join(page, jurisdiction=JURISDICTION)
+            try:
+                await wait_state(page, "refused")
+            except Exception as exc:
+                raise AssertionError(
+                    await _fail_with_console(page, console, "not refused")
+                ) from exc
+            assert message in await text(page, "#message")
+            assert await page.evaluate("() => window.__videoCall.participant") is None
+
+    run_async(scenario(), timeout=90)
+
+
+def test_a_denied_client_is_told_so(video_server: Server, video_app: LiveApp) -> None:
+    call = video_app.claim()
+
+    async def scenario() -> None:
+        therapist = VideoClient(name="therapist")
+        await therapist.join(video_server.base_url, call.therapist_token, call.booking)
+        await therapist.connect()
+        try:
+            async with chromium() as browser:
+                _, page, _ = await new_page(browser)
+                await open_room(page, video_server.base_url, call.booking, call.client_token)
+                await join(page, jurisdiction=JURISDICTION)
+                await wait_state(page, "waiting")
+                [participant] = await therapist.waiting_participants(1)
+                await therapist.send("deny", participant=participant)
+                await wait_state(page, "refused")
+                assert "did not let you into this session" in await text(page, "#message")
+                assert await page.evaluate("() => window.__pcs.length") == 0
+        finally:
+            await therapist.close()
+
+    run_async(scenario(), timeout=90)
