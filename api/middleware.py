@@ -1,4 +1,5 @@
-"""Request id on every request and response; ``Cache-Control: no-store`` on every API answer."""
+"""Request id on every request and response; errors under ``/api/`` as problem documents in
+every mode; ``Cache-Control: no-store`` on every API answer."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import uuid
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+
+from api import errors
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9\-]{8,64}$")
 
@@ -21,6 +24,35 @@ class RequestIdMiddleware:
         request.request_id = request_id  # type: ignore[attr-defined]
         response = self.get_response(request)
         response["X-Request-ID"] = request_id
+        return response
+
+
+# Django's own error pages by status: in DEBUG it answers an unknown route or a malformed path
+# id with its HTML debug page instead of calling the handler (api/urls.py, handler404).
+_HANDLERS: dict[int, Callable[[HttpRequest], HttpResponse]] = {
+    400: errors.handler400,
+    403: errors.handler403,
+    404: errors.handler404,
+    500: errors.handler500,
+}
+
+
+class ApiProblemMiddleware:
+    """Under ``/api/`` an error is problem+json whatever ``DEBUG`` says (API-06): an HTML error
+    page that Django made is replaced by the same status's problem document."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        handler = _HANDLERS.get(response.status_code)
+        if (
+            handler is not None
+            and request.path.startswith("/api/")
+            and response.get("Content-Type", "").startswith("text/html")
+        ):
+            return handler(request)
         return response
 
 

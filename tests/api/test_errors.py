@@ -406,3 +406,26 @@ def test_extra_problem_members_never_replace_the_standard_ones():
 
     body = problem_body(status_code=409, code="conflict", detail="No.", status="cancelled")
     assert (body["status"], body["code"], body["detail"]) == (409, "conflict", "No.")
+
+
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize(
+    "url", ["/api/v1/no-such-route", "/api/v1/bookings/not-a-uuid", "/api/v1/video/rooms/1/join"]
+)
+def test_api_06_unknown_routes_under_api_are_problems_in_every_mode(
+    client, settings, debug: bool, url: str
+) -> None:
+    """API-06: with DEBUG on (`make run`) Django answered these with its HTML debug page."""
+    settings.DEBUG = debug
+    response = client.get(url)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "not_found"
+    assert response["X-Request-ID"]
+
+
+def test_api_06_pages_outside_the_api_keep_djangos_answer(client, settings) -> None:
+    settings.DEBUG = True
+    response = client.get("/no-such-page")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
