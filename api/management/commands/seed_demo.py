@@ -28,6 +28,7 @@ from api.services.mfa import mfa_totp_enrol_confirmed
 from audit.services import audit_record
 from scheduling.bookings.demo import seed_bookings
 from scheduling.demo import seed_scheduling
+from video.demo import seed_video
 
 # Published on purpose, and refused outside DEBUG: these accounts exist only on a developer box.
 DEMO_PASSWORD = "demo-only-not-a-secret"  # noqa: S105
@@ -91,7 +92,12 @@ def seed_people(demo: Demo) -> None:
         demo.users[person.key] = user
 
 
-SEED_STEPS: tuple[Callable[[Demo], None], ...] = (seed_people, seed_scheduling, seed_bookings)
+SEED_STEPS: tuple[Callable[[Demo], None], ...] = (
+    seed_people,
+    seed_scheduling,
+    seed_bookings,
+    seed_video,
+)
 
 
 def totp_secret(user: User) -> str:
