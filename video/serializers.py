@@ -14,7 +14,8 @@ from video.services import JoinResult
 
 
 class JoinIn(StrictInputSerializer):
-    """``context["role"]`` is the caller's account role: a client must say where they are."""
+    """The join's body: where the client is now (required for a client; ``context["role"]``
+    is the caller's account role)."""
 
     jurisdiction = serializers.RegexField(
         JURISDICTION,
