@@ -102,6 +102,9 @@ class AuditedMixin:
     audit_resource: ClassVar[str] = ""
     # The URL keyword naming the record (default: the view's lookup_url_kwarg / lookup_field).
     audit_lookup_kwarg: ClassVar[str | None] = None
+    # What a POST to a named record attempts (``cancel``, ``complete``; default ``update``): a
+    # refused attempt is audited with it, as its service would record the success.
+    audit_verb: ClassVar[str] = "update"
 
     request: Any
     kwargs: dict[str, Any]
@@ -148,6 +151,8 @@ class AuditedMixin:
         method = self.request.method
         if method in ("GET", "HEAD"):
             return "read" if self._audit_lookup() is not None else "list"
+        if method == "POST" and self._audit_lookup() is not None:
+            return self.audit_verb  # an action on an existing record, not a creation
         return _BY_METHOD.get(method, method.lower())
 
     def audit_details(self) -> dict[str, Any]:

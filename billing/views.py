@@ -113,6 +113,7 @@ class PayView(AuditedMixin, APIView):
     # The URL names a booking: a denial is recorded against it (and its client); the payment
     # started is reported by the service (``billing.payment.start``).
     audit_resource = "scheduling.booking"
+    audit_verb = "pay"
     audit_lookup_kwarg = "booking_id"
     permission_classes = [has_role(Role.CLIENT)]
 

@@ -146,6 +146,7 @@ class BookingDetailView(AuditedBookingView, APIView):
 
 
 class BookingCancelView(AuditedBookingView, APIView):
+    audit_verb = "cancel"
     permission_classes = [IsParticipantRole]
 
     @extend_schema(
@@ -170,6 +171,7 @@ class BookingCancelView(AuditedBookingView, APIView):
 
 
 class BookingRescheduleView(AuditedBookingView, APIView):
+    audit_verb = "reschedule"
     permission_classes = [IsParticipantRole]
 
     @extend_schema(
@@ -199,6 +201,7 @@ _THERAPIST_ACTION = extend_schema(
 class BookingConfirmView(AuditedBookingView, APIView):
     """The therapist confirms a held booking that was paid outside the platform."""
 
+    audit_verb = "confirm"
     permission_classes = [IsTherapist]
 
     @_THERAPIST_ACTION
@@ -214,6 +217,7 @@ class BookingConfirmView(AuditedBookingView, APIView):
 
 
 class BookingCompleteView(AuditedBookingView, APIView):
+    audit_verb = "complete"
     permission_classes = [IsTherapist]
 
     @_THERAPIST_ACTION
@@ -225,6 +229,7 @@ class BookingCompleteView(AuditedBookingView, APIView):
 
 
 class BookingNoShowView(AuditedBookingView, APIView):
+    audit_verb = "no_show"
     permission_classes = [IsTherapist]
 
     @_THERAPIST_ACTION
@@ -239,6 +244,7 @@ class BookingTherapistNoShowView(AuditedBookingView, APIView):
     """The therapist records that they did not come (after the start): the booking is
     cancelled and the client refunded in full, no fee."""
 
+    audit_verb = "therapist_no_show"
     permission_classes = [IsTherapist]
 
     @_THERAPIST_ACTION

@@ -124,7 +124,7 @@ def test_pay_04_someone_elses_booking_is_404_and_audited(
     # client).
     denied = AuditEvent.objects.get(outcome="denied")
     assert (denied.action, denied.resource_type, denied.resource_id, denied.actor_id) == (
-        "create",
+        "pay",
         "scheduling.booking",
         str(held.pk),
         outsider.pk,

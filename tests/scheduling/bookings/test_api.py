@@ -201,6 +201,16 @@ def test_az_01_someone_elses_booking_is_404_like_a_missing_one(
     assert Booking.objects.get(pk=booking["id"]).status == BookingStatus.HELD
     denied = _events(resource_id=booking["id"], outcome=Outcome.DENIED)
     assert denied and {e.patient_id for e in denied} == {Booking.objects.get().client_id}
+    # Each denial names what was attempted (a POST to a booking creates nothing).
+    assert {e.action for e in denied} == {
+        "read",
+        "cancel",
+        "reschedule",
+        "confirm",
+        "complete",
+        "no_show",
+        "therapist_no_show",
+    }
 
 
 def test_compliance_officers_and_admins_see_no_bookings_here(
