@@ -1,0 +1,322 @@
+"""The signalling socket, ``/ws/video/<room_id>/`` (docs/video.md, "Signalling").
+
+One ``VideoSignalConsumer`` per socket. Every frame is checked first (``video.protocol``: size,
+rate, shape); the first message must be a valid ``hello`` (or the token comes in
+``Sec-WebSocket-Protocol``), never from the URL. What a message changes is decided in
+``video.signalling`` under the room's row lock; this class only carries out the effects it
+returns: a message to one participant's socket (``channel_layer.send`` to its channel), to the
+room's group, or a nudge to waiting clients in the therapist's other rooms. A consumer forwards
+only what is addressed to its participant. It never crashes on input: an unexpected error
+becomes an ``error`` (``internal_error``) and a log line without the payload. No SDP, candidate,
+address or note text is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+
+from video import signalling
+from video.protocol import (
+    SUBPROTOCOL,
+    TOKEN_SUBPROTOCOL_PREFIX,
+    Close,
+    Message,
+    ProtocolError,
+    RateLimiter,
+    Verdict,
+    error_message,
+    frame_size_ok,
+    message_parse,
+    server_message,
+)
+from video.sdp import SdpError, sdp_check
+from video.signalling import (
+    Attached,
+    AttachRefused,
+    Broadcast,
+    Effect,
+    Send,
+    SignalRefused,
+    TherapistChanged,
+)
+
+logger = logging.getLogger("video.signalling")
+
+DELIVER = "video.deliver"
+THERAPIST_CHANGED = "video.therapist"
+
+
+class VideoSignalConsumer(AsyncWebsocketConsumer):
+    """One signalling socket. ``clock`` (monotonic seconds) drives the rate limiter."""
+
+    clock: Callable[[], float] = staticmethod(time.monotonic)
+
+    async def connect(self) -> None:
+        self.room_id: uuid.UUID = self.scope["url_route"]["kwargs"]["room_id"]
+        self.attached: Attached | None = None
+        self.closed = False
+        self.groups_joined: list[str] = []
+        self.timers: list[asyncio.Task[None]] = []
+        self.limiter = RateLimiter(clock=type(self).clock)
+        offered = [p for p in self.scope.get("subprotocols", []) if isinstance(p, str)]
+        header_token = next(
+            (
+                p[len(TOKEN_SUBPROTOCOL_PREFIX) :]
+                for p in offered
+                if p.startswith(TOKEN_SUBPROTOCOL_PREFIX)
+            ),
+            None,
+        )
+        await self.accept(SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        if header_token is not None:
+            await self._guarded("hello", self._hello(header_token, None))
+        else:
+            self.timers.append(asyncio.create_task(self._hello_timeout()))
+
+    async def disconnect(self, code: int) -> None:
+        self.closed = True
+        await self._detach()
+
+    # --- incoming frames ----------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closed:
+            return
+        await self._guarded(None, self._receive(text_data, bytes_data))
+
+    async def _guarded(self, kind: str | None, work: Any) -> None:
+        try:
+            await work
+        except Exception as exc:  # noqa: BLE001 - never crash on input; the payload is not logged
+            logger.error(
+                "video signalling: %s while handling %s", type(exc).__name__, kind or "a frame"
+            )
+            if not self.closed:
+                await self._send(
+                    error_message(ProtocolError("internal_error", "Something went wrong.", kind))
+                )
+
+    async def _receive(self, text: str | None, data: bytes | None) -> None:
+        if not frame_size_ok(text, data):
+            await self._close(Close.TOO_LARGE)
+            return
+        verdict = self.limiter.check()
+        if verdict is Verdict.FLOODING:
+            await self._close(Close.FLOODING)
+            return
+        if verdict is Verdict.LIMITED:
+            await self._send(
+                error_message(ProtocolError("rate_limited", "Too many messages: slow down."))
+            )
+            return
+        try:
+            message = message_parse(text, data)
+        except ProtocolError as error:
+            if self.attached is None:
+                await self._close(Close.BAD_HELLO)
+            else:
+                await self._send(error_message(error))
+            return
+        if self.attached is None:
+            if message.type != "hello":
+                await self._close(Close.BAD_HELLO)
+                return
+            await self._hello(message.fields["token"], message.fields.get("resume"))
+            return
+        try:
+            await self._dispatch(self.attached, message)
+        except (SignalRefused, SdpError) as refused:
+            await self._send(
+                error_message(ProtocolError(refused.code, refused.detail, message.type))
+            )
+
+    # --- hello --------------------------------------------------------------------------
+
+    async def _hello(self, token: str, resume: str | None) -> None:
+        group = signalling.room_group(self.room_id)
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined.append(group)
+        try:
+            attached, _ = await database_sync_to_async(signalling.participant_attach)(
+                room_id=self.room_id,
+                token=token,
+                resume=resume,
+                channel_name=self.channel_name,
+                now=timezone.now(),
+            )
+        except AttachRefused as refused:
+            logger.info("video signalling: hello refused (%s)", int(refused.code))
+            await self._close(refused.code)
+            return
+        self.attached = attached
+        for timer in self.timers:
+            timer.cancel()
+        self.timers = [asyncio.create_task(self._window_timer(attached))]
+        if attached.role != signalling.THERAPIST:
+            therapist = signalling.therapist_group(attached.therapist_user_id)
+            await self.channel_layer.group_add(therapist, self.channel_name)
+            self.groups_joined.append(therapist)
+        await self._apply(attached.effects)
+
+    async def _hello_timeout(self) -> None:
+        await asyncio.sleep(settings.VIDEO_HELLO_TIMEOUT_SECONDS)
+        if self.attached is None and not self.closed:
+            await self._close(Close.UNAUTHENTICATED)
+
+    async def _window_timer(self, attached: Attached) -> None:
+        delay = (attached.closes_at - timezone.now()).total_seconds()
+        await asyncio.sleep(max(0.0, delay))
+        if self.closed:
+            return
+        effects = await database_sync_to_async(signalling.room_window_close)(
+            room_id=attached.room_id, now=timezone.now()
+        )
+        await self._apply(effects)
+
+    # --- messages of an attached socket -------------------------------------------------
+
+    async def _dispatch(self, me: Attached, message: Message) -> None:
+        kind, fields = message.type, message.fields
+        common = {"participant_id": me.participant_id, "channel_name": self.channel_name}
+        now = timezone.now()
+        call: Callable[..., list[Effect]]
+        if kind == "hello":
+            raise SignalRefused("forbidden", "Already said hello.")
+        if kind in ("offer", "answer", "candidate"):
+            targets = await database_sync_to_async(signalling.relay_targets)(
+                **common, kind=kind, round=fields["round"]
+            )
+            if kind != "candidate":
+                sdp_check(fields["sdp"])
+            relayed = server_message(kind, **fields, **{"from": str(me.participant_id)})
+            await self._apply([Send(channel, pid, relayed) for channel, pid in targets])
+            return
+        extra: dict[str, Any] = {}
+        if kind in ("admit", "deny"):
+            call = signalling.participant_admit if kind == "admit" else signalling.participant_deny
+            extra = {"target_id": uuid.UUID(fields["participant"])}
+        elif kind == "note":
+            call, extra = signalling.participant_note, {"text": fields["text"]}
+        elif kind == "notes":
+            call, extra = signalling.room_notes_set, {"allow": fields["allow"]}
+        elif kind == "restart":
+            call = signalling.room_restart
+        elif kind == "media":
+            call, extra = signalling.participant_media, dict(fields)
+        elif kind == "mode":
+            call, extra = signalling.room_mode_set, {"mode": fields["mode"]}
+        elif kind == "leave":
+            call = signalling.participant_leave
+        elif kind == "end":
+            call = signalling.room_end
+        else:  # pragma: no cover - message_parse knows no other type
+            raise SignalRefused("unknown_type", "Unknown message type.")
+        effects = await database_sync_to_async(call)(**common, **extra, now=now)
+        await self._apply(effects)
+
+    # --- effects and channel-layer events -----------------------------------------------
+
+    async def _apply(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                if effect.channel == self.channel_name:
+                    await self._deliver(effect.participant, effect.message, effect.close)
+                else:
+                    await self.channel_layer.send(
+                        effect.channel,
+                        {
+                            "type": DELIVER,
+                            "participant": effect.participant,
+                            "message": effect.message,
+                            "close": effect.close,
+                        },
+                    )
+            elif isinstance(effect, Broadcast):
+                await self.channel_layer.group_send(
+                    signalling.room_group(effect.room_id),
+                    {
+                        "type": DELIVER,
+                        "participant": None,
+                        "message": effect.message,
+                        "close": effect.close,
+                    },
+                )
+            elif isinstance(effect, TherapistChanged):
+                await self.channel_layer.group_send(
+                    signalling.therapist_group(effect.user_id), {"type": THERAPIST_CHANGED}
+                )
+
+    async def _deliver(
+        self, participant: str | None, message: dict[str, Any] | None, close: int | None
+    ) -> None:
+        """Forward what is addressed to this socket's participant (``None``: everyone in the
+        room that said hello)."""
+        if self.closed:
+            return
+        me = self.attached
+        if me is None or (participant is not None and str(me.participant_id) != participant):
+            return
+        if message is not None:
+            await self._send(message)
+        if close is not None:
+            if close in (Close.REPLACED, Close.FORBIDDEN, Close.ENDED):
+                self.attached = None  # the server has given the place away already
+            await self._close(close)
+
+    async def video_deliver(self, event: dict[str, Any]) -> None:
+        await self._guarded(
+            "delivery", self._deliver(event["participant"], event["message"], event["close"])
+        )
+
+    async def video_therapist(self, event: dict[str, Any]) -> None:
+        me = self.attached
+        if me is None or me.role == signalling.THERAPIST or self.closed:
+            return
+        effects = await database_sync_to_async(signalling.waiting_status)(
+            participant_id=me.participant_id, channel_name=self.channel_name
+        )
+        await self._apply(effects)
+
+    # --- sending and closing ------------------------------------------------------------
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if not self.closed:
+            await self.send(text_data=json.dumps(message, separators=(",", ":")))
+
+    async def _close(self, code: int) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        await self._detach()
+        await self.close(code=int(code))
+
+    async def _detach(self) -> None:
+        current = asyncio.current_task()
+        for timer in self.timers:
+            if timer is not current:
+                timer.cancel()
+        self.timers = []
+        me, self.attached = self.attached, None
+        if me is not None:
+            with contextlib.suppress(Exception):
+                effects = await database_sync_to_async(signalling.participant_detach)(
+                    participant_id=me.participant_id,
+                    channel_name=self.channel_name,
+                    now=timezone.now(),
+                )
+                await self._apply(effects)
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.groups_joined = []
