@@ -241,8 +241,14 @@ class PaymentAuthenticateView(AuditedPaymentView):
 
 
 def _month(year: int, month: int) -> None:
-    if not (1 <= month <= 12 and 2000 <= year <= 2100):
-        raise ValidationError({"month": ["Not a month."]}, code="invalid")
+    """Each part is blamed on its own: a bad year is not a bad month."""
+    errors = {}
+    if not 2000 <= year <= 2100:
+        errors["year"] = ["Give a year between 2000 and 2100."]
+    if not 1 <= month <= 12:
+        errors["month"] = ["Give a month from 1 to 12."]
+    if errors:
+        raise ValidationError(errors, code="invalid")
 
 
 class AuditedSuperbillView(AuditedMixin, APIView):

@@ -37,14 +37,23 @@ class _DirectoryForm(forms.Form):
         if start is not None and end is not None:
             now = timezone.now()
             if end <= start:
-                self.add_error("available_to", "Must be after available_from.")
+                self.add_error(
+                    "available_to",
+                    forms.ValidationError("Must be after available_from.", code="invalid"),
+                )
             elif end > now + timedelta(days=SUMMARY_DAYS):
                 self.add_error(
-                    "available_to", f"The directory looks at most {SUMMARY_DAYS} days ahead."
+                    "available_to",
+                    forms.ValidationError(
+                        f"The directory looks at most {SUMMARY_DAYS} days ahead.",
+                        code="range_too_long",
+                    ),
                 )
         low, high = data.get("price_min"), data.get("price_max")
         if low is not None and high is not None and high < low:
-            self.add_error("price_max", "Must not be below price_min.")
+            self.add_error(
+                "price_max", forms.ValidationError("Must not be below price_min.", code="invalid")
+            )
         return data
 
 

@@ -231,10 +231,18 @@ def test_a_printable_superbill(client_user: User, therapist: User) -> None:
     assert "90834" in html and "120.00 USD" in html and "2026-03-03" in html
 
 
-@pytest.mark.parametrize("path", ["2026/13", "2026/0", "1999/5"])
-def test_a_superbill_for_no_month_is_400(client_user: User, path: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "blamed"),
+    [("2026/13", {"month"}), ("2026/0", {"month"}), ("1999/5", {"year"}), ("9999/12", {"year"})]
+    + [("9999/13", {"year", "month"})],
+)
+def test_a_superbill_for_no_month_is_400(client_user: User, path: str, blamed: set) -> None:
+    """The problem names the part that is wrong (a bad year was blamed on the month)."""
     response = api_client_for(client_user, mfa=False).get(f"/api/v1/billing/superbills/{path}")
     assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert {e["field"] for e in errors} == blamed
+    assert {e["code"] for e in errors} == {"invalid"}
 
 
 def test_superbills_are_for_clients(therapist: User) -> None:

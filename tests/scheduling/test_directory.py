@@ -111,6 +111,8 @@ def test_invalid_directory_queries_are_400_problems(anon_api, query):
     response = anon_api.get(f"{URL}?{query}")
     assert response.status_code == 400, response.content
     assert response["Content-Type"] == "application/problem+json"
+    # Every error carries a real code (the range checks said "None").
+    assert all(e["code"] not in ("", "None") for e in response.json()["errors"])
 
 
 def test_open_slot_between_a_and_b_and_soonest_first(anon_api):
