@@ -19,6 +19,7 @@ import icalendar
 import recurring_ical_events
 
 PRODID = "-//Telehealth//Scheduling//EN"
+PRODUCT = "Telehealth"  # the ORGANIZER's common name in invitations
 
 
 class CalendarError(ValueError):
@@ -114,10 +115,25 @@ class FeedEvent:
     stamp: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """Who an iTIP message (RFC 5546 ``REQUEST``/``CANCEL``) is from and to: both are required
+    there, and mail clients (Outlook, Gmail) match the invitation to the calendar by them."""
+
+    organizer: str  # the service's sender address
+    attendee: str  # the recipient's address
+
+
 def render_calendar(
-    events: Iterable[FeedEvent], *, name: str, method: str = "PUBLISH", refresh: timedelta
+    events: Iterable[FeedEvent],
+    *,
+    name: str,
+    method: str = "PUBLISH",
+    refresh: timedelta,
+    invitation: Invitation | None = None,
 ) -> bytes:
-    """An ICS document of ``events``, times in UTC."""
+    """An ICS document of ``events``, times in UTC; an ``invitation`` adds ORGANIZER and
+    ATTENDEE to each event."""
     calendar = icalendar.Calendar()
     calendar.add("PRODID", PRODID)
     calendar.add("VERSION", "2.0")
@@ -136,5 +152,16 @@ def render_calendar(
         event.add("SEQUENCE", item.sequence)
         event.add("STATUS", item.status)
         event.add("TRANSP", "OPAQUE")
+        if invitation is not None:
+            event.add("ORGANIZER", f"mailto:{invitation.organizer}", parameters={"CN": PRODUCT})
+            event.add(
+                "ATTENDEE",
+                f"mailto:{invitation.attendee}",
+                parameters={
+                    "ROLE": "REQ-PARTICIPANT",
+                    "PARTSTAT": "DECLINED" if method == "CANCEL" else "ACCEPTED",
+                    "RSVP": "FALSE",
+                },
+            )
         calendar.add_component(event)
     return bytes(calendar.to_ical())

@@ -222,10 +222,9 @@ def _message(row: BookingNotification, *, connection: object) -> EmailMessage:
     )
     if row.kind not in REMINDER_KINDS:
         method = "CANCEL" if row.kind == NotificationKind.CANCELLED else "REQUEST"
+        # Django adds the charset of a text attachment itself (given here too, it was repeated).
         message.attach(
-            "session.ics",
-            _invitation(row, method=method),
-            f"text/calendar; method={method}; charset=utf-8",
+            "session.ics", _invitation(row, method=method), f"text/calendar; method={method}"
         )
     return message
 
@@ -242,5 +241,11 @@ def _invitation(row: BookingNotification, *, method: str) -> bytes:
         )
     events = [_feed_event(b, for_therapist=for_therapist) for b in bookings]
     return ics.render_calendar(
-        events, name="Telehealth session", method=method, refresh=FEED_REFRESH
+        events,
+        name="Telehealth session",
+        method=method,
+        refresh=FEED_REFRESH,
+        invitation=ics.Invitation(
+            organizer=settings.DEFAULT_FROM_EMAIL, attendee=row.recipient.email
+        ),
     )

@@ -224,3 +224,26 @@ def test_senders_running_at_once_on_many_connections_send_each_reminder_once():
     assert rows.count() == len(mail.outbox)
     assert set(rows.values_list("attempts", flat=True)) == {1}
     assert not rows.filter(sent_at__isnull=True).exists()
+
+
+def test_invitations_name_their_organizer_and_attendee_and_one_charset(
+    settings, profile, therapist, client_user, slot, django_capture_on_commit_callbacks
+):
+    """RFC 5546: a REQUEST or CANCEL has an ORGANIZER and the recipient as ATTENDEE (Outlook
+    and Gmail match invitations by them); the attachment's Content-Type has one charset."""
+    settings.DEFAULT_FROM_EMAIL = "no-reply@telehealth.test"
+    with django_capture_on_commit_callbacks(execute=True):
+        booking = book(client_user, profile, slot)
+    for message in mail.outbox:
+        [event] = _calendar(message).walk("VEVENT")
+        assert str(event["ORGANIZER"]) == "mailto:no-reply@telehealth.test"
+        assert str(event["ATTENDEE"]) == f"mailto:{message.to[0]}"
+        assert event["ATTENDEE"].params["PARTSTAT"] == "ACCEPTED"
+        [part] = [p for p in message.message().walk() if p.get_filename() == "session.ics"]
+        assert part["Content-Type"].lower().count("charset") == 1
+        assert part.get_param("method") == "REQUEST"
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.booking_cancel(booking_id=booking.pk, by=therapist, reason="other", now=NOW)
+    [event] = _calendar(mail.outbox[0]).walk("VEVENT")
+    assert event["ATTENDEE"].params["PARTSTAT"] == "DECLINED"
