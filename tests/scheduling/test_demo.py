@@ -18,6 +18,6 @@ def test_seed_demo_lists_three_verified_therapists_and_is_idempotent(settings, a
     call_command("seed_demo", stdout=io.StringIO())
     assert TherapistProfile.objects.count() == 3
     assert Licence.objects.filter(verified_at__isnull=False).count() == 3
-    assert SessionType.objects.count() == 4
+    assert SessionType.objects.count() == 5  # with video/demo.py's phone session
     listed = anon_api.get("/api/v1/therapists/").json()["results"]
     assert len(listed) == 3 and all(item["next_open_slot"] for item in listed)
