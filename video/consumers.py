@@ -255,7 +255,8 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
                 )
             elif isinstance(effect, TherapistChanged):
                 await self.channel_layer.group_send(
-                    signalling.therapist_group(effect.user_id), {"type": THERAPIST_CHANGED}
+                    signalling.therapist_group(effect.user_id),
+                    {"type": THERAPIST_CHANGED, "room": effect.room_id},
                 )
 
     async def _deliver(
@@ -281,9 +282,14 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
         )
 
     async def video_therapist(self, event: dict[str, Any]) -> None:
+        await self._guarded("delivery", self._therapist_changed(event))
+
+    async def _therapist_changed(self, event: dict[str, Any]) -> None:
         me = self.attached
         if me is None or me.role == signalling.THERAPIST or self.closed:
             return
+        if event.get("room") == str(me.room_id):
+            return  # this room's clients were told with the change
         effects = await database_sync_to_async(signalling.waiting_status)(
             participant_id=me.participant_id, channel_name=self.channel_name
         )

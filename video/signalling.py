@@ -108,9 +108,11 @@ class Broadcast:
 
 @dataclass(frozen=True)
 class TherapistChanged:
-    """The therapist's presence changed: waiting clients of their other rooms re-read it."""
+    """The therapist's presence changed in ``room_id``: waiting clients of their other rooms
+    re-read it (those of ``room_id`` were told already)."""
 
     user_id: str
+    room_id: str
 
 
 Effect = Send | Broadcast | TherapistChanged
@@ -434,7 +436,7 @@ def participant_attach(
             effects.extend(_waiting_list(people))
             effects.extend(_to_waiting(room, people))
             effects.extend(_new_round(room, people))
-            effects.append(TherapistChanged(str(me.user_id)))
+            effects.append(TherapistChanged(str(me.user_id), str(room.pk)))
         else:
             effects.extend(_new_round(room, people))
         attached = Attached(
@@ -472,7 +474,7 @@ def participant_detach(
             effects.extend(_peer_left(people, me, "disconnected"))
         if me.role == THERAPIST:
             effects.extend(_to_waiting(room, people))
-            effects.append(TherapistChanged(str(me.user_id)))
+            effects.append(TherapistChanged(str(me.user_id), str(room.pk)))
         elif was == PresenceState.WAITING:
             effects.extend(_waiting_list(people))
         return effects
@@ -713,7 +715,7 @@ def participant_leave(
             effects.extend(_peer_left(people, me, "left"))
         if me.role == THERAPIST:
             effects.extend(_to_waiting(room, people))
-            effects.append(TherapistChanged(str(me.user_id)))
+            effects.append(TherapistChanged(str(me.user_id), str(room.pk)))
         elif was == PresenceState.WAITING:
             effects.extend(_waiting_list(people))
         return effects
@@ -746,7 +748,7 @@ def _end(room: Room, people: list[Participant], reason: str, now: datetime) -> l
     ]
     therapist = _therapist_of(people)
     if therapist is not None:
-        effects.append(TherapistChanged(str(therapist.user_id)))
+        effects.append(TherapistChanged(str(therapist.user_id), str(room.pk)))
     return effects
 
 

@@ -31,6 +31,7 @@ except ModuleNotFoundError:  # pragma: no cover - depends on the environment
 from django.utils import timezone
 
 from api.models import Role, User
+from scheduling.models import TherapistProfile
 from tests.factories import make_user
 from tests.scheduling.conftest import make_booking, make_therapist
 from video.models import Participant, ParticipantRole, PresenceState, Room
@@ -111,10 +112,8 @@ def make_room(
     now = timezone.now()
     therapist = therapist or make_user(role=Role.THERAPIST, password=None)
     client = client or make_user(role=Role.CLIENT, password=None)
-    profile = (
-        therapist.therapist_profile  # type: ignore[attr-defined]
-        if hasattr(therapist, "therapist_profile")
-        else make_therapist(user=therapist, now=now, duration=minutes)
+    profile = TherapistProfile.objects.filter(user=therapist).first() or make_therapist(
+        user=therapist, now=now, duration=minutes
     )
     booking = make_booking(
         therapist=profile, client=client, start=start or now - timedelta(minutes=5), now=now
