@@ -105,6 +105,8 @@ class AuditedMixin:
     # What a POST to a named record attempts (``cancel``, ``complete``; default ``update``): a
     # refused attempt is audited with it, as its service would record the success.
     audit_verb: ClassVar[str] = "update"
+    # Answers recorded as denied attempts (a view whose refusals are 409s may add 409).
+    audit_denied_statuses: ClassVar[frozenset[int]] = DENIED_STATUSES
 
     request: Any
     kwargs: dict[str, Any]
@@ -127,7 +129,7 @@ class AuditedMixin:
             except Exception as exc:
                 self._audit_error(resource, exc)
                 raise
-            if response.status_code in DENIED_STATUSES:
+            if response.status_code in self.audit_denied_statuses:
                 self._audit_denied(resource, response)
             return response
 

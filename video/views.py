@@ -1,17 +1,14 @@
 """The join endpoint (docs/video.md, "Join"): a thin view over ``video.services.room_join``.
 
 An ``AuditedMixin`` view on the booking: the request runs in one transaction with the join's
-``video.room.joined`` event; a refusal rolls it back and is recorded as
-``video.room.join_denied`` (outcome ``denied``, the problem's code as ``reason``), the 409s of
-the join included (``AuditedMixin`` records 401, 403 and 404 by itself).
+``video.room.joined`` event; a refusal (401, 403, 404 or 409) rolls it back and is recorded as
+``video.room.join_denied`` (outcome ``denied``, the problem's code as ``reason``).
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from django.http import HttpResponseBase
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
@@ -20,6 +17,7 @@ from rest_framework.views import APIView
 
 from api.authentication import user_of
 from api.serializers import problem_responses
+from audit.mixins import DENIED_STATUSES
 from scheduling.bookings.audit import ServiceReportedAuditMixin
 from scheduling.models import Booking
 from video import services
@@ -40,17 +38,8 @@ class RoomJoinView(ServiceReportedAuditMixin, APIView):
     audit_resource = "scheduling.booking"
     audit_lookup_kwarg = "booking_id"
     audit_models = (Booking,)
-
-    def audit_action(self) -> str:
-        response = getattr(self, "response", None)
-        refused = response is not None and response.status_code >= 400
-        return services.JOIN_DENIED if refused else services.JOINED
-
-    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        response = super().dispatch(request, *args, **kwargs)
-        if response.status_code == 409:  # the 401/403/404s are recorded by AuditedMixin
-            self._audit_denied(self._audit_resource(), response)
-        return response
+    audit_verb = services.JOIN_DENIED  # what a refusal records (a success: JOINED, by the service)
+    audit_denied_statuses = DENIED_STATUSES | {409}  # the window and state refusals too
 
     @extend_schema(
         operation_id="video_room_join",
