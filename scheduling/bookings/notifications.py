@@ -246,6 +246,6 @@ def _invitation(row: BookingNotification, *, method: str) -> bytes:
         method=method,
         refresh=FEED_REFRESH,
         invitation=ics.Invitation(
-            organizer=settings.DEFAULT_FROM_EMAIL, attendee=row.recipient.email
+            organizer=str(settings.DEFAULT_FROM_EMAIL), attendee=row.recipient.email
         ),
     )
