@@ -48,6 +48,7 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.sdp import candidate_from_sdp
 from av import VideoFrame
+from websockets.typing import Origin
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +226,14 @@ class VideoClient:
         """Open the socket, send ``hello`` (with the resume token when there is one) and wait
         for ``joined``; ``SocketClosed`` when the server closes instead."""
         assert self.info is not None, "join first"
-        self._ws = await websockets.connect(ws_url or self.info.ws_url, open_timeout=timeout)
+        url = ws_url or self.info.ws_url
+        # The app checks Origin (channels' AllowedHostsOriginValidator refuses a socket without
+        # one): send the socket's own origin, as the reference page on that host does.
+        parts = urlsplit(url)
+        origin = f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
+        self._ws = await websockets.connect(
+            url, origin=Origin(origin), open_timeout=timeout, max_size=2**20
+        )
         self.close_code = None
         self._closed = False
         hello: dict[str, Any] = {"token": token or self.info.token}
@@ -340,9 +348,14 @@ class VideoClient:
     async def admit(self, participant_id: str) -> None:
         await self.send("admit", participant=participant_id)
 
-    async def leave(self) -> None:
-        """Leave for good (the room token is spent); the server closes the socket."""
-        await self.send("leave")
+    async def leave(self, *, timeout: float = 10) -> None:
+        """Leave for good (the room token is spent): the server closes the socket (1000); then
+        the call is closed here."""
+        if self._ws is not None and not self._closed:
+            await self.send("leave")
+            with contextlib.suppress(TimeoutError):
+                await self.wait_closed(timeout=timeout)
+        await self.close()
 
     async def drop(self) -> None:
         """Close the socket without leaving (the place is kept for ``VIDEO_RESUME_SECONDS``)."""
