@@ -91,7 +91,8 @@ PEER_CONNECTION_PROBE = """
 
 MEDIA_FLOWING = """() => {
   const s = window.__pcSummary;
-  return !!s && s.dtlsState === "connected" && s.framesDecoded > 0;
+  return !!s && s.count === window.__pcs.length && s.dtlsState === "connected"
+    && s.framesDecoded > 0 && s.audioPacketsReceived > 0;
 }"""
 
 
@@ -142,8 +143,8 @@ async def wait_state(page: Page, state: str, timeout: float = WAIT_MS) -> None:
 
 
 async def wait_media(page: Page, timeout: float = WAIT_MS) -> dict[str, Any]:
-    """Wait until the page's latest connection has DTLS up and decoded a video frame; then its
-    stats, read afresh."""
+    """Wait until the page's latest connection (not an earlier one still summarised) has DTLS
+    up, decoded a video frame and received audio; then its stats, read afresh."""
     await page.wait_for_function(MEDIA_FLOWING, timeout=timeout, polling=250)
     return await page.evaluate("() => window.__pcStatsNow()")
 

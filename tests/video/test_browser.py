@@ -32,12 +32,16 @@ pytestmark = pytest.mark.webrtc
 
 LOOPBACK = "127.0.0.1"
 JURISDICTION = "US-NY"  # where the seeded therapists are licensed
+DTLS_1_2_OR_LATER = {"FEFD", "FEFC"}  # getStats() tlsVersion: DTLS 1.2, DTLS 1.3
 
 
 def _assert_encrypted_on_loopback(stats: dict, who: str) -> None:
     assert stats["dtlsState"] == "connected", (who, stats)
-    assert stats["srtpCipher"], (who, stats)  # e.g. AES_CM_128_HMAC_SHA1_80, AEAD_AES_128_GCM
+    # e.g. SRTP_AEAD_AES_256_GCM with aiortc, SRTP_AES128_CM_HMAC_SHA1_80 between browsers.
+    assert stats["srtpCipher"], (who, stats)
+    assert stats["tlsVersion"] in DTLS_1_2_OR_LATER, (who, stats)
     assert stats["framesDecoded"] > 0, (who, stats)
+    assert stats["audioPacketsReceived"] > 0, (who, stats)
     assert stats["local"] is not None, (who, stats)
     # A host candidate on loopback, or coturn's relay (also on 127.0.0.1).
     assert stats["local"]["address"] == LOOPBACK, (who, stats)
@@ -154,7 +158,6 @@ def test_two_chromium_pages_call_each_other_through_the_page_buttons(
                         await _fail_with_console(page, console, f"no media in the {who}")
                     ) from exc
                 _assert_encrypted_on_loopback(stats, who)
-                assert stats["audioPacketsReceived"] >= 0
 
             # Mute on one side shows on the other (media → peer-media).
             await patient.click("#mute")
@@ -258,3 +261,55 @@ def test_a_denied_client_is_told_so(video_server: Server, video_app: LiveApp) ->
             await therapist.close()
 
     run_async(scenario(), timeout=90)
+
+
+def test_a_dropped_page_socket_reconnects_and_resumes_the_call(
+    video_server: Server, video_app: LiveApp
+) -> None:
+    """The page's socket drops (closed under it, not by the user): it shows "Reconnecting…",
+    joins again for a fresh room token, says hello with its resume token and is back in the call
+    without being admitted again; a new round brings media on a new peer connection."""
+    call = video_app.claim()
+
+    async def scenario() -> None:
+        therapist = VideoClient(name="therapist")
+        await therapist.join(video_server.base_url, call.therapist_token, call.booking)
+        await therapist.connect()
+        try:
+            async with chromium() as browser:
+                _, page, console = await new_page(browser)
+                await open_room(page, video_server.base_url, call.booking, call.client_token)
+                await join(page, jurisdiction=JURISDICTION)
+                await wait_state(page, "waiting")
+                [participant] = await therapist.waiting_participants(1)
+                await therapist.admit(participant)
+                await wait_media(page)
+                first_round = therapist.round
+
+                since = len(therapist.messages)
+                # A network drop, as the page sees it: the socket closes with a code that is
+                # not one of the server's refusals.
+                await page.evaluate("() => window.__videoCall.socket.close(4000, 'network')")
+                await wait_state(page, "reconnecting")
+                assert "Reconnecting" in await text(page, "#status")
+                left = await therapist.wait_for("peer-left", since=since, timeout=15)
+                assert left["reason"] == "disconnected"
+                back = await therapist.wait_for("peer-joined", since=since, timeout=30)
+                assert back["round"] > first_round
+                try:
+                    await page.wait_for_function("() => window.__pcs.length === 2")
+                    stats = await wait_media(page)
+                except Exception as exc:
+                    why = await _fail_with_console(page, console, "no media after resume")
+                    raise AssertionError(why) from exc
+                _assert_encrypted_on_loopback(stats, "client page after resume")
+                assert await page.evaluate("() => document.body.dataset.state") == "in-call"
+                # Resumed, not admitted again: no waiting-list entry for the client.
+                assert not any(
+                    m["type"] == "waiting-list" and m.get("waiting")
+                    for m in therapist.messages[since:]
+                )
+        finally:
+            await therapist.close()
+
+    run_async(scenario(), timeout=120)

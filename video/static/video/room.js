@@ -714,10 +714,16 @@
   function hangUp() {
     call.leaving = true;
     call.terminal = true;
-    // leave: gone for good (the room token is spent).
+    // leave: gone for good (the room token is spent). The server answers by closing the
+    // socket; closing it ourselves at once could lose the leave, so only if it does not.
     send({ type: "leave" });
-    if (call.socket) call.socket.close(1000, "left");
-    cleanUpCall();
+    const socket = call.socket;
+    setTimeout(() => {
+      if (socket && socket.readyState <= WebSocket.OPEN) socket.close(1000, "left");
+    }, 3000);
+    closePeerConnection();
+    $("remote-video").srcObject = null;
+    stopLocalMedia(); // the camera light goes off
     showStatus("");
     showMessage("You left the call.");
     setState("ended");
