@@ -14,20 +14,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.routing import URLRouter
-
-try:
-    from channels.testing import WebsocketCommunicator
-except ModuleNotFoundError:  # pragma: no cover - depends on the environment
-    # channels.testing imports daphne for ChannelsLiveServerTestCase alone, which these tests
-    # do not use; without daphne installed, stand in for that one import.
-    import sys
-    import types
-
-    _stub = types.ModuleType("daphne.testing")
-    _stub.DaphneProcess = object  # type: ignore[attr-defined]
-    sys.modules.setdefault("daphne", types.ModuleType("daphne"))
-    sys.modules["daphne.testing"] = _stub
-    from channels.testing import WebsocketCommunicator
+from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from api.models import Role, User
