@@ -1,12 +1,14 @@
 """asyncapi.yaml: the machine-readable contract of the signalling protocol.
 
-It is checked structurally (AsyncAPI 3.0.0, every $ref resolves, every operation names the
+It is validated against the official AsyncAPI 3.0.0 JSON schema (npm's ``@asyncapi/specs``,
+installed by ``make test``), checked structurally (every $ref resolves, every operation names the
 room channel's messages), against video/protocol.py (the same message types, each way, and the
 same error codes) and with sample messages validated by jsonschema against its payloads.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.conftest import _need
 from tests.video.signalling_support import CANDIDATE, CHROME_SDP
 from video.protocol import CLIENT_TYPES, CLOSE_CODES, ERROR_CODES, SERVER_TYPES
 
@@ -21,6 +24,28 @@ DOC: dict[str, Any] = yaml.safe_load(
     (Path(__file__).resolve().parents[2] / "asyncapi.yaml").read_text()
 )
 PID = "5b1e0c2a-8f3d-4e6a-9b7c-1d2e3f4a5b6c"
+OFFICIAL_SCHEMA = (
+    Path(__file__).resolve().parents[2]
+    / ".venv/npm/node_modules/@asyncapi/specs/schemas/3.0.0-without-$id.json"
+)
+
+
+@pytest.fixture(scope="module")
+def asyncapi_3_validator() -> jsonschema.protocols.Validator:
+    if not OFFICIAL_SCHEMA.exists():
+        _need("needs npm's @asyncapi/specs (make test installs it where npm is)")
+    schema = json.loads(OFFICIAL_SCHEMA.read_text())
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def test_the_document_is_valid_asyncapi_3(asyncapi_3_validator) -> None:
+    errors = [f"{list(e.path)}: {e.message}" for e in asyncapi_3_validator.iter_errors(DOC)]
+    assert errors == []
+
+
+def test_the_official_schema_catches_a_broken_document(asyncapi_3_validator) -> None:
+    broken = {**DOC, "info": {"title": "no version"}, "operations": {"x": {"action": "shout"}}}
+    assert len(list(asyncapi_3_validator.iter_errors(broken))) >= 2
 
 
 def resolve(ref: str) -> Any:
