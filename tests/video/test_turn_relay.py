@@ -66,6 +66,8 @@ def test_coturn_refuses_an_expired_credential(coturn: Coturn) -> None:
 
     assert candidates(sdp, "host"), sdp  # gathering worked
     assert not candidates(sdp, "relay"), sdp  # but coturn allocated nothing
+    refusal = f"user <{username}>: incoming packet message processed, error 401"
+    assert coturn.wait_for_log(refusal), coturn.log.read_text()[-3000:]
 
 
 def test_two_relay_only_peers_meet_through_coturn(

@@ -14,6 +14,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -99,6 +100,16 @@ class Coturn:
     @property
     def url(self) -> str:
         return f"turn:127.0.0.1:{self.port}?transport=udp"
+
+    def wait_for_log(self, text: str, *, timeout: float = 5) -> bool:
+        """Whether ``text`` shows up in coturn's log within ``timeout`` (it writes as it goes)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.log.exists() and text in self.log.read_text(errors="replace"):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)  # polling a file: nothing to wait on
 
 
 @contextmanager
