@@ -91,6 +91,7 @@ def idempotent(view_method: F) -> F:
             IdempotencyRecord.objects.filter(pk=record.pk).delete()
         return response
 
+    wrapper.idempotent = True  # type: ignore[attr-defined]  # read by api.schema
     return cast(F, wrapper)
 
 

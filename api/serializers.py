@@ -82,26 +82,37 @@ class ProblemFieldErrorSerializer(serializers.Serializer):
 class ProblemSerializer(serializers.Serializer):
     """An RFC 9457 problem document (api/errors.py), described for the OpenAPI schema."""
 
-    type = serializers.CharField()
+    type = serializers.CharField(help_text="urn:telehealth:problem:<code>")
     title = serializers.CharField()
     status = serializers.IntegerField()
-    detail = serializers.CharField()
-    code = serializers.CharField()
-    instance = serializers.CharField(required=False)
-    request_id = serializers.CharField(required=False)
-    retry_after = serializers.IntegerField(required=False)
+    detail = serializers.CharField(help_text="Prose for people; branch on code instead.")
+    code = serializers.CharField(help_text="Stable: clients branch on it.")
+    instance = serializers.CharField(required=False, help_text="The path, without a query.")
+    request_id = serializers.CharField(required=False, help_text="As in X-Request-ID.")
+    retry_after = serializers.IntegerField(required=False, help_text="Seconds (with 429).")
+
+
+class ValidationProblemSerializer(ProblemSerializer):
+    """A problem document for a 400: with ``errors`` when fields or parameters are invalid
+    (``code`` ``validation_error``)."""
 
     def get_fields(self) -> dict[str, serializers.Field]:
         # "errors" (field-level details) would shadow Serializer.errors as a class attribute.
         fields = super().get_fields()
-        fields["errors"] = ProblemFieldErrorSerializer(many=True, required=False)
+        fields["errors"] = ProblemFieldErrorSerializer(
+            many=True, required=False, help_text="Every invalid field (validation_error only)."
+        )
         return fields
 
 
 def problem_responses(*statuses: int) -> dict[tuple[int, str], Any]:
-    """``extend_schema(responses=...)`` entries: each status answered with a problem document."""
+    """``extend_schema(responses=...)`` entries: each status answered with a problem document
+    (``api.schema.ApiAutoSchema`` adds the statuses a view implies by itself)."""
     return {
-        (code, PROBLEM_CONTENT_TYPE): OpenApiResponse(ProblemSerializer, description="Problem")
+        (code, PROBLEM_CONTENT_TYPE): OpenApiResponse(
+            ValidationProblemSerializer if code == 400 else ProblemSerializer,
+            description="Problem",
+        )
         for code in statuses
     }
 

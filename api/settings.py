@@ -299,7 +299,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "api.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "api.schema.ApiAutoSchema",
     "EXCEPTION_HANDLER": "api.errors.problem_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
@@ -319,6 +319,7 @@ SPECTACULAR_SETTINGS = {
         "BookingStatusEnum": "scheduling.models.BookingStatus",
         "FeeRequestKindEnum": "scheduling.models.FeeRequestKind",
         "OverrideKindEnum": "scheduling.models.OverrideKind",
+        "PaymentStateEnum": "billing.states.ApiState",
     },
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)
@@ -354,6 +355,8 @@ EMAIL_GIVE_UP_HOURS = env_int("EMAIL_GIVE_UP_HOURS", 24)
 # Empty keys leave billing off: the gateway refuses to call Stripe and the webhook endpoint
 # refuses every delivery (fail closed); `manage.py check --deploy` reports them missing.
 STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "") or ""
+# Given to the apps with each payment (/pay) to initialise Stripe's SDK; not a secret.
+STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY", "") or ""
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "") or ""
 STRIPE_LIVEMODE = env_bool("STRIPE_LIVEMODE", False)  # events of the other mode are ignored
 STRIPE_API_BASE = env_str("STRIPE_API_BASE", "https://api.stripe.com") or "https://api.stripe.com"

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,3 +33,158 @@ def test_openapi_yaml_is_up_to_date(tmp_path):
     assert generated.read_text(encoding="utf-8") == committed, (
         "openapi.yaml differs from what the code generates: run `make openapi` and commit it"
     )
+
+
+# --- What the document says (API-01, API-02, names) ---------------------------------------------
+
+HTTP_METHODS = ("get", "put", "post", "delete", "patch")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "openapi.yaml").read_text(encoding="utf-8"))
+
+
+def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method.upper(), path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS
+    ]
+
+
+def authenticated(operation: dict[str, Any]) -> bool:
+    """Any security requirement but the empty one: a token is (or may be) sent."""
+    return any(requirement for requirement in operation.get("security", []))
+
+
+def resolve(document: dict[str, Any], ref_or_object: dict[str, Any]) -> dict[str, Any]:
+    ref = ref_or_object.get("$ref")
+    if ref is None:
+        return ref_or_object
+    node: Any = document
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def test_api_01_every_authenticated_operation_documents_401(document):
+    missing = [
+        f"{method} {path}"
+        for method, path, operation in operations(document)
+        if authenticated(operation) and "401" not in operation["responses"]
+    ]
+    assert missing == []
+
+
+def test_api_01_role_or_mfa_operations_document_403_and_path_ids_404(document):
+    missing = []
+    for method, path, operation in operations(document):
+        parameters = [resolve(document, p) for p in operation.get("parameters", [])]
+        if any(p["in"] == "path" for p in parameters) and "404" not in operation["responses"]:
+            missing.append(f"{method} {path}: 404 (path id)")
+        if any(p["name"] == "cursor" for p in parameters) and "404" not in operation["responses"]:
+            missing.append(f"{method} {path}: 404 (cursor)")
+        if any(p["in"] == "query" for p in parameters) and "400" not in operation["responses"]:
+            missing.append(f"{method} {path}: 400 (query)")
+        if "requestBody" in operation:
+            missing += [
+                f"{method} {path}: {code} (body)"
+                for code in ("400", "413", "415")
+                if code not in operation["responses"]
+            ]
+    assert missing == []
+
+
+def test_api_01_the_403_follows_the_permission_classes():
+    """A role or MFA answers 403; an open or any-factor endpoint never does."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    paths = schema["paths"]
+    assert "403" in paths["/api/v1/bookings/{booking_id}/cancel"]["post"]["responses"]
+    assert "403" in paths["/api/v1/audit/events"]["get"]["responses"]
+    assert "403" not in paths["/api/v1/me"]["get"]["responses"]
+    assert "403" not in paths["/api/v1/therapists/"]["get"]["responses"]
+
+
+def test_api_01_every_error_response_is_a_problem_document(document):
+    schemas = document["components"]["schemas"]
+    assert {"type", "title", "status", "detail", "code"} <= set(schemas["Problem"]["required"])
+    assert "errors" in schemas["ValidationProblem"]["properties"]
+    wrong = []
+    for method, path, operation in operations(document):
+        for code, response in operation["responses"].items():
+            if int(code) < 400:
+                continue
+            expected = "ValidationProblem" if code == "400" else "Problem"
+            content = response.get("content", {})
+            schema = content.get("application/problem+json", {}).get("schema", {})
+            if list(content) != ["application/problem+json"] or not schema.get("$ref", "").endswith(
+                f"/{expected}"
+            ):
+                wrong.append(f"{method} {path} {code}")
+    assert wrong == []
+
+
+def test_api_02_headers_are_documented(document):
+    idempotent_views = idempotent_operations()
+    assert len(idempotent_views) >= 10
+    wrong = []
+    for method, path, operation in operations(document):
+        names = {resolve(document, p)["name"] for p in operation.get("parameters", [])}
+        if "X-Request-ID" not in names:
+            wrong.append(f"{method} {path}: X-Request-ID parameter")
+        if ((method, path) in idempotent_views) != ("Idempotency-Key" in names):
+            wrong.append(f"{method} {path}: Idempotency-Key")
+        for code, response in operation["responses"].items():
+            headers = response.get("headers", {})
+            if "X-Request-ID" not in headers:
+                wrong.append(f"{method} {path} {code}: X-Request-ID")
+            if code == "429" and "Retry-After" not in headers:
+                wrong.append(f"{method} {path} {code}: Retry-After")
+            replayed = (method, path) in idempotent_views and code.startswith("2")
+            if replayed != ("Idempotency-Replayed" in headers):
+                wrong.append(f"{method} {path} {code}: Idempotency-Replayed")
+    assert wrong == []
+
+
+def idempotent_operations() -> set[tuple[str, str]]:
+    """(method, path) of every view method decorated with ``@idempotent``, from the URLconf."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    from api.schema import is_idempotent
+
+    found: set[tuple[str, str]] = set()
+
+    def walk(patterns: list[Any], prefix: str) -> None:
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                walk(pattern.url_patterns, route)
+            elif isinstance(pattern, URLPattern):
+                view = getattr(pattern.callback, "view_class", None)
+                if view is not None and is_idempotent(getattr(view, "post", None)):
+                    path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route)
+                    found.add(("POST", "/" + path))
+
+    walk(get_resolver().url_patterns, "")
+    return found
+
+
+def test_names_are_identifiers_with_a_summary(document):
+    wrong = [
+        f"{method} {path}: {operation['operationId']!r} {operation.get('summary')!r}"
+        for method, path, operation in operations(document)
+        if not IDENTIFIER.match(operation["operationId"]) or not operation.get("summary")
+    ]
+    assert wrong == []
+    ids = {operation["operationId"] for _, _, operation in operations(document)}
+    assert {"bookings_cancel", "auth_logout", "booking_ics"} <= ids
+
+
+def test_anonymous_capable_operations_list_the_anonymous_option_first(document):
+    for path in ("/api/v1/therapists/", "/api/v1/therapists/{therapist_id}"):
+        assert document["paths"][path]["get"]["security"][0] == {}
