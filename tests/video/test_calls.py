@@ -54,9 +54,6 @@ def test_the_client_waits_is_admitted_and_media_flows_peer_to_peer(
                 client_api=video_server.base_url,
             )
             await media_flows_both_ways(therapist, client)
-            for peer in (therapist, client):
-                pair = peer.selected_pair()
-                assert pair is not None and pair.local_type == "host", pair  # direct
             # The server offered the therapist the offer, the client the answer.
             offered = [m for m in client.messages if m["type"] == "offer"]
             assert offered and offered[0]["round"] == client.round
