@@ -313,3 +313,48 @@ def test_a_dropped_page_socket_reconnects_and_resumes_the_call(
             await therapist.close()
 
     run_async(scenario(), timeout=120)
+
+
+DENY_CAMERA = """
+navigator.mediaDevices.getUserMedia = async () => {
+  throw new DOMException("Permission denied", "NotAllowedError");
+};
+"""
+
+
+def test_room_not_open_says_when_in_local_time_and_camera_denial_gets_advice(
+    video_server: Server,
+) -> None:
+    """A join answered 409 ``room_not_open`` (served by the test) names the opening time in
+    the browser's time zone; a camera the user refused gets advice, and joining stays possible."""
+    booking = str(uuid.uuid4())
+    problem = {
+        "type": "urn:telehealth:problem:room_not_open",
+        "title": "Conflict",
+        "status": 409,
+        "code": "room_not_open",
+        "detail": "The room is not open yet.",
+        "opens_at": "2031-03-04T15:20:00Z",
+    }
+
+    async def refuse(route: Route) -> None:
+        await route.fulfill(
+            status=409, content_type="application/problem+json", body=json.dumps(problem)
+        )
+
+    async def scenario() -> None:
+        async with chromium() as browser:
+            context = await browser.new_context(timezone_id="America/New_York", locale="en-US")
+            await context.add_init_script(DENY_CAMERA)
+            page = await context.new_page()
+            await page.route("**/api/v1/video/rooms/*/join", refuse)
+            await open_room(page, video_server.base_url, booking, "a.b.c")
+            await page.wait_for_function("() => !document.getElementById('media-advice').hidden")
+            assert "allow both for this site" in await text(page, "#media-advice")
+            await join(page, jurisdiction=JURISDICTION)
+            await wait_state(page, "refused")
+            message = await text(page, "#message")
+            assert "not open yet" in message
+            assert "March 4, 2031" in message and "10:20" in message, message  # 15:20Z in New York
+
+    run_async(scenario(), timeout=60)
