@@ -229,7 +229,11 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
     # --- effects and channel-layer events -----------------------------------------------
 
     async def _apply(self, effects: list[Effect]) -> None:
-        for effect in effects:
+        # Others first: this socket's own effect may close it, and its client may have gone
+        # already (a `leave` followed at once by a close), which must not cost the others
+        # their `peer-left`.
+        mine = [e for e in effects if isinstance(e, Send) and e.channel == self.channel_name]
+        for effect in [e for e in effects if not any(e is m for m in mine)] + mine:
             if isinstance(effect, Send):
                 if effect.channel == self.channel_name:
                     await self._deliver(effect.participant, effect.message, effect.close)
@@ -306,7 +310,8 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
             return
         self.closed = True
         await self._detach()
-        await self.close(code=int(code))
+        with contextlib.suppress(Exception):  # the client may have closed first: nothing to do
+            await self.close(code=int(code))
 
     async def _detach(self) -> None:
         current = asyncio.current_task()
