@@ -239,9 +239,10 @@ class VideoClient:
         hello: dict[str, Any] = {"token": token or self.info.token}
         if self.resume:
             hello["resume"] = self.resume
+        since = len(self.messages)
         await self.send("hello", **hello)
         self._reader = asyncio.create_task(self._read(), name=f"{self.name}-reader")
-        return await self.wait_for("joined", timeout=timeout)
+        return await self.wait_for("joined", timeout=timeout, since=since)
 
     async def send(self, type_: str, **fields: Any) -> None:
         if type_ not in {"hello", "candidate"}:

@@ -186,3 +186,43 @@ def test_two_app_processes_sharing_redis_bring_the_two_sides_together(
         finally:
             video_app.stop_server(first)
             video_app.stop_server(second)
+
+
+def test_a_dropped_client_resumes_and_a_new_round_brings_media_back(
+    video_app: LiveApp, video_server: Server
+) -> None:
+    call = video_app.claim()
+
+    async def scenario() -> None:
+        therapist, client = VideoClient(name="therapist"), VideoClient(name="client")
+        try:
+            await start_call(
+                call,
+                therapist=therapist,
+                client=client,
+                therapist_api=video_server.base_url,
+                client_api=video_server.base_url,
+            )
+            await media_flows_both_ways(therapist, client)
+            first_round = therapist.round
+            seen = len(therapist.messages)
+
+            await client.drop()  # the network went away; the call is kept
+            await therapist.wait_for(
+                "peer-left", lambda m: m["reason"] == "disconnected", since=seen
+            )
+            await client.close()  # aiortc cannot restart ICE: a new peer connection per round
+            client.frames_received = {"audio": 0, "video": 0}
+            assert client.resume, client.messages[:2]
+            since = len(client.messages)
+            joined = await client.connect()  # hello with the resume token: no second admission
+            assert joined["state"] == "in_call", joined
+            await client.wait_for("peer-joined", since=since)
+            again = await therapist.wait_for("peer-joined", since=seen)
+            assert again["round"] > (first_round or 0)
+            therapist.frames_received = {"audio": 0, "video": 0}
+            await media_flows_both_ways(therapist, client)
+        finally:
+            await close_all(therapist, client)
+
+    run_async(scenario())
