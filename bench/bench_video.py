@@ -443,12 +443,24 @@ async def raw_room(
     return time.perf_counter() - started, client
 
 
-async def capacity_level(app: Any, base_url: str, rooms: int, sdp: dict[str, str]) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (as bench_booking.py reads it)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def capacity_level(app: Any, server: Any, rooms: int, sdp: dict[str, str]) -> dict:
+    base_url = server.base_url
     calls = [app.claim() for _ in range(rooms)]
     therapists = await asyncio.gather(
         *(raw_open(base_url, c.therapist_token, c.booking) for c in calls)
     )
-    began = time.perf_counter()
+    began, server_cpu, own_cpu = (
+        time.perf_counter(),
+        cpu_seconds(server.process.pid),
+        time.process_time(),
+    )
     outcomes = await asyncio.gather(
         *(
             asyncio.wait_for(raw_room(c, base_url, t, sdp), TIMEOUT_S)
@@ -457,6 +469,8 @@ async def capacity_level(app: Any, base_url: str, rooms: int, sdp: dict[str, str
         return_exceptions=True,
     )
     elapsed = time.perf_counter() - began
+    server_cpu = cpu_seconds(server.process.pid) - server_cpu
+    own_cpu = time.process_time() - own_cpu
     done = [o for o in outcomes if isinstance(o, tuple)]
     failures = [f"{type(o).__name__}: {o}"[:120] for o in outcomes if not isinstance(o, tuple)]
     await asyncio.gather(
@@ -468,13 +482,17 @@ async def capacity_level(app: Any, base_url: str, rooms: int, sdp: dict[str, str
         figures = summary(times)
         level.update(p50_ms=figures["p50_ms"], p95_ms=figures["p95_ms"], max_ms=figures["max_ms"])
     level["wall_s"] = round(elapsed, 2)
+    # The web process is one Python process (one core at most): its CPU per room bounds it.
+    level["web_cpu_ms_per_room"] = round(server_cpu * 1000 / rooms, 1)
+    level["web_cpu_busy"] = round(server_cpu / elapsed, 2)
+    level["load_generator_cpu_ms_per_room"] = round(own_cpu * 1000 / rooms, 1)
     if failures:
         level["first_failure"] = failures[0]
     return level
 
 
 async def capacity_phase(
-    app: Any, base_url: str, levels: list[int], sdp: dict[str, str], budget: float
+    app: Any, server: Any, levels: list[int], sdp: dict[str, str], budget: float
 ) -> dict[str, Any]:
     started = time.perf_counter()
     results: list[dict[str, Any]] = []
@@ -484,7 +502,7 @@ async def capacity_phase(
         if time.perf_counter() - started > budget:
             stopped = f"time budget ({budget:.0f} s) spent"
             break
-        level = await capacity_level(app, base_url, rooms, sdp)
+        level = await capacity_level(app, server, rooms, sdp)
         results.append(level)
         if level["failed"]:
             stopped = f"{level['failed']} room(s) failed at {rooms}"
@@ -551,7 +569,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         server = app.start_server(**server_env)
         setup, sdp = await setup_phase(app, server.base_url, args.calls)
         peer_connections = server.peer_connections()
-        capacity = await capacity_phase(app, server.base_url, levels, sdp, args.ramp_seconds)
+        capacity = await capacity_phase(app, server, levels, sdp, args.ramp_seconds)
         app.stop_server(server)
 
         relay_server = app.start_server(**relay_env)
