@@ -1,0 +1,46 @@
+"""api/websocket.py: which pages may open the API's sockets (through api.asgi.application)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+
+from api.asgi import application
+
+PATH = f"/ws/video/{uuid.uuid4()}/"
+
+
+async def _accepted(headers: list[tuple[bytes, bytes]]) -> bool:
+    communicator = WebsocketCommunicator(application, PATH, headers=headers)
+    connected, _ = await communicator.connect(timeout=5)
+    await communicator.disconnect()
+    return bool(connected)
+
+
+def accepted(*headers: tuple[bytes, bytes]) -> bool:
+    return async_to_sync(_accepted)(list(headers))
+
+
+@pytest.fixture(autouse=True)
+def _origins(settings) -> None:
+    settings.ALLOWED_HOSTS = ["api.telehealth.test"]
+    settings.CORS_ALLOWED_ORIGINS = ["https://app.telehealth.test"]
+
+
+def test_a_native_app_without_an_origin_may_connect() -> None:
+    assert accepted()
+
+
+@pytest.mark.parametrize("origin", [b"https://api.telehealth.test", b"https://app.telehealth.test"])
+def test_the_api_host_and_configured_web_apps_may_connect(origin: bytes) -> None:
+    assert accepted((b"origin", origin))
+
+
+@pytest.mark.parametrize(
+    "origin", [b"https://evil.example", b"http://app.telehealth.test", b"null", b"https://x"]
+)
+def test_any_other_page_is_refused(origin: bytes) -> None:
+    assert not accepted((b"origin", origin))
