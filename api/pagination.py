@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlencode
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import ErrorDetail, NotFound, ValidationError
 from rest_framework.pagination import Cursor
 from rest_framework.pagination import CursorPagination as DRFCursorPagination
 from rest_framework.request import Request
@@ -22,6 +22,39 @@ from rest_framework.utils.urls import replace_query_param
 from api import crypto
 
 _CURSOR_AAD = b"pagination-cursor"
+_MAX_DIGITS = 9  # int() of thousands of digits is slow (and refused past 4300)
+
+
+def page_size_of(request: Request, *, param: str, default: int, maximum: int) -> int:
+    """``?page_size=``: absent means ``default``, above ``maximum`` means ``maximum``; anything
+    but a whole number from 1 is a 400 naming the parameter (never silently the default)."""
+    raw = request.query_params.get(param)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()) or int(raw[:_MAX_DIGITS + 1]) < 1:
+        message = f"A whole number from 1 (at most {maximum} rows are served)."
+        raise ValidationError({param: [ErrorDetail(message, code="invalid")]})
+    return min(int(raw[: _MAX_DIGITS + 1]), maximum)
+
+
+def pagination_parameters(*, param: str, cursor_param: str, maximum: int) -> list[dict[str, Any]]:
+    """The two query parameters of every list, for the OpenAPI document."""
+    return [
+        {
+            "name": cursor_param,
+            "required": False,
+            "in": "query",
+            "description": "Opaque: from the previous page's next (or previous) link.",
+            "schema": {"type": "string"},
+        },
+        {
+            "name": param,
+            "required": False,
+            "in": "query",
+            "description": f"Rows per page (default 50); more than {maximum} gives {maximum}.",
+            "schema": {"type": "integer", "minimum": 1},
+        },
+    ]
 
 
 class CursorPagination(DRFCursorPagination):
@@ -29,6 +62,21 @@ class CursorPagination(DRFCursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
     ordering: str | list[str] | tuple[str, ...] = "-pk"
+
+    def get_page_size(self, request: Request) -> int:
+        return page_size_of(
+            request,
+            param=str(self.page_size_query_param),
+            default=int(self.page_size),
+            maximum=int(self.max_page_size),
+        )
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        return pagination_parameters(
+            param=str(self.page_size_query_param),
+            cursor_param=self.cursor_query_param,
+            maximum=int(self.max_page_size),
+        )
 
     def paginate_queryset(
         self, queryset: QuerySet[Any], request: Request, view: Any = None

@@ -144,6 +144,31 @@ IDEMPOTENCY_KEY_PARAMETER = {
 }
 
 
+_EMPTY_STRING = {"type": "string", "maxLength": 0}
+
+
+def blank_allowed(schema: dict[str, Any]) -> dict[str, Any]:
+    """drf-spectacular's ``oneOf: [<the field>, {maxLength: 0}]`` for a string field that may
+    also be ``""``, made exact: ``""`` matches one branch only (an unformatted or patterned
+    first branch matched it too), and a default ``""`` moves beside the ``oneOf``, where it
+    satisfies its schema."""
+    branches = schema.get("oneOf")
+    if not (isinstance(branches, list) and _EMPTY_STRING in branches):
+        return schema
+    merged: list[dict[str, Any]] = []
+    for branch in branches:
+        if branch == _EMPTY_STRING:
+            merged.append({"type": "string", "enum": [""]})
+            continue
+        branch = dict(branch)
+        if "default" in branch:
+            schema.setdefault("default", branch.pop("default"))
+        branch["minLength"] = max(1, branch.get("minLength", 1))
+        merged.append(branch)
+    schema["oneOf"] = merged
+    return schema
+
+
 def is_idempotent(view_method: Any) -> bool:
     return bool(getattr(view_method, "idempotent", False))
 
@@ -172,6 +197,19 @@ class ApiAutoSchema(AutoSchema):
             if summary:
                 operation["summary"] = summary
         return operation
+
+    # --- Request and field schemas (API-03) ------------------------------------------------------
+
+    def _map_basic_serializer(self, serializer: Any, direction: str) -> dict[str, Any]:
+        """A ``StrictInputSerializer`` refuses unknown fields (400): its body says so."""
+        from api.serializers import StrictInputSerializer
+
+        schema: dict[str, Any] = super()._map_basic_serializer(serializer, direction)
+        if direction == "request" and isinstance(serializer, StrictInputSerializer):
+            schema["additionalProperties"] = False
+        for field_schema in schema.get("properties", {}).values():
+            blank_allowed(field_schema)
+        return schema
 
     # --- Statuses --------------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ import django_filters
 from django import forms
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 
 from scheduling.models import (
     Attribute,
@@ -57,6 +59,15 @@ class _DirectoryForm(forms.Form):
         return data
 
 
+MAX_PRICE = 10**9  # minor units; beyond any session's price (and the database's integers)
+_PRICE = {
+    "type": "number",
+    "minimum": 0,
+    "maximum": MAX_PRICE,
+    "description": "A session type's price, in minor units of its currency (cents)",
+}
+
+
 def _has_attribute(kind: str, value: str) -> Exists:
     return Exists(
         TherapistAttribute.objects.filter(therapist=OuterRef("pk"), kind=kind, value=value)
@@ -72,12 +83,21 @@ class TherapistDirectoryFilter(django_filters.FilterSet):
         max_length=6,
         help_text="The client's location (ISO 3166-2): a current licence there",
     )
-    price_min = django_filters.NumberFilter(method="filter_price", min_value=0)
-    price_max = django_filters.NumberFilter(method="filter_price", min_value=0)
-    currency = django_filters.CharFilter(method="filter_price", max_length=3)
+    price_min = extend_schema_field(_PRICE)(
+        django_filters.NumberFilter(method="filter_price", min_value=0, max_value=MAX_PRICE)
+    )
+    price_max = extend_schema_field(_PRICE)(
+        django_filters.NumberFilter(method="filter_price", min_value=0, max_value=MAX_PRICE)
+    )
+    currency = extend_schema_field(
+        {"type": "string", "maxLength": 3, "description": "ISO 4217, e.g. USD"}
+    )(django_filters.CharFilter(method="filter_price", max_length=3))
     delivery = django_filters.ChoiceFilter(choices=Delivery.choices, method="filter_delivery")
-    accepting_new_clients = django_filters.TypedChoiceFilter(
-        choices=[("true", "true"), ("false", "false")], coerce=lambda v: v == "true"
+    # Exactly "true" or "false", as generated clients send a boolean query parameter.
+    accepting_new_clients = extend_schema_field(OpenApiTypes.BOOL)(
+        django_filters.TypedChoiceFilter(
+            choices=[("true", "true"), ("false", "false")], coerce=lambda v: v == "true"
+        )
     )
     q = django_filters.CharFilter(method="filter_text", min_length=2, max_length=100)
     available_from = django_filters.IsoDateTimeFilter(method="filter_available")

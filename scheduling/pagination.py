@@ -22,7 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
-from api.pagination import CursorPagination
+from api.pagination import CursorPagination, page_size_of, pagination_parameters
 
 
 class SoonestAvailabilityPagination(BasePagination):
@@ -32,11 +32,20 @@ class SoonestAvailabilityPagination(BasePagination):
     page_size_query_param = CursorPagination.page_size_query_param
 
     def _page_size(self, request: Request) -> int:
-        """As the project's pagination: a bad value means the default, a big one the maximum."""
-        raw = request.query_params.get(self.page_size_query_param, "")
-        if not raw.isdigit() or int(raw) < 1:
-            return self.page_size
-        return min(int(raw), self.max_page_size)
+        """As the project's pagination: nonsense is a 400, a big one the maximum."""
+        return page_size_of(
+            request,
+            param=self.page_size_query_param,
+            default=self.page_size,
+            maximum=self.max_page_size,
+        )
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        return pagination_parameters(
+            param=self.page_size_query_param,
+            cursor_param=self.cursor_query_param,
+            maximum=self.max_page_size,
+        )
 
     def _decode(self, raw: str) -> tuple[datetime, uuid.UUID]:
         try:

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.permissions import AllowAny
@@ -36,8 +36,19 @@ def _code_shape(value: str) -> None:
         )
 
 
+# What ``mfa_code_parse`` accepts (surrounding whitespace aside): a TOTP or a backup code.
+MFA_CODE_PATTERN = r"^(?:[0-9]{6}|[A-Za-z2-7]{5}-?[A-Za-z2-7]{5})$"
+
+
+@extend_schema_field(
+    {"type": "string", "maxLength": 11, "pattern": MFA_CODE_PATTERN}
+)
+class MfaCodeField(serializers.CharField):
+    """A 6-digit TOTP code or a backup code (``abcde-fghij``, any case, hyphen optional)."""
+
+
 def _code_field(**kwargs: Any) -> serializers.CharField:
-    return serializers.CharField(max_length=32, validators=[_code_shape], **kwargs)
+    return MfaCodeField(max_length=32, validators=[_code_shape], **kwargs)
 
 
 class MfaStatusSerializer(serializers.Serializer):

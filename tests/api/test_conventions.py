@@ -231,10 +231,16 @@ def test_a_forged_cursor_is_a_problem_not_a_500(anon_api, cursor):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("page_size", ["-1", "0", "abc", "1e9"])
-def test_a_nonsense_page_size_falls_back_to_the_default(anon_api, page_size):
+@pytest.mark.parametrize("page_size", ["-1", "0", "abc", "1e9", "٣", "9" * 5000])
+def test_api_03_a_nonsense_page_size_is_a_400_naming_it(anon_api, page_size):
     add_rows(1)
-    assert anon_api.get(LIST_URL, {"page_size": page_size}).status_code == 200
+    response = anon_api.get(LIST_URL, {"page_size": page_size})
+    if page_size.startswith("9"):  # a huge number is the maximum, like 1000
+        assert response.status_code == 200
+        return
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    assert [e["field"] for e in response.json()["errors"]] == ["page_size"]
 
 
 # --- CORS -------------------------------------------------------------------------------------
@@ -309,3 +315,22 @@ def test_security_headers_are_set(anon_api):
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Referrer-Policy"] == "no-referrer"
     assert response["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("caller", "url"),
+    [
+        ("client_api", "/api/v1/bookings/"),
+        ("therapist_api", "/api/v1/billing/payments"),
+        ("client_api", "/api/v1/me/access-log"),
+        ("anon_api", "/api/v1/therapists/"),
+        ("compliance_api", "/api/v1/audit/events"),
+    ],
+)
+def test_api_03_every_list_refuses_a_nonsense_page_size(request, caller, url):
+    api = request.getfixturevalue(caller)
+    assert api.get(url, {"page_size": "2"}).status_code == 200
+    response = api.get(url, {"page_size": "abc"})
+    assert response.status_code == 400
+    assert [e["field"] for e in response.json()["errors"]] == ["page_size"]

@@ -188,3 +188,51 @@ def test_names_are_identifiers_with_a_summary(document):
 def test_anonymous_capable_operations_list_the_anonymous_option_first(document):
     for path in ("/api/v1/therapists/", "/api/v1/therapists/{therapist_id}"):
         assert document["paths"][path]["get"]["security"][0] == {}
+
+
+# --- Requests say what the server enforces (API-03) -------------------------------------------
+
+
+def test_api_03_the_document_passes_openapi_spec_validator():
+    """Including every default against its own schema (a blank default on a pattern failed)."""
+    from openapi_spec_validator import validate
+    from openapi_spec_validator.readers import read_from_filename
+
+    spec, _ = read_from_filename(str(ROOT / "openapi.yaml"))
+    validate(spec)
+
+
+def component(document: dict[str, Any], name: str) -> dict[str, Any]:
+    return document["components"]["schemas"][name]
+
+
+def test_api_03_strict_request_bodies_refuse_unknown_fields(document):
+    """Every request body of a ``StrictInputSerializer`` says ``additionalProperties: false``."""
+    loose = []
+    for method, path, operation in operations(document):
+        if path == "/api/v1/billing/webhooks/stripe":  # Stripe's event, as Stripe sends it
+            continue
+        content = operation.get("requestBody", {}).get("content", {})
+        for media in content.values():
+            schema = resolve(document, media["schema"])
+            if schema.get("type") == "object" and schema.get("additionalProperties") is not False:
+                loose.append(f"{method} {path}")
+    assert loose == []
+
+
+def test_api_03_field_schemas_match_what_is_enforced(document):
+    code = component(document, "CodeInputRequest")["properties"]["code"]
+    assert code["maxLength"] == 11
+    assert re.fullmatch(code["pattern"], "123456") and re.fullmatch(code["pattern"], "abcde-FGHIJ")
+    assert not re.fullmatch(code["pattern"], "12345")
+    listing = document["paths"]["/api/v1/therapists/"]["get"]
+    directory = {p["name"]: p["schema"] for p in listing["parameters"]}
+    assert directory["accepting_new_clients"] == {"type": "boolean"}
+    assert directory["price_min"]["type"] == directory["price_max"]["type"] == "number"
+    assert directory["currency"]["type"] == "string"
+    assert directory["page_size"] == {"type": "integer", "minimum": 1}
+    assert directory["cursor"] == {"type": "string"}
+    photo = component(document, "ProfileFieldsInRequest")["properties"]["photo_url"]["oneOf"]
+    assert [b for b in photo if b.get("enum") == [""]] and all(
+        b.get("minLength", 0) >= 1 for b in photo if "enum" not in b
+    )

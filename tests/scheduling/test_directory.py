@@ -219,3 +219,19 @@ def test_az_03_directory_ordering_and_fields_leak_no_private_data(anon_api):
     assert item["id"] == str(therapist.pk)
     assert "user" not in item and "email" not in str(item) and "licences" not in item
     assert not any("number" in str(v) for v in item.values() if isinstance(v, dict))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"price_min": "1e500"},
+        {"price_max": "-1"},
+        {"accepting_new_clients": "yes"},
+        {"page_size": "abc"},
+    ],
+)
+def test_api_03_directory_parameters_outside_their_schema_are_a_400(anon_api, query):
+    response = anon_api.get(URL, query)
+    assert response.status_code == 400
+    assert {e["field"] for e in response.json()["errors"]} == set(query)
