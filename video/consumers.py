@@ -19,10 +19,10 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
@@ -54,6 +54,18 @@ from video.signalling import (
 
 logger = logging.getLogger("video.signalling")
 
+
+def in_db_thread(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """``func`` run in the thread pool, its connections closed as Channels does.
+
+    Not Channels' default (``thread_sensitive``): that runs every socket's database work of a
+    process on one thread, one call after another, so a burst of rooms queues behind itself
+    (bench/bench_video.py). A socket's own calls still run one at a time: it awaits each.
+    """
+    return DatabaseSyncToAsync(func, thread_sensitive=False)
+
+
+T = TypeVar("T")
 DELIVER = "video.deliver"
 THERAPIST_CHANGED = "video.therapist"
 
@@ -149,7 +161,7 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(group, self.channel_name)
         self.groups_joined.append(group)
         try:
-            attached, _ = await database_sync_to_async(signalling.participant_attach)(
+            attached, _ = await in_db_thread(signalling.participant_attach)(
                 room_id=self.room_id,
                 token=token,
                 resume=resume,
@@ -180,7 +192,7 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
         await asyncio.sleep(max(0.0, delay))
         if self.closed:
             return
-        effects = await database_sync_to_async(signalling.room_window_close)(
+        effects = await in_db_thread(signalling.room_window_close)(
             room_id=attached.room_id, now=timezone.now()
         )
         await self._apply(effects)
@@ -195,7 +207,7 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
         if kind == "hello":
             raise SignalRefused("forbidden", "Already said hello.")
         if kind in ("offer", "answer", "candidate"):
-            targets = await database_sync_to_async(signalling.relay_targets)(
+            targets = await in_db_thread(signalling.relay_targets)(
                 **common, kind=kind, round=fields["round"]
             )
             if kind != "candidate":
@@ -223,7 +235,7 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
             call = signalling.room_end
         else:  # pragma: no cover - message_parse knows no other type
             raise SignalRefused("unknown_type", "Unknown message type.")
-        effects = await database_sync_to_async(call)(**common, **extra, now=now)
+        effects = await in_db_thread(call)(**common, **extra, now=now)
         await self._apply(effects)
 
     # --- effects and channel-layer events -----------------------------------------------
@@ -294,7 +306,7 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
             return
         if event.get("room") == str(me.room_id):
             return  # this room's clients were told with the change
-        effects = await database_sync_to_async(signalling.waiting_status)(
+        effects = await in_db_thread(signalling.waiting_status)(
             participant_id=me.participant_id, channel_name=self.channel_name
         )
         await self._apply(effects)
@@ -322,7 +334,7 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
         me, self.attached = self.attached, None
         if me is not None:
             with contextlib.suppress(Exception):
-                effects = await database_sync_to_async(signalling.participant_detach)(
+                effects = await in_db_thread(signalling.participant_detach)(
                     participant_id=me.participant_id,
                     channel_name=self.channel_name,
                     now=timezone.now(),

@@ -11,6 +11,9 @@ from channels.testing import WebsocketCommunicator
 from api.asgi import application
 
 PATH = f"/ws/video/{uuid.uuid4()}/"
+# Channels closes stale database connections on every event a consumer handles: outside a
+# transaction of the test's own, as a live server would.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def _accepted(headers: list[tuple[bytes, bytes]]) -> bool:
