@@ -20,6 +20,21 @@ def stripe_configured(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
                 id="billing.E002",
             )
         )
+    publishable = settings.STRIPE_PUBLISHABLE_KEY
+    if not publishable.startswith("pk_"):
+        problems.append(
+            Error(
+                "STRIPE_PUBLISHABLE_KEY is not a publishable key (pk_...): /pay answers 503.",
+                id="billing.E004",
+            )
+        )
+    elif publishable.startswith("pk_live_") != settings.STRIPE_LIVEMODE:
+        problems.append(
+            Error(
+                "STRIPE_PUBLISHABLE_KEY's mode (pk_live_/pk_test_) is not STRIPE_LIVEMODE's.",
+                id="billing.E005",
+            )
+        )
     if not settings.STRIPE_API_BASE.startswith("https://"):
         problems.append(Error("STRIPE_API_BASE must be an https:// URL.", id="billing.E003"))
     return problems

@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet
 
 from api.models import Role, User
-from billing.models import Payment, SavedPaymentMethod
+from billing import states
+from billing.models import Payment, Refund, SavedPaymentMethod
+from scheduling.models import Booking, FeeRequest, FeeRequestState
 
 
 def payments_created_between(*, start: datetime, end: datetime) -> QuerySet[Payment]:
@@ -20,14 +22,63 @@ def payments_created_between(*, start: datetime, end: datetime) -> QuerySet[Paym
     )
 
 
-def payments_visible_to(*, user: User) -> QuerySet[Payment]:
-    """A client's own payments, or the payments for a therapist's sessions."""
+def payments_visible_to(*, user: User, booking_id: uuid.UUID | None = None) -> QuerySet[Payment]:
+    """A client's own payments, or the payments for a therapist's sessions; with
+    ``booking_id``, only that booking's (none when it is not theirs)."""
     mine = (
         Payment.objects.filter(therapist=user)
         if user.role == Role.THERAPIST
         else (Payment.objects.filter(client=user))
     )
-    return mine.order_by("-created_at", "-pk")
+    if booking_id is not None:
+        mine = mine.filter(booking_id=booking_id)
+    return with_refund_pending(mine).order_by("-created_at", "-pk")
+
+
+def with_refund_pending(payments: QuerySet[Payment]) -> QuerySet[Payment]:
+    """``payments`` annotated with ``refund_pending``: a refund of the payment is pending at
+    Stripe, or (a session payment) its booking's cancellation owes money back and billing has
+    not processed it yet. Two ``EXISTS`` in the same query: no query per row."""
+    pending_refund = Refund.objects.filter(payment=OuterRef("pk"), state=Refund.State.PENDING)
+    owed = FeeRequest.objects.filter(
+        booking=OuterRef("booking_id"), state=FeeRequestState.PENDING, refund_minor__gt=0
+    )
+    return payments.annotate(
+        refund_pending=ExpressionWrapper(
+            Q(Exists(pending_refund)) | Q(Exists(owed), purpose=Payment.Purpose.SESSION),
+            output_field=BooleanField(),
+        )
+    )
+
+
+def payment_api_state(payment: Payment) -> str:
+    """The state the API shows for ``payment`` (``states.api_state``). Reads the
+    ``refund_pending`` annotation when the payment came from ``with_refund_pending``, else asks
+    the database (only for a collected payment: nothing else can have a refund pending)."""
+    if payment.state not in states.COLLECTED:
+        return states.api_state(payment.state)
+    pending = getattr(payment, "refund_pending", None)
+    if pending is None:
+        annotated = with_refund_pending(Payment.objects.filter(pk=payment.pk)).first()
+        pending = getattr(annotated, "refund_pending", False)
+    return states.api_state(payment.state, refund_pending=bool(pending))
+
+
+def booking_session_payments() -> QuerySet[Payment]:
+    """Session payments, latest version first, annotated for ``payment_api_state``: the
+    queryset a booking list prefetches (one query for a whole page of bookings)."""
+    return with_refund_pending(Payment.objects.filter(purpose=Payment.Purpose.SESSION)).order_by(
+        "booking_id", "-version"
+    )
+
+
+def booking_session_payment(booking: Booking) -> Payment | None:
+    """The booking's latest session payment: from the prefetch ``session_payments`` when the
+    booking has it (``booking_session_payments``), else one query."""
+    prefetched = getattr(booking, "session_payments", None)
+    if prefetched is not None:
+        return prefetched[0] if prefetched else None
+    return booking_session_payments().filter(booking_id=booking.pk).first()
 
 
 def payment_methods_active(*, client_id: uuid.UUID) -> QuerySet[SavedPaymentMethod]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import enum
 
+from django.db import models
+
 from billing.models import Payment
 
 S = Payment.State
@@ -65,3 +67,45 @@ def state_of_amounts(*, captured: int, refunded: int) -> str:
     if refunded <= 0:
         return S.SUCCEEDED
     return S.REFUNDED if refunded >= captured else S.PARTIALLY_REFUNDED
+
+
+class ApiState(models.TextChoices):
+    """A payment's state as the API shows it (``PaymentOut.state``, a booking's
+    ``payment.state``): one spelling, ours, whatever Stripe says.
+
+    Stored states stay Stripe's words (webhooks and the reconciliation compare them as they
+    come); they are mapped here, at the edge. ``canceled`` is shown ``cancelled``, as bookings
+    spell it, and ``refund_pending`` is ours: money is owed back (a cancellation in time, a
+    late one's part above the fee) or a refund is on its way, and Stripe has not confirmed it.
+    """
+
+    CREATED = "created", "Our record exists; Stripe has no intent yet."
+    REQUIRES_PAYMENT_METHOD = (
+        "requires_payment_method",
+        "Waiting for the client to give a card (or a new one after a decline).",
+    )
+    REQUIRES_CONFIRMATION = "requires_confirmation", "Waiting for the client to confirm."
+    REQUIRES_ACTION = "requires_action", "Waiting for the client to authenticate (3-D Secure)."
+    PROCESSING = "processing", "Stripe is processing the payment."
+    REQUIRES_CAPTURE = "requires_capture", "Authorized, not yet captured."
+    SUCCEEDED = "succeeded", "Paid."
+    REFUND_PENDING = (
+        "refund_pending",
+        "Paid, and money is owed back or a refund is on its way; Stripe has not confirmed it.",
+    )
+    PARTIALLY_REFUNDED = "partially_refunded", "Paid; part of it refunded (confirmed)."
+    REFUNDED = "refunded", "Paid; all of it refunded (confirmed)."
+    CANCELLED = "cancelled", "Cancelled before any money was taken (Stripe: canceled)."
+    FAILED = "failed", "A fee that could not be charged (declined, no card, or not authenticated)."
+
+
+# Stripe's word (stored) to ours (shown) where they differ.
+_SHOWN: dict[str, ApiState] = {S.CANCELED: ApiState.CANCELLED}
+
+
+def api_state(state: str, *, refund_pending: bool = False) -> str:
+    """The state the API shows for a stored ``state``. ``refund_pending``: a refund of this
+    payment is pending at Stripe, or owed by a cancellation billing has not processed yet."""
+    if refund_pending and state in COLLECTED:
+        return ApiState.REFUND_PENDING.value
+    return (_SHOWN.get(state) or ApiState(state)).value

@@ -39,8 +39,10 @@ from billing.documents import money
 from billing.models import Payment, SavedPaymentMethod
 from billing.selectors import payment_methods_active, payments_visible_to
 from billing.serializers import (
+    AuthenticateOut,
     PayIn,
     PaymentOut,
+    PaymentsQuery,
     PayOut,
     ProviderBillingIn,
     ProviderBillingOut,
@@ -126,13 +128,16 @@ class PayView(AuditedMixin, APIView):
     )
     @idempotent
     def post(self, request: Request, booking_id: uuid.UUID) -> Response:
-        PayIn(data=request.data).is_valid(raise_exception=True)
-        started = booking_payment_start(
-            booking_id=booking_id, client=user_of(request), request=request, now=timezone.now()
+        data = PayIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        sheet = booking_payment_start(
+            booking_id=booking_id,
+            client=user_of(request),
+            request=request,
+            now=timezone.now(),
+            stripe_version=data.validated_data.get("stripe_version"),
         )
-        return Response(
-            PayOut({"payment": started.payment, "client_secret": started.client_secret}).data
-        )
+        return Response(PayOut(sheet).data)
 
 
 class PaymentPagination(CursorPagination):
@@ -152,12 +157,17 @@ class PaymentsView(AuditedMixin, ListAPIView):
     def get_queryset(self) -> QuerySet[Payment]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return Payment.objects.none()
-        return payments_visible_to(user=user_of(self.request))
+        query = PaymentsQuery(data=self.request.query_params.dict())  # `?booking=` is 400
+        query.is_valid(raise_exception=True)
+        return payments_visible_to(
+            user=user_of(self.request), booking_id=query.validated_data.get("booking")
+        )
 
     @extend_schema(
         operation_id="billing_payments_list",
         summary="List payments (own, or for the therapist's sessions)",
-        responses={200: PaymentOut(many=True), **problem_responses(401, 403, 404)},
+        parameters=[PaymentsQuery],
+        responses={200: PaymentOut(many=True), **problem_responses(400, 401, 403, 404)},
         tags=["billing"],
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -228,16 +238,14 @@ class PaymentAuthenticateView(AuditedPaymentView):
         summary="Get the client secret to authenticate a fee (3-D Secure) in the app",
         request=None,
         description="409 not_awaiting_authentication: not a fee waiting for the client.",
-        responses={200: PayOut, **problem_responses(401, 403, 404, 409, 503)},
+        responses={200: AuthenticateOut, **problem_responses(401, 403, 404, 409, 503)},
         tags=["billing"],
     )
     def post(self, request: Request, payment_id: uuid.UUID) -> Response:
         started = fee_payment_authenticate(
             payment_id=payment_id, client=user_of(request), request=request
         )
-        return Response(
-            PayOut({"payment": started.payment, "client_secret": started.client_secret}).data
-        )
+        return Response(AuthenticateOut(started).data)
 
 
 def _month(year: int, month: int) -> None:

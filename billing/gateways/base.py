@@ -65,6 +65,18 @@ class PaymentMethodResult:
 
 
 @dataclass(frozen=True)
+class EphemeralKey:
+    """A short-lived key scoped to one customer, for Stripe's mobile SDK (PaymentSheet) to list
+    and save that customer's cards. ``secret`` is a credential: never logged (kept out of
+    ``repr``)."""
+
+    id: str
+    secret: str = field(repr=False)
+    customer_id: str
+    expires: int  # epoch seconds
+
+
+@dataclass(frozen=True)
 class TransferResult:
     id: str
     amount: int
@@ -189,6 +201,11 @@ class PaymentGateway(Protocol):
     def setup_intent_retrieve(self, setup_intent_id: str) -> SetupIntentResult: ...
 
     def payment_method_retrieve(self, payment_method_id: str) -> PaymentMethodResult: ...
+
+    def ephemeral_key_create(self, *, customer_id: str, stripe_version: str) -> EphemeralKey:
+        """A new key for ``customer_id``, made with the API version the mobile SDK speaks
+        (``stripe_version``: Stripe answers in that version's shape, which the SDK reads)."""
+        ...
 
     def payment_method_detach(
         self, *, payment_method_id: str, idempotency_key: str

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ from api.parsers import strict_json_loads
 from billing.gateways.base import (
     CardDeclined,
     CustomerResult,
+    EphemeralKey,
     GatewayConfigurationError,
     GatewayError,
     GatewayUnavailable,
@@ -38,6 +40,17 @@ from billing.gateways.base import (
 )
 
 T = TypeVar("T")
+
+
+class _NoBodies(logging.Filter):
+    """The SDK logs every request's and response's body at DEBUG: client secrets, ephemeral
+    key secrets. None of that reaches a log, whatever ``LOG_LEVEL`` says."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+logging.getLogger("stripe").addFilter(_NoBodies())
 
 _BACKOFF_BASE_SECONDS = 0.5
 _BACKOFF_CAP_SECONDS = 8.0
@@ -291,6 +304,34 @@ class StripeGateway:
             )
         )
         return _payment_method_from(method.to_dict())
+
+    def ephemeral_key_create(self, *, customer_id: str, stripe_version: str) -> EphemeralKey:
+        """``POST /v1/ephemeral_keys`` with the ``Stripe-Version`` the mobile SDK sends.
+
+        No idempotency key: each call is meant to make a new short-lived key, and a retry that
+        made a second one leaves a harmless unused key that expires. (localstripe has no
+        ephemeral keys: tested against a scripted server.)"""
+        client = self._require_client()
+        key = self._call(
+            lambda: client.v1.ephemeral_keys.create(
+                params={"customer": customer_id}, options={"stripe_version": stripe_version}
+            )
+        )
+        data = key.to_dict()
+        associated = data.get("associated_objects") or []
+        customers = [
+            str(item.get("id"))
+            for item in associated
+            if isinstance(item, Mapping) and item.get("type") == "customer"
+        ]
+        if not data.get("secret"):
+            raise InvalidGatewayRequest("Stripe returned an ephemeral key without its secret.")
+        return EphemeralKey(
+            id=str(data["id"]),
+            secret=str(data["secret"]),
+            customer_id=customers[0] if customers else customer_id,
+            expires=int(data.get("expires") or 0),
+        )
 
     # --- Connect (localstripe has none: tested against a scripted server) -------------------
 

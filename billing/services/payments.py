@@ -13,9 +13,10 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypeVar
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 
@@ -25,9 +26,11 @@ from audit.services import audit_access, audit_record
 from billing import gateways, states
 from billing.errors import PaymentPendingError, PaymentsNotConfiguredError
 from billing.gateways.base import (
+    EphemeralKey,
     GatewayConfigurationError,
     GatewayUnavailable,
     IdempotencyKeyReused,
+    InvalidGatewayRequest,
     PaymentGateway,
     PaymentIntentResult,
 )
@@ -48,6 +51,31 @@ class PaymentStart:
 
     payment: Payment
     client_secret: str
+
+
+@dataclass(frozen=True)
+class PaymentSheet:
+    """What Stripe's mobile PaymentSheet (and Stripe.js) needs to take a booking's payment:
+    the intent and its client secret, the Stripe customer, an ephemeral key for that customer
+    (only when the app named the API version its SDK speaks) and the publishable key. The two
+    secrets are never logged."""
+
+    payment: Payment
+    client_secret: str
+    payment_intent_id: str
+    customer_id: str
+    ephemeral_key: EphemeralKey | None
+    publishable_key: str
+
+    @property
+    def ephemeral_key_secret(self) -> str | None:
+        return self.ephemeral_key.secret if self.ephemeral_key is not None else None
+
+    @property
+    def ephemeral_key_expires_at(self) -> datetime | None:
+        if self.ephemeral_key is None or not self.ephemeral_key.expires:
+            return None
+        return datetime.fromtimestamp(self.ephemeral_key.expires, tz=UTC)
 
 
 def payment_intent_idempotency_key(payment: Payment) -> str:
@@ -188,12 +216,21 @@ def payment_intent_ensure(
 
 
 def booking_payment_start(
-    *, booking_id: uuid.UUID, client: User, request: HttpRequest | None, now: datetime
-) -> PaymentStart:
+    *,
+    booking_id: uuid.UUID,
+    client: User,
+    request: HttpRequest | None,
+    now: datetime,
+    stripe_version: str | None = None,
+) -> PaymentSheet:
     """The client pays for their held booking: the price and currency are the booking's copied
     terms, never the request's (PAY-01). Someone else's booking is 404 (the caller's
     ``AuditedMixin`` records the denial); a booking that is not held, whose hold ran out, or
-    that has started is 409 (PAY-04)."""
+    that has started is 409 (PAY-04).
+
+    With ``stripe_version`` (the API version of the app's Stripe SDK) an ephemeral key for the
+    client's Stripe customer is made, so PaymentSheet can show and save their cards; a new one
+    on every call (they are short-lived)."""
     try:
         booking: Booking | None = booking_for_participant(booking_id=booking_id, user=client)
     except NotFoundError:
@@ -214,6 +251,15 @@ def booking_payment_start(
         raise ConflictError("This session has already started.", code="booking_in_past")
     if booking.price_minor <= 0:
         raise ConflictError("This session has nothing to pay.", code="nothing_to_pay")
+    publishable_key = settings.STRIPE_PUBLISHABLE_KEY
+    if not publishable_key:  # the app could not use what it would get: start nothing
+        logger.error("STRIPE_PUBLISHABLE_KEY is not configured")
+        raise PaymentsNotConfiguredError()
+    # The customer and the key first: Stripe refusing the version then leaves no intent behind.
+    customer_id = customer_ensure(user_id=client.pk, now=now)
+    ephemeral_key = None
+    if stripe_version is not None:
+        ephemeral_key = ephemeral_key_for(customer_id=customer_id, stripe_version=stripe_version)
     started = payment_intent_ensure(
         booking_id=booking.pk,
         client_id=client.pk,
@@ -231,7 +277,31 @@ def booking_payment_start(
         actor=None if request is not None else client,
         details={"booking": str(booking.pk), "state": started.payment.state},
     )
-    return started
+    payment = started.payment
+    return PaymentSheet(
+        payment=payment,
+        client_secret=started.client_secret,
+        payment_intent_id=str(payment.stripe_payment_intent_id),
+        customer_id=payment.stripe_customer_id or customer_id,
+        ephemeral_key=ephemeral_key,
+        publishable_key=publishable_key,
+    )
+
+
+def ephemeral_key_for(*, customer_id: str, stripe_version: str) -> EphemeralKey:
+    """A new ephemeral key for the Stripe customer, in the mobile SDK's API version. Stripe
+    refusing the version (one it does not know) is 422 ``stripe_version_refused``."""
+    try:
+        return gateway_call(
+            lambda gateway: gateway.ephemeral_key_create(
+                customer_id=customer_id, stripe_version=stripe_version
+            )
+        )
+    except InvalidGatewayRequest as exc:
+        logger.warning("stripe refused an ephemeral key: %s", exc.code)
+        raise UnprocessableError(
+            "Stripe refused this stripe_version.", code="stripe_version_refused"
+        ) from exc
 
 
 def payment_apply_intent(

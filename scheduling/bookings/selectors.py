@@ -11,6 +11,7 @@ from django.db.models import Prefetch, Q, QuerySet
 
 from api.errors import NotFoundError
 from api.models import Role, User
+from billing.selectors import booking_session_payments
 from scheduling.models import (
     Booking,
     BookingStatus,
@@ -27,7 +28,12 @@ def _visible(*, now: datetime) -> Q:
 
 
 def _base() -> QuerySet[Booking]:
-    return Booking.objects.select_related("therapist", "client", "session_type", "fee_request")
+    # With each booking's session payment (``BookingOut.payment``): one query for all of them.
+    return Booking.objects.select_related(
+        "therapist", "client", "session_type", "fee_request"
+    ).prefetch_related(
+        Prefetch("payments", queryset=booking_session_payments(), to_attr="session_payments")
+    )
 
 
 def bookings_of(*, user: User, now: datetime) -> QuerySet[Booking]:

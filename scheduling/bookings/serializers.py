@@ -9,6 +9,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from api.serializers import THIS_CENTURY, OffsetDateTimeField, StrictInputSerializer
+from billing.selectors import booking_session_payment
+from billing.serializers import BookingPaymentOut
 from scheduling.bookings.services import CANCEL_REASONS, ON_CONFLICT_ABORT, ON_CONFLICT_SKIP
 from scheduling.models import (
     Booking,
@@ -158,6 +160,7 @@ class BookingOut(serializers.ModelSerializer):
     session_type = BookedSessionTypeOut()
     terms = TermsOut(source="*")
     fee_request = serializers.SerializerMethodField()
+    payment = serializers.SerializerMethodField()
 
     class Meta:
         model = Booking
@@ -176,6 +179,7 @@ class BookingOut(serializers.ModelSerializer):
             "hold_expires_at",
             "series",
             "fee_request",
+            "payment",
             "created_at",
             "updated_at",
         ]
@@ -193,6 +197,12 @@ class BookingOut(serializers.ModelSerializer):
     def get_fee_request(self, booking: Booking) -> dict[str, Any] | None:
         fee_request = self._fee_request(booking)
         return FeeRequestOut(fee_request).data if fee_request is not None else None
+
+    @extend_schema_field(BookingPaymentOut(allow_null=True))
+    def get_payment(self, booking: Booking) -> dict[str, Any] | None:
+        """The booking's session payment (its latest attempt), or null before /pay."""
+        payment = booking_session_payment(booking)
+        return BookingPaymentOut(payment).data if payment is not None else None
 
 
 class BookingDetailOut(BookingOut):

@@ -32,6 +32,7 @@ from billing.states import COLLECTED
 from scheduling.models import Booking, BookingStatus, TherapistProfile
 from tests.billing.stripe_doubles import (
     LOCALSTRIPE_KEY,
+    PUBLISHABLE_KEY,
     WEBHOOK_SECRET,
     LocalStripe,
     event,
@@ -152,6 +153,7 @@ def localstripe(tmp_path: Path, settings: Any) -> Iterator[LocalStripe]:
     the gateway pointed at it."""
     server = LocalStripe(tmp_path)
     settings.STRIPE_SECRET_KEY = LOCALSTRIPE_KEY
+    settings.STRIPE_PUBLISHABLE_KEY = PUBLISHABLE_KEY
     settings.STRIPE_API_BASE = server.url
     settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
     settings.STRIPE_LIVEMODE = False

@@ -34,6 +34,7 @@ from typing import Any
 
 API_VERSION = "2026-10-28.endive"
 LOCALSTRIPE_KEY = "sk_test_localstripe"
+PUBLISHABLE_KEY = "pk_test_billing_suite"
 WEBHOOK_SECRET = "whsec_test_billing_suite"
 
 
@@ -136,6 +137,7 @@ class Received:
     path: str
     idempotency_key: str | None
     body: str
+    stripe_version: str | None = None
 
 
 class ScriptedStripe:
@@ -163,6 +165,7 @@ class ScriptedStripe:
                         path=self.path,
                         idempotency_key=self.headers.get("Idempotency-Key"),
                         body=body,
+                        stripe_version=self.headers.get("Stripe-Version"),
                     )
                 )
                 reply = double.replies.pop(0) if len(double.replies) > 1 else double.replies[0]

@@ -17,7 +17,7 @@ from audit.models import AuditEvent
 from billing.models import Payment
 from scheduling.models import Booking, BookingStatus
 from tests.billing.conftest import WireRequest, booking_for, make_payment
-from tests.billing.stripe_doubles import LocalStripe, free_port
+from tests.billing.stripe_doubles import PUBLISHABLE_KEY, LocalStripe, free_port
 from tests.clock import clock_instant
 from tests.factories import api_client_for, make_user
 
@@ -56,6 +56,14 @@ def test_pay_01_the_price_is_the_bookings_whatever_the_client_sends(
     assert body["payment"]["state"] == "requires_payment_method"
     assert body["client_secret"].startswith("pi_")
     assert [(b["amount"], b["currency"]) for b in intent_bodies(stripe_wire)] == [("12000", "usd")]
+    # What PaymentSheet needs; no stripe_version, so no ephemeral key (localstripe has none).
+    payment = Payment.objects.get(booking=held)
+    assert body["payment_intent_id"] == payment.stripe_payment_intent_id
+    assert body["client_secret"].startswith(f"{payment.stripe_payment_intent_id}_secret")
+    assert body["customer_id"] == payment.stripe_customer_id
+    assert body["customer_id"].startswith("cus_")
+    assert (body["ephemeral_key_secret"], body["ephemeral_key_expires_at"]) == (None, None)
+    assert body["publishable_key"] == PUBLISHABLE_KEY
 
 
 @pytest.mark.parametrize(
@@ -190,6 +198,7 @@ def test_pay_17_stripe_down_is_a_retryable_503_and_the_booking_stays_held(
     settings: Any, held: Booking, client_user: User
 ) -> None:
     settings.STRIPE_SECRET_KEY = "sk_test_down"
+    settings.STRIPE_PUBLISHABLE_KEY = PUBLISHABLE_KEY
     settings.STRIPE_API_BASE = f"http://127.0.0.1:{free_port()}"
     settings.STRIPE_MAX_RETRIES = 0
     response = api_client_for(client_user, mfa=False).post(pay_url(held), {}, format="json")
