@@ -74,6 +74,33 @@ def test_the_client_waits_is_admitted_and_media_flows_peer_to_peer(
     assert video_server.peer_connections() == ""
 
 
+def test_a_leave_followed_at_once_by_a_close_still_tells_the_other_side(
+    video_app: LiveApp, video_server: Server
+) -> None:
+    """A client that sends ``leave`` and closes its socket without waiting (a page being closed)
+    is gone before the server closes it: the therapist is told all the same."""
+    call = video_app.claim()
+
+    async def scenario() -> None:
+        therapist, client = VideoClient(name="therapist"), VideoClient(name="client")
+        try:
+            await start_call(
+                call,
+                therapist=therapist,
+                client=client,
+                therapist_api=video_server.base_url,
+                client_api=video_server.base_url,
+            )
+            await client.send("leave")
+            await client.drop()  # closes the socket at once, without waiting for the server
+            left = await therapist.wait_for("peer-left", timeout=15)
+            assert (left["participant"], left["reason"]) == (client.participant_id, "left")
+        finally:
+            await close_all(therapist, client)
+
+    run_async(scenario())
+
+
 def test_an_outsider_is_refused_at_the_join(video_app: LiveApp, video_server: Server) -> None:
     call = video_app.claim()
     outsider = VideoClient(name="outsider")
