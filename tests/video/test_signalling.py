@@ -648,6 +648,34 @@ async def test_window_close_ends_the_call(db: None, settings: Any) -> None:
 # --- VID-10: audit --------------------------------------------------------------------------
 
 
+def test_logs_have_no_sdp_candidate_address_or_note(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    """VID-10: nothing of a call's SDP, candidates, addresses or notes reaches the logs, even
+    at DEBUG, including when messages are refused or a handler fails."""
+    caplog.set_level("DEBUG")
+
+    @run_async
+    async def call() -> None:
+        therapist, client, current = await in_call(setup)
+        await send(therapist, "offer", round=current, sdp=CHROME_SDP)
+        await receive(client, "offer")
+        await send(client, "candidate", round=current, candidate=CANDIDATE)
+        await receive(therapist, "candidate")
+        await send(client, "offer", round=current, sdp=CHROME_SDP)  # not the offerer: refused
+        await receive(client, "error")
+        await send(therapist, "offer", round=current, sdp=CHROME_SDP.replace("sha-256", "sha-1"))
+        await receive(therapist, "error")
+        await send(therapist, "end")
+        await receive(client, "ended")
+
+    call()
+    assert caplog.records  # the run was logged (asyncio, Django's SQL at DEBUG): it was read
+    logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''} {r.args!r}" for r in caplog.records)
+    for secret in ("candidate:", "a=fingerprint", "127.0.0.1", "v=0", CANDIDATE["candidate"]):
+        assert secret not in logged
+
+
 @run_async
 async def test_audit_has_no_sdp_candidate_or_address(setup: Setup) -> None:
     """VID-10: connect, admit, leave and end are audited with the booking as resource and the
