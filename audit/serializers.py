@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from api.models import STAFF_ROLES, User
+from api.models import STAFF_ROLES, Role, User
 from api.serializers import OffsetDateTimeField, StrictInputSerializer
 from audit.export import MEDIA_TYPES
 from audit.models import AuditEvent, Outcome
@@ -85,20 +84,27 @@ class AuditEventOut(serializers.ModelSerializer):
             "details",
         ]
 
-    @extend_schema_field(OpenApiTypes.INT)
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_seq(self, event: AuditEvent) -> int | None:
         seal = getattr(event, "seal", None)  # a missing seal raises an AttributeError subclass
         return seal.seq if seal is not None else None
 
-    @extend_schema_field(OpenApiTypes.STR)
+    @extend_schema_field(serializers.CharField(allow_null=True))
     def get_hash(self, event: AuditEvent) -> str | None:
         seal = getattr(event, "seal", None)
         return seal.hash if seal is not None else None
 
 
+# Who acted, when no user did (``actor_label``): anything else reads as "system".
+ACCESSOR_LABELS = ("system", "anonymous", "operator", "billing")
+
+
 class AccessorOut(serializers.Serializer):
     name = serializers.CharField(allow_null=True, help_text="Staff only; null for others.")
-    role = serializers.CharField(help_text='A role, or "system" / "anonymous".')
+    role = serializers.ChoiceField(
+        choices=[*Role.values, *ACCESSOR_LABELS],
+        help_text="The user's role, or what acted without one (system, operator...).",
+    )
 
 
 class AccessLogEntryOut(serializers.Serializer):
@@ -111,6 +117,8 @@ class AccessLogEntryOut(serializers.Serializer):
     def get_accessed_by(self, event: AuditEvent) -> dict[str, Any]:
         actor: User | None = self.context["actors"].get(event.actor_id)
         if actor is None:
-            return {"name": None, "role": event.actor_role or event.actor_label or "system"}
+            role = event.actor_role or event.actor_label
+            known = role in Role.values or role in ACCESSOR_LABELS
+            return {"name": None, "role": role if known else "system"}
         staff = actor.role in STAFF_ROLES
         return {"name": actor.full_name if staff else None, "role": actor.role}

@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from api.serializers import StrictInputSerializer
 from billing.documents import npi_is_valid
-from billing.models import Payment, SavedPaymentMethod
+from billing.models import Payment, SavedPaymentMethod, SetupState
 from billing.selectors import payment_api_state
 from billing.services.payments import MAX_AMOUNT_MINOR
 from billing.states import ApiState
@@ -211,7 +211,7 @@ class SavedPaymentMethodOut(serializers.ModelSerializer):
 
 class SetupOut(serializers.Serializer):
     setup_id = serializers.UUIDField(source="setup.pk")
-    state = serializers.CharField(source="setup.state")
+    state = serializers.ChoiceField(choices=SetupState.choices, source="setup.state")
     client_secret = serializers.CharField(
         help_text="For Stripe.js / the mobile SDK to collect and save the card; never log it."
     )

@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -371,9 +372,14 @@ class SlotsQuery(StrictInputSerializer):
         return attrs
 
 
+@extend_schema_field(OpenApiTypes.DATETIME)
+class ZonedDateTimeText(serializers.CharField):
+    """An instant already rendered as ISO 8601 text in the zone the client asked for."""
+
+
 class SlotOut(serializers.Serializer):
-    start = serializers.CharField(help_text="ISO 8601 in the requested time zone")
-    end = serializers.CharField()
+    start = ZonedDateTimeText(help_text="ISO 8601 in the requested time zone")
+    end = ZonedDateTimeText(help_text="ISO 8601 in the requested time zone")
 
 
 class SlotsOut(serializers.Serializer):

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.authentication import family_of, user_of
+from api.models import Role
 from api.permissions import IsAuthenticatedAnyFactor
 from api.serializers import StrictInputSerializer, problem_responses
 from api.services import users
@@ -22,7 +23,7 @@ class MeSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     email = serializers.EmailField()
     full_name = serializers.CharField()
-    role = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices)
     mfa_enabled = serializers.BooleanField()
     date_joined = serializers.DateTimeField()
 

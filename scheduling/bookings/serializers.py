@@ -17,6 +17,7 @@ from scheduling.models import (
     BookingStatus,
     BookingTransition,
     CancellationPolicy,
+    Delivery,
     FeeRequest,
     LateFeeKind,
     SeriesFrequency,
@@ -126,12 +127,12 @@ class PartyClientOut(serializers.Serializer):
 class BookedSessionTypeOut(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField()
-    delivery = serializers.CharField()
+    delivery = serializers.ChoiceField(choices=Delivery.choices)
 
 
 class TermsOut(serializers.Serializer):
     free_until_hours = serializers.IntegerField(source="cancel_free_hours")
-    late_fee_kind = serializers.CharField()
+    late_fee_kind = serializers.ChoiceField(choices=LateFeeKind.choices)
     late_fee_value = serializers.IntegerField()
 
 
@@ -142,6 +143,10 @@ class FeeRequestOut(serializers.ModelSerializer):
 
 
 class TransitionOut(serializers.ModelSerializer):
+    from_status = serializers.ChoiceField(
+        choices=[("", "(created)"), *BookingStatus.choices],
+        help_text="Empty for the booking's creation.",
+    )
     by = serializers.SerializerMethodField(help_text="client, therapist, billing or system")
 
     class Meta:

@@ -236,3 +236,32 @@ def test_api_03_field_schemas_match_what_is_enforced(document):
     assert [b for b in photo if b.get("enum") == [""]] and all(
         b.get("minLength", 0) >= 1 for b in photo if "enum" not in b
     )
+
+
+# --- Responses say what the server returns (API-05) -------------------------------------------
+
+
+def enum_of(document: dict[str, Any], schema: dict[str, Any]) -> set[str]:
+    """Every value an enum-typed property allows (through $ref, allOf and oneOf)."""
+    schema = resolve(document, schema)
+    values = set(schema.get("enum", []))
+    for branch in schema.get("allOf", []) + schema.get("oneOf", []):
+        values |= enum_of(document, branch)
+    return values
+
+
+def test_api_05_unsealed_events_and_enum_like_fields_are_described(document):
+    event = component(document, "AuditEventOut")["properties"]
+    assert event["seq"]["nullable"] is True and event["hash"]["nullable"] is True
+    expected = {
+        ("Me", "role"): {"client", "therapist", "compliance_officer", "admin"},
+        ("TermsOut", "late_fee_kind"): {"none", "percent", "fixed"},
+        ("BookedSessionTypeOut", "delivery"): {"video", "audio", "in_person"},
+        ("TransitionOut", "from_status"): {"", "held", "confirmed", "cancelled"},
+        ("SetupOut", "state"): {"requires_payment_method", "succeeded", "canceled"},
+        ("AccessorOut", "role"): {"client", "therapist", "system", "anonymous"},
+    }
+    for (name, field), values in expected.items():
+        assert values <= enum_of(document, component(document, name)["properties"][field]), name
+    slot = component(document, "SlotOut")["properties"]
+    assert slot["start"]["format"] == slot["end"]["format"] == "date-time"
