@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -53,8 +53,18 @@ class SignInSerializer(StrictInputSerializer):
     password = password_field()
 
 
+@extend_schema_field({"type": "boolean", "enum": [False]})
+class FalseField(serializers.BooleanField):
+    """Always false: a literal type, so generated clients can narrow a union on it."""
+
+
+@extend_schema_field({"type": "boolean", "enum": [True]})
+class TrueField(serializers.BooleanField):
+    """Always true: a literal type, so generated clients can narrow a union on it."""
+
+
 class SignInTokensSerializer(serializers.Serializer):
-    mfa_required = serializers.BooleanField(help_text="Always false here: signed in.")
+    mfa_required = FalseField(help_text="Always false here: signed in.")
     access = serializers.CharField()
     refresh = serializers.CharField()
     token_type = serializers.CharField()
@@ -66,7 +76,7 @@ class SignInTokensSerializer(serializers.Serializer):
 
 
 class MfaChallengeSerializer(serializers.Serializer):
-    mfa_required = serializers.BooleanField(help_text="Always true here.")
+    mfa_required = TrueField(help_text="Always true here.")
     mfa_token = serializers.CharField(help_text="Send it with a code to POST /auth/mfa/verify.")
     expires_in = serializers.IntegerField(help_text="Seconds until the mfa_token expires.")
 
@@ -150,8 +160,9 @@ class TokenView(APIView):
         responses={
             200: PolymorphicProxySerializer(
                 component_name="SignInResult",
-                serializers=[SignInTokensSerializer, MfaChallengeSerializer],
-                resource_type_field_name=None,
+                # mfa_required tells the two apart (TypeScript narrows on it).
+                serializers={"false": SignInTokensSerializer, "true": MfaChallengeSerializer},
+                resource_type_field_name="mfa_required",
             ),
             **problem_responses(400, 401, 429),
         },

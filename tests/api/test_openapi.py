@@ -265,3 +265,12 @@ def test_api_05_unsealed_events_and_enum_like_fields_are_described(document):
         assert values <= enum_of(document, component(document, name)["properties"][field]), name
     slot = component(document, "SlotOut")["properties"]
     assert slot["start"]["format"] == slot["end"]["format"] == "date-time"
+
+
+def test_sign_in_result_is_a_union_clients_can_narrow_on_mfa_required(document):
+    result = component(document, "SignInResult")
+    assert result["discriminator"]["propertyName"] == "mfa_required"
+    for literal, ref in result["discriminator"]["mapping"].items():
+        branch = resolve(document, {"$ref": ref})
+        assert enum_of(document, branch["properties"]["mfa_required"]) == {literal == "true"}
+        assert "mfa_required" in branch["required"]
