@@ -37,6 +37,10 @@ def _dev_material(label: str) -> bytes:
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+# Development (`make run`): a web client served from this machine on any port (a dev server on
+# http://localhost:3000) may call the API and open its sockets; production names its origins.
+LOCAL_ORIGINS = r"^http://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?$"
+CORS_ALLOWED_ORIGIN_REGEXES = [LOCAL_ORIGINS] if DEBUG else []
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 CORS_ALLOW_HEADERS = (
     "accept",

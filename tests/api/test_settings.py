@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.exceptions import ImproperlyConfigured
 
 from api.env import env_bool, env_int, env_json, env_list, env_str
+from api.settings import LOCAL_ORIGINS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +38,7 @@ print(json.dumps({
     "FIELD_ENCRYPTION_KEYS": s.FIELD_ENCRYPTION_KEYS,
     "ALLOWED_HOSTS": s.ALLOWED_HOSTS,
     "CORS_ALLOWED_ORIGINS": s.CORS_ALLOWED_ORIGINS,
+    "CORS_ALLOWED_ORIGIN_REGEXES": s.CORS_ALLOWED_ORIGIN_REGEXES,
     "SESSION_COOKIE_SECURE": s.SESSION_COOKIE_SECURE,
     "CSRF_COOKIE_SECURE": s.CSRF_COOKIE_SECURE,
     "SESSION_COOKIE_HTTPONLY": s.SESSION_COOKIE_HTTPONLY,
@@ -141,6 +143,7 @@ def test_production_defaults_are_safe():
     assert loaded["DEBUG"] is False
     assert loaded["ALLOWED_HOSTS"] == []
     assert loaded["CORS_ALLOWED_ORIGINS"] == []
+    assert loaded["CORS_ALLOWED_ORIGIN_REGEXES"] == []  # no page of another origin by default
     assert loaded["SESSION_COOKIE_SECURE"] is True
     assert loaded["CSRF_COOKIE_SECURE"] is True
     assert loaded["SESSION_COOKIE_HTTPONLY"] is True
@@ -164,6 +167,7 @@ def test_production_passes_djangos_deployment_checklist():
             ALLOWED_HOSTS="api.example.test",
             STRIPE_SECRET_KEY="sk_test_placeholder",
             STRIPE_WEBHOOK_SECRET="whsec_placeholder",
+            STRIPE_PUBLISHABLE_KEY="pk_test_placeholder",
         ),
         capture_output=True,
         text=True,
@@ -211,6 +215,8 @@ def test_debug_mode_runs_without_secrets_and_with_relaxed_transport():
     assert loaded["DEBUG"] is True
     assert loaded["SECRET_KEY"].startswith("dev-only-")
     assert loaded["ALLOWED_HOSTS"] == ["127.0.0.1", "localhost"]
+    # `make run`: a web client's dev server on this machine (http://localhost:3000) may call it.
+    assert loaded["CORS_ALLOWED_ORIGIN_REGEXES"] == [LOCAL_ORIGINS]
     assert loaded["SECURE_SSL_REDIRECT"] is False
     assert loaded["SECURE_HSTS_SECONDS"] == 0
 
@@ -361,3 +367,24 @@ def test_database_prepared_statements_binds_server_side_and_prepares(extra, expe
     done = run_python(code, env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == expected
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("http://localhost:3000", True),
+        ("http://127.0.0.1:8080", True),
+        ("https://evil.test", False),
+    ],
+)
+def test_in_development_a_local_web_client_passes_the_cors_preflight(
+    client, settings, origin: str, allowed: bool
+):
+    settings.CORS_ALLOWED_ORIGIN_REGEXES = [LOCAL_ORIGINS]
+    response = client.options(
+        "/api/v1/therapists/",
+        HTTP_ORIGIN=origin,
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization",
+    )
+    assert (response.get("Access-Control-Allow-Origin") == origin) is allowed

@@ -9,6 +9,7 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 
 from api.asgi import application
+from api.settings import LOCAL_ORIGINS
 
 PATH = f"/ws/video/{uuid.uuid4()}/"
 # Channels closes stale database connections on every event a consumer handles: outside a
@@ -31,6 +32,7 @@ def accepted(*headers: tuple[bytes, bytes]) -> bool:
 def _origins(settings) -> None:
     settings.ALLOWED_HOSTS = ["api.telehealth.test"]
     settings.CORS_ALLOWED_ORIGINS = ["https://app.telehealth.test"]
+    settings.CORS_ALLOWED_ORIGIN_REGEXES = []
 
 
 def test_a_native_app_without_an_origin_may_connect() -> None:
@@ -47,3 +49,19 @@ def test_the_api_host_and_configured_web_apps_may_connect(origin: bytes) -> None
 )
 def test_any_other_page_is_refused(origin: bytes) -> None:
     assert not accepted((b"origin", origin))
+
+
+@pytest.mark.parametrize(
+    ("origin", "ok"),
+    [
+        (b"http://localhost:3000", True),
+        (b"http://127.0.0.1:5173", True),
+        (b"http://localhost", True),
+        (b"https://localhost:3000", False),
+        (b"http://localhost.evil.example:3000", False),
+        (b"http://127.0.0.1.nip.io", False),
+    ],
+)
+def test_in_development_local_web_clients_may_connect(settings, origin: bytes, ok: bool) -> None:
+    settings.CORS_ALLOWED_ORIGIN_REGEXES = [LOCAL_ORIGINS]
+    assert accepted((b"origin", origin)) is ok
