@@ -231,6 +231,7 @@ class PaymentAuthenticateView(AuditedPaymentView):
     it with Stripe's SDK."""
 
     # The service reports ``billing.payment.authenticate``; a 404 is recorded as denied.
+    audit_verb = "authenticate"
     permission_classes = [has_role(Role.CLIENT)]
 
     @extend_schema(

@@ -390,7 +390,7 @@ def test_only_the_client_s_own_fee_waiting_for_them_can_be_authenticated(
     assert stripe_wire == []
     denied = AuditEvent.objects.get(outcome="denied", actor_id=outsider.pk)
     assert (denied.action, denied.resource_id, denied.patient_id) == (
-        "create",
+        "authenticate",
         str(fee.pk),
         client_user.pk,
     )

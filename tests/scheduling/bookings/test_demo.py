@@ -25,6 +25,7 @@ def test_seed_demo_books_a_few_sessions_once_and_sends_no_email(
     pairs = sorted((b.client.email, b.therapist.user.email) for b in bookings)
     assert pairs == [
         ("client1@example.test", "therapist1@example.test"),
+        ("client1@example.test", "therapist1@example.test"),  # the video call (video/demo.py)
         ("client2@example.test", "therapist1@example.test"),
         ("client3@example.test", "therapist2@example.test"),
         ("client3@example.test", "therapist2@example.test"),
