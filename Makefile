@@ -8,15 +8,18 @@ PORT ?= 8000
 # Developer conveniences, turned on explicitly for `make run` only.
 RUN_ENV := DJANGO_DEBUG=1 EMAIL_BACKEND=django.core.mail.backends.console.EmailBackend
 
-.PHONY: help run test test-webrtc test-instants lint format openapi bench clean
+.PHONY: help run test test-webrtc test-instants lint format openapi bench lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(STAMP): pyproject.toml
+# Installs exactly what requirements.lock pins, each file checked against its hash; the project
+# itself goes in editable, without resolving anything again.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 run: $(STAMP) ## install, migrate, load demo data and serve on 127.0.0.1:8000 (SQLite, in-memory layers)
@@ -67,6 +70,13 @@ openapi: $(STAMP) ## regenerate openapi.yaml from the code
 
 bench: $(STAMP) ## run every benchmark; each prints one JSON line
 	@for b in bench/bench_*.py; do DJANGO_DEBUG=1 $(BIN)/python $$b || exit 1; done
+
+# Pins every dependency (with hashes) within pyproject.toml's ranges, for Python 3.11 (the one
+# tested); run after changing pyproject.toml's dependencies, and commit requirements.lock.
+lock: $(STAMP) ## re-pin requirements.lock from pyproject.toml (make lock UPGRADE=1 takes newer)
+	$(BIN)/pip-compile --quiet --extra dev --generate-hashes --strip-extras --allow-unsafe \
+	  --no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade) \
+	  -o requirements.lock pyproject.toml
 
 clean: ## remove the virtualenv and local databases
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-wal db.sqlite3-shm
