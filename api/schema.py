@@ -219,12 +219,14 @@ class ApiAutoSchema(AutoSchema):
     def _implied_statuses(self, operation: dict[str, Any], *, idempotent: bool) -> set[int]:
         statuses: set[int] = set()
         perms = self._permission_classes()
-        if not any(issubclass(p, permissions.AllowAny) for p in perms):
+        # Open operations authenticate a token that is sent, so a bad one is a 401 there too.
+        if not any(issubclass(p, permissions.AllowAny) for p in perms) or (
+            self.view.get_authenticators()
+        ):
             statuses.add(401)
-        elif self.view.get_authenticators():  # open, but a token sent must be valid
-            statuses.add(401)
-            if any(not issubclass(p, _NEVER_FORBIDS) for p in perms):
-                statuses.add(403)
+        # A role or the second factor a staff account needs: 403 (API-01), open or not.
+        if any(not issubclass(p, _NEVER_FORBIDS) for p in perms):
+            statuses.add(403)
         parameters = operation.get("parameters", [])
         if any(p.get("in") == "path" for p in parameters):
             statuses.add(404)
