@@ -693,22 +693,7 @@ def participant_leave(
         _live(locked, channel_name)
         room, people, me = locked.room, locked.people, locked.me
         was = me.state
-        me.state = PresenceState.LEFT
-        me.token_jti = ""
-        me.channel_name = ""
-        me.resume_hash = ""
-        me.resume_until = None
-        me.left_at = now
-        me.save(
-            update_fields=[
-                "state",
-                "token_jti",
-                "channel_name",
-                "resume_hash",
-                "resume_until",
-                "left_at",
-            ]
-        )
+        _mark_left(me, now)
         _audit("video.room.left", room=room, participant=me, actor=_user(me), was=was)
         effects: list[Effect] = [Send(channel_name, str(me.pk), None, close=1000)]
         if was == PresenceState.IN_CALL:
@@ -721,28 +706,23 @@ def participant_leave(
         return effects
 
 
+def _mark_left(p: Participant, now: datetime) -> None:
+    """Gone for good: no token opens a socket for it any more, no resume takes its place."""
+    p.state = PresenceState.LEFT
+    p.token_jti = p.channel_name = p.resume_hash = ""
+    p.resume_until = None
+    p.left_at = now
+    fields = ["state", "token_jti", "channel_name", "resume_hash", "resume_until", "left_at"]
+    p.save(update_fields=fields)
+
+
 def _end(room: Room, people: list[Participant], reason: str, now: datetime) -> list[Effect]:
     room.ended_at = now
     room.end_reason = reason
     room.save(update_fields=["ended_at", "end_reason"])
     for p in people:
         if p.state != PresenceState.LEFT:
-            p.state = PresenceState.LEFT
-            p.token_jti = ""
-            p.channel_name = ""
-            p.resume_hash = ""
-            p.resume_until = None
-            p.left_at = now
-            p.save(
-                update_fields=[
-                    "state",
-                    "token_jti",
-                    "channel_name",
-                    "resume_hash",
-                    "resume_until",
-                    "left_at",
-                ]
-            )
+            _mark_left(p, now)
     effects: list[Effect] = [
         Broadcast(str(room.pk), server_message("ended", reason=reason), close=Close.ENDED)
     ]
