@@ -80,7 +80,7 @@ class PasswordCodeInputSerializer(StrictInputSerializer):
     code = _code_field()
 
 
-class BackupCodesSerializer(serializers.Serializer):
+class BackupCodesOutSerializer(serializers.Serializer):
     backup_codes = serializers.ListField(
         child=serializers.CharField(), help_text="Single-use codes, shown this once."
     )
@@ -154,7 +154,7 @@ class TotpConfirmView(APIView):
             "429 mfa_throttled, rate_limited."
         ),
         request=CodeInputSerializer,
-        responses={200: BackupCodesSerializer, **problem_responses(400, 401, 403, 409, 429)},
+        responses={200: BackupCodesOutSerializer, **problem_responses(400, 401, 403, 409, 429)},
     )
     def post(self, request: Request) -> Response:
         data = CodeInputSerializer(data=request.data)
@@ -167,7 +167,7 @@ class TotpConfirmView(APIView):
             now=timezone.now(),
             request=request,
         )
-        return Response(BackupCodesSerializer({"backup_codes": codes}).data)
+        return Response(BackupCodesOutSerializer({"backup_codes": codes}).data)
 
 
 class BackupCodesView(APIView):
@@ -182,7 +182,7 @@ class BackupCodesView(APIView):
             "429 mfa_throttled, rate_limited, too_many_failures."
         ),
         request=PasswordCodeInputSerializer,
-        responses={200: BackupCodesSerializer, **problem_responses(400, 401, 403, 409, 429)},
+        responses={200: BackupCodesOutSerializer, **problem_responses(400, 401, 403, 409, 429)},
     )
     def post(self, request: Request) -> Response:
         data = PasswordCodeInputSerializer(data=request.data)
@@ -194,7 +194,7 @@ class BackupCodesView(APIView):
             now=timezone.now(),
             request=request,
         )
-        return Response(BackupCodesSerializer({"backup_codes": codes}).data)
+        return Response(BackupCodesOutSerializer({"backup_codes": codes}).data)
 
 
 class DisableView(APIView):
