@@ -31,7 +31,7 @@ def page_size_of(request: Request, *, param: str, default: int, maximum: int) ->
     raw = request.query_params.get(param)
     if raw is None or raw == "":
         return default
-    if not (raw.isascii() and raw.isdigit()) or int(raw[:_MAX_DIGITS + 1]) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw[: _MAX_DIGITS + 1]) < 1:
         message = f"A whole number from 1 (at most {maximum} rows are served)."
         raise ValidationError({param: [ErrorDetail(message, code="invalid")]})
     return min(int(raw[: _MAX_DIGITS + 1]), maximum)

@@ -40,9 +40,7 @@ def _code_shape(value: str) -> None:
 MFA_CODE_PATTERN = r"^(?:[0-9]{6}|[A-Za-z2-7]{5}-?[A-Za-z2-7]{5})$"
 
 
-@extend_schema_field(
-    {"type": "string", "maxLength": 11, "pattern": MFA_CODE_PATTERN}
-)
+@extend_schema_field({"type": "string", "maxLength": 11, "pattern": MFA_CODE_PATTERN})
 class MfaCodeField(serializers.CharField):
     """A 6-digit TOTP code or a backup code (``abcde-fghij``, any case, hyphen optional)."""
 
