@@ -152,7 +152,8 @@ def audit_event_resource(row: dict[str, Any]) -> dict[str, Any]:
 def provenance_resource(
     *, manifest: dict[str, Any], recorded: str, data_b64: str
 ) -> dict[str, Any]:
-    """The signed export manifest as the trailing FHIR Provenance of an NDJSON export."""
+    """The signed export manifest as a FHIR Provenance, kept beside the AuditEvent NDJSON it
+    describes (Bulk Data: one resource type per file)."""
     signer = {"display": OBSERVER}
     return {
         "resourceType": "Provenance",

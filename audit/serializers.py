@@ -57,6 +57,12 @@ class ExportQuery(EventFilterQuery):
     format = serializers.ChoiceField(choices=sorted(MEDIA_TYPES))
 
 
+class ExportManifestQuery(EventFilterQuery):
+    upto_seq = serializers.IntegerField(
+        min_value=0, help_text="The export's head seq (its X-Audit-Chain-Head, before the colon)."
+    )
+
+
 class AuditEventOut(serializers.ModelSerializer):
     seq = serializers.SerializerMethodField(help_text="Position in the chain (null until sealed).")
     hash = serializers.SerializerMethodField(help_text="The chain hash (null until sealed).")

@@ -7,12 +7,15 @@ filters, not one event per row read.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpResponseBase, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.generics import ListAPIView
@@ -23,7 +26,15 @@ from rest_framework.views import APIView
 
 from api.authentication import user_of
 from api.serializers import problem_responses
-from audit.export import MEDIA_TYPES, ExportPlan, export_chunks, export_plan
+from audit.export import (
+    MEDIA_TYPES,
+    PROVENANCE_MEDIA_TYPE,
+    SCHEMA_MEDIA_TYPES,
+    ExportPlan,
+    export_chunks,
+    export_plan,
+    export_provenance,
+)
 from audit.mixins import AuditedMixin
 from audit.models import AuditEvent
 from audit.permissions import CanReviewAuditTrail
@@ -31,7 +42,9 @@ from audit.selectors import EventFilters, access_log_for, event_list, users_by_i
 from audit.serializers import (
     AccessLogEntryOut,
     AuditEventOut,
+    EventFilterQuery,
     EventListQuery,
+    ExportManifestQuery,
     ExportQuery,
 )
 from audit.services import AccessScope, EventDraft
@@ -40,6 +53,7 @@ TAGS = ["audit"]
 LOG_USED = "audit.log_used"  # DICOM 110101 Audit Log Used
 EXPORTED = "audit.export"  # DICOM 110106 Export
 DISCLOSURES_READ = "audit.disclosures_read"
+MANIFEST_READ = "audit.export_manifest"  # DICOM 110101 Audit Log Used
 
 
 class AuditEventListApi(AuditedMixin, ListAPIView):
@@ -103,10 +117,60 @@ def _streaming(request: Request, chunks: Iterator[bytes]) -> Iterator[bytes] | A
     return pull()
 
 
+_EXTENSIONS = {"csv": "csv", "jsonl": "jsonl", "fhir": "ndjson"}
+_BODIES = {
+    "csv": (
+        "CSV with a header row, then one row per event; the last row is the signed manifest "
+        "(#manifest, then its JSON). Cells that could run as spreadsheet formulas are prefixed "
+        "with '."
+    ),
+    "jsonl": 'JSON lines, one event per line; the last line is {"manifest": <signed manifest>}.',
+    "fhir": (
+        "FHIR R4 AuditEvent NDJSON: AuditEvent resources only, one per line (FHIR Bulk Data: one "
+        "resource type per file). Its signed manifest is GET /api/v1/audit/export/fhir/manifest "
+        "with the same filters and upto_seq = the head seq in X-Audit-Chain-Head (also given "
+        'as the Link header, rel="describedby").'
+    ),
+}
+_STREAMED = (
+    "Streamed (chunked): every sealed event matching the filters, oldest first. Committed events "
+    "are sealed first; the chain head the export goes up to is in X-Audit-Chain-Head "
+    "(seq:hash). The manifest signs the format, filters, count, first/last seq, head and the "
+    "SHA-256 of the body. Compliance officers only, with MFA and a recent sign-in; the export "
+    "is itself recorded (audit.export)."
+)
+
+
+def _export_schema(fmt: str) -> Any:
+    return extend_schema(
+        operation_id=f"audit_export_{fmt}",
+        tags=TAGS,
+        summary={
+            "csv": "Export the audit trail as CSV",
+            "jsonl": "Export the audit trail as JSON lines",
+            "fhir": "Export the audit trail as FHIR AuditEvent NDJSON",
+        }[fmt],
+        description=f"{_STREAMED}\n\n{_BODIES[fmt]}",
+        parameters=[EventFilterQuery],
+        request=None,
+        responses={
+            (200, SCHEMA_MEDIA_TYPES[fmt]): OpenApiResponse(
+                OpenApiTypes.STR, description=f"Streamed. {_BODIES[fmt]}"
+            ),
+            **problem_responses(400, 401, 403),
+        },
+    )
+
+
 class AuditExportApi(AuditedMixin, APIView):
+    """The trail streamed in one format (``fmt``); ``GET /audit/export?format=`` picks it by
+    the query (kept for existing clients; deprecated in the schema)."""
+
     audit_resource = "audit.event"
     audit_models = (AuditEvent,)  # streamed, not rendered by a serializer: tell the route walk
     permission_classes = [CanReviewAuditTrail]
+    fmt = ""
+    export_action = EXPORTED
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
         # ``format`` picks the export format here, not a DRF renderer: problems render as JSON.
@@ -117,7 +181,7 @@ class AuditExportApi(AuditedMixin, APIView):
         plan: ExportPlan = self.plan
         return [
             EventDraft(
-                action=EXPORTED,
+                action=self.export_action,
                 resource_type=self.audit_resource,
                 patient_id=plan.filters.patient_id,
                 details={
@@ -129,40 +193,120 @@ class AuditExportApi(AuditedMixin, APIView):
             )
         ]
 
+    def export(self, request: Request, fmt: str, query: EventFilterQuery) -> StreamingHttpResponse:
+        self.plan = export_plan(fmt=fmt, filters=query.filters())
+        response = StreamingHttpResponse(
+            _streaming(request, export_chunks(self.plan)), content_type=MEDIA_TYPES[fmt]
+        )
+        head = self.plan.head
+        response["Content-Disposition"] = (
+            f'attachment; filename="audit-{head.seq}.{_EXTENSIONS[fmt]}"'
+        )
+        response["X-Audit-Chain-Head"] = f"{head.seq}:{head.hash}"
+        if fmt == "fhir":
+            filters = EventFilterQuery().fields
+            params = {k: v for k, v in request.query_params.items() if k in filters}
+            url = reverse("audit-export-fhir-manifest")
+            url += "?" + urlencode({**params, "upto_seq": head.seq})
+            response["Link"] = f'<{url}>; rel="describedby"; type="{PROVENANCE_MEDIA_TYPE}"'
+        return response
+
     @extend_schema(
+        operation_id="audit_export",
         tags=TAGS,
-        summary="Export the audit trail",
+        summary="Export the audit trail (format chosen by a query parameter; deprecated)",
         description=(
-            "Streams every sealed event matching the filters, oldest first, as CSV, JSON lines, "
-            "or FHIR R4 AuditEvent NDJSON. Committed events are sealed first; the chain head the "
-            "export goes up to is in X-Audit-Chain-Head (seq:hash). The last line is a signed "
-            "manifest (count, first/last seq, head, SHA-256 of the body): a #manifest row in CSV, "
-            'a {"manifest": ...} line in JSON lines, a Provenance resource in FHIR. CSV cells '
-            "that could run as spreadsheet formulas are prefixed with '. The export is itself "
-            "recorded (audit.export)."
+            "Kept for existing clients: the same as GET /api/v1/audit/export/{csv,jsonl,fhir} "
+            "(audit_export_csv, audit_export_jsonl, audit_export_fhir), which generated "
+            f"clients should call instead. {_STREAMED}"
         ),
         parameters=[ExportQuery],
         request=None,
         responses={
             **{
-                (200, media): OpenApiResponse(OpenApiTypes.BINARY) for media in MEDIA_TYPES.values()
+                (200, media): OpenApiResponse(OpenApiTypes.STR, description=_BODIES[fmt])
+                for fmt, media in SCHEMA_MEDIA_TYPES.items()
             },
             **problem_responses(400, 401, 403),
         },
+        deprecated=True,
     )
-    def get(self, request: Request) -> StreamingHttpResponse:
+    def get(self, request: Request) -> HttpResponseBase:
         query = ExportQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        fmt = query.validated_data["format"]
-        self.plan = export_plan(fmt=fmt, filters=query.filters())
-        response = StreamingHttpResponse(
-            _streaming(request, export_chunks(self.plan)), content_type=MEDIA_TYPES[fmt]
+        return self.export(request, query.validated_data["format"], query)
+
+
+class AuditExportFormatApi(AuditExportApi):
+    """Base of the per-format operations: the filters in the query, the format in the path."""
+
+    def get(self, request: Request) -> StreamingHttpResponse:
+        query = EventFilterQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return self.export(request, self.fmt, query)
+
+
+class AuditExportCsvApi(AuditExportFormatApi):
+    fmt = "csv"
+
+    @_export_schema("csv")
+    def get(self, request: Request) -> StreamingHttpResponse:
+        return super().get(request)
+
+
+class AuditExportJsonLinesApi(AuditExportFormatApi):
+    fmt = "jsonl"
+
+    @_export_schema("jsonl")
+    def get(self, request: Request) -> StreamingHttpResponse:
+        return super().get(request)
+
+
+class AuditExportFhirApi(AuditExportFormatApi):
+    fmt = "fhir"
+
+    @_export_schema("fhir")
+    def get(self, request: Request) -> StreamingHttpResponse:
+        return super().get(request)
+
+
+class AuditExportFhirManifestApi(AuditExportApi):
+    fmt = "fhir"
+    export_action = MANIFEST_READ
+
+    @extend_schema(
+        operation_id="audit_export_fhir_manifest",
+        tags=TAGS,
+        summary="Get the signed manifest of a FHIR audit export",
+        description=(
+            "The signed manifest of GET /api/v1/audit/export/fhir with the same filters, whose "
+            "X-Audit-Chain-Head seq is upto_seq, as a FHIR R4 Provenance resource: its "
+            "signature data is the base64 of the manifest's canonical JSON (format, filters, "
+            "count, first/last seq, head, SHA-256 of the NDJSON body, kid, sig; Ed25519 with "
+            "the audit key). The body is a function of the filters and the head, so the "
+            "manifest is derived again from them (one more pass over those events). Reading it "
+            "is recorded (audit.export_manifest). 404 when no sealed event has that seq."
+        ),
+        parameters=[ExportManifestQuery],
+        request=None,
+        responses={
+            (200, PROVENANCE_MEDIA_TYPE): OpenApiResponse(
+                OpenApiTypes.OBJECT, description="A FHIR R4 Provenance resource."
+            ),
+            **problem_responses(400, 401, 403, 404),
+        },
+    )
+    def get(self, request: Request) -> HttpResponse:
+        query = ExportManifestQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        self.plan = export_plan(
+            fmt="fhir", filters=query.filters(), upto_seq=query.validated_data["upto_seq"]
         )
-        extension = {"csv": "csv", "jsonl": "jsonl", "fhir": "ndjson"}[fmt]
-        name = f"audit-{self.plan.head.seq}.{extension}"
-        response["Content-Disposition"] = f'attachment; filename="{name}"'
-        response["X-Audit-Chain-Head"] = f"{self.plan.head.seq}:{self.plan.head.hash}"
-        return response
+        provenance = export_provenance(self.plan)
+        return HttpResponse(
+            json.dumps(provenance, ensure_ascii=False, sort_keys=True),
+            content_type=PROVENANCE_MEDIA_TYPE,
+        )
 
 
 class AccessLogApi(AuditedMixin, ListAPIView):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Callable
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import QuerySet
+from fhir.resources.R4B.auditevent import AuditEvent as FhirAuditEvent
+from fhir.resources.R4B.provenance import Provenance as FhirProvenance
 
 from audit.models import AuditEvent
 from audit.services import audit_record
@@ -63,6 +66,33 @@ def test_aud_14_export_command_writes_a_signed_export_and_records_itself(
         "manage.py",
         "jsonl",
     )
+
+
+def test_export_command_writes_fhir_events_and_their_signed_manifest_apart(
+    tmp_path: Path, new_events: Events
+) -> None:
+    audit_record(action="test.command", actor_label="system")
+    audit_record(action="test.command", actor_label="system")
+    target, manifest_path = tmp_path / "export.ndjson", tmp_path / "manifest.json"
+    args = ("--format", "fhir", "--action", "test.command", "--out", str(target))
+    _run("audit_export", *args, "--manifest", str(manifest_path))
+    body = target.read_bytes()
+    lines = body.splitlines()
+    events = [FhirAuditEvent.model_validate_json(line) for line in lines]
+    assert [e.get_resource_type() for e in events] == ["AuditEvent", "AuditEvent"]
+    provenance = FhirProvenance.model_validate_json(manifest_path.read_bytes())
+    manifest = json.loads(provenance.signature[0].data)
+    assert signature_valid(manifest)
+    assert manifest["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert (manifest["format"], manifest["count"]) == ("fhir", 2)
+    seqs = [int(json.loads(line)["id"]) for line in lines]
+    assert [manifest["first_seq"], manifest["last_seq"]] == seqs
+    [event] = new_events().filter(action="audit.export")
+    assert (event.details["via"], event.details["format"]) == ("manage.py", "fhir")
+    with pytest.raises(CommandError, match="--manifest"):
+        _run("audit_export", *args)
+    with pytest.raises(CommandError, match="--manifest"):
+        _run("audit_export", "--format", "jsonl", "--manifest", str(manifest_path))
 
 
 def test_role_sql_is_printed_for_operators_and_refuses_odd_names() -> None:

@@ -65,7 +65,16 @@ def test_the_billing_endpoints_are_seen_as_protected_and_audited() -> None:
 
 def test_the_audit_endpoints_are_seen_as_protected_and_audited() -> None:
     operations = {(op.method, op.path): op for op in api_operations()}
-    for path in ("/api/v1/audit/events", "/api/v1/audit/export", "/api/v1/me/access-log"):
+    paths = (
+        "/api/v1/audit/events",
+        "/api/v1/audit/export",
+        "/api/v1/audit/export/csv",
+        "/api/v1/audit/export/jsonl",
+        "/api/v1/audit/export/fhir",
+        "/api/v1/audit/export/fhir/manifest",
+        "/api/v1/me/access-log",
+    )
+    for path in paths:
         operation = operations["GET", path]
         assert operation.protected == ("audit.event",)
         assert operation.problem == ""

@@ -1,4 +1,8 @@
-"""AUD-14, AUD-15, AUD-13: exports parse back, check offline, hold no PHI, neutralise formulas."""
+"""AUD-14, AUD-15, AUD-13: exports parse back, check offline, hold no PHI, neutralise formulas.
+
+Each format is its own operation (``/audit/export/{csv,jsonl,fhir}``); the FHIR NDJSON is
+AuditEvent lines only and its signed manifest is a Provenance from ``/audit/export/fhir/manifest``.
+"""
 
 from __future__ import annotations
 
@@ -65,10 +69,32 @@ def _check_record(record: dict[str, Any]) -> None:
     assert link == record["hash"]
 
 
-def _export(api: APIClient, **params: str) -> tuple[Any, bytes]:
-    response = api.get("/api/v1/audit/export", params)
+def _export(api: APIClient, fmt: str, **params: str) -> tuple[Any, bytes]:
+    response = api.get(f"/api/v1/audit/export/{fmt}", params)
     body = b"".join(response.streaming_content) if response.status_code == 200 else b""
     return response, body
+
+
+def _provenance_manifest(provenance: dict[str, Any]) -> dict[str, Any]:
+    """The signed manifest in a Provenance, read as an auditor would: FHIR-valid, then decoded."""
+    model = FhirProvenance.model_validate(provenance)
+    manifest = json.loads(model.signature[0].data)  # the model decodes base64Binary
+    assert json.loads(base64.b64decode(provenance["signature"][0]["data"])) == manifest
+    return manifest
+
+
+def _fhir_verifies(body: bytes, provenance: dict[str, Any]) -> bool:
+    """The offline check of a FHIR export: the signature, then the body against the manifest."""
+    manifest = _provenance_manifest(provenance)
+    seqs = [int(json.loads(line)["id"]) for line in body.splitlines()]
+    return (
+        signature_valid(manifest)
+        and manifest["format"] == "fhir"
+        and manifest["body_sha256"] == hashlib.sha256(body).hexdigest()
+        and manifest["count"] == len(seqs)
+        and (manifest["first_seq"], manifest["last_seq"])
+        == ((seqs[0], seqs[-1]) if seqs else (None, None))
+    )
 
 
 @pytest.fixture
@@ -92,7 +118,7 @@ def trail(therapist: User, client_user: User, outsider: User) -> dict[str, User]
 def test_aud_14_json_lines_export_parses_back_and_checks_offline(
     compliance_api: APIClient,
 ) -> None:
-    response, body = _export(compliance_api, format="jsonl")
+    response, body = _export(compliance_api, "jsonl")
     assert response.status_code == 200
     assert response["Content-Type"] == "application/x-ndjson"
     rows, last = _split(body)
@@ -116,7 +142,7 @@ def test_aud_14_json_lines_export_parses_back_and_checks_offline(
 
 
 def test_aud_14_csv_export_parses_back(compliance_api: APIClient, trail: dict[str, User]) -> None:
-    response, body = _export(compliance_api, format="csv", client=str(trail["client"].pk))
+    response, body = _export(compliance_api, "csv", client=str(trail["client"].pk))
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     rows, last = _split(body)
     [manifest_row] = list(csv.reader(io.StringIO(last.decode())))
@@ -129,15 +155,18 @@ def test_aud_14_csv_export_parses_back(compliance_api: APIClient, trail: dict[st
     assert {r["patient_id"] for r in table} == {str(trail["client"].pk)}
 
 
-def test_aud_14_fhir_export_validates_as_r4_audit_events(
+def test_aud_14_fhir_export_is_audit_events_only_and_its_manifest_verifies(
     compliance_api: APIClient, trail: dict[str, User]
 ) -> None:
-    response, body = _export(compliance_api, format="fhir", actor=str(trail["therapist"].pk))
+    therapist = str(trail["therapist"].pk)
+    response, body = _export(compliance_api, "fhir", actor=therapist)
+    assert response.status_code == 200
     assert response["Content-Type"] == "application/fhir+ndjson"
-    rows, last = _split(body)
-    resources = [json.loads(line) for line in rows.splitlines()]
-    assert len(resources) == 3
+    lines = body.splitlines()
+    assert len(lines) == 3
+    resources = [json.loads(line) for line in lines]
     for resource in resources:
+        assert resource["resourceType"] == "AuditEvent"
         event = FhirAuditEvent.model_validate(resource)
         assert event.action == "R"
         assert event.outcome == "0"
@@ -146,12 +175,138 @@ def test_aud_14_fhir_export_validates_as_r4_audit_events(
         assert event.recorded == datetime.fromisoformat(resource["recorded"])
     patients = {r["entity"][0]["what"]["identifier"]["value"] for r in resources}
     assert patients == {str(trail["client"].pk), str(trail["outsider"].pk)}
-    provenance = FhirProvenance.model_validate(json.loads(last))
-    manifest = json.loads(provenance.signature[0].data)  # the model decodes base64Binary
-    raw = json.loads(last)["signature"][0]["data"]
-    assert json.loads(base64.b64decode(raw)) == manifest
-    _check_manifest(manifest, rows, "fhir")
+
+    head_seq, head_hash = response["X-Audit-Chain-Head"].split(":")
+    link = response["Link"]
+    url = link[link.index("<") + 1 : link.index(">")]
+    assert 'rel="describedby"' in link
+    assert url.startswith("/api/v1/audit/export/fhir/manifest?")
+    manifest_response = compliance_api.get(url)
+    assert manifest_response.status_code == 200
+    assert manifest_response["Content-Type"] == "application/fhir+json"
+    provenance = manifest_response.json()
+    assert provenance["resourceType"] == "Provenance"
+    assert _fhir_verifies(body, provenance)
+    manifest = _provenance_manifest(provenance)
+    _check_manifest(manifest, body, "fhir")
     assert manifest["count"] == 3
+    assert manifest["head"] == {"seq": int(head_seq), "hash": head_hash}
+    assert manifest["filters"] == {"actor_id": therapist}
+
+    tampered = json.loads(lines[1])
+    tampered["outcome"] = "4"
+    forged = b"\n".join([lines[0], json.dumps(tampered).encode(), lines[2]]) + b"\n"
+    assert not _fhir_verifies(forged, provenance)
+    assert not _fhir_verifies(b"\n".join([lines[0], lines[2]]) + b"\n", provenance)
+    signature = provenance["signature"][0]
+    lied = base64.b64encode(json.dumps({**manifest, "count": 2}).encode()).decode()
+    assert not _fhir_verifies(body, {**provenance, "signature": [{**signature, "data": lied}]})
+
+
+def test_aud_14_the_fhir_manifest_is_derived_again_after_more_events(
+    compliance_api: APIClient, trail: dict[str, User]
+) -> None:
+    response, body = _export(compliance_api, "fhir", client=str(trail["client"].pk))
+    head_seq = response["X-Audit-Chain-Head"].split(":")[0]
+    audit_record(action="read", actor=trail["therapist"], patient_id=trail["client"].pk)
+    audit_seal()  # a later event for the same client, beyond the export's head
+    params = {"client": str(trail["client"].pk), "upto_seq": head_seq}
+    provenance = compliance_api.get("/api/v1/audit/export/fhir/manifest", params).json()
+    assert _fhir_verifies(body, provenance)
+    assert _provenance_manifest(provenance)["count"] == 2
+    _, later = _export(compliance_api, "fhir", client=str(trail["client"].pk))
+    assert len(later.splitlines()) == 5  # + the export, the read, the manifest read
+    assert not _fhir_verifies(later, provenance)
+
+
+def test_aud_14_the_manifest_read_is_recorded_like_the_export(
+    compliance_officer: User, compliance_api: APIClient, trail: dict[str, User], new_events: Events
+) -> None:
+    client = str(trail["client"].pk)
+    response, _ = _export(compliance_api, "fhir", client=client)
+    upto_seq = int(response["X-Audit-Chain-Head"].split(":")[0])
+    params = {"client": client, "upto_seq": str(upto_seq)}
+    assert compliance_api.get("/api/v1/audit/export/fhir/manifest", params).status_code == 200
+    [export] = new_events().filter(action="audit.export")
+    [manifest] = new_events().filter(action="audit.export_manifest")
+    for event in (export, manifest):
+        assert event.actor_id == compliance_officer.pk
+        assert event.patient_id == trail["client"].pk
+        assert event.resource_type == "audit.event"
+        assert event.details["format"] == "fhir"
+        assert event.details["filters"] == {"patient_id": client}
+        assert event.details["upto_seq"] == upto_seq
+    assert manifest.details["params"] == ["client", "upto_seq"]
+
+
+def test_aud_14_the_fhir_manifest_refuses_an_unknown_head_or_a_missing_one(
+    compliance_api: APIClient, trail: dict[str, User], new_events: Events
+) -> None:
+    url = "/api/v1/audit/export/fhir/manifest"
+    head = audit_seal().head
+    response = compliance_api.get(url, {"upto_seq": str(head.seq + 1000)})
+    assert (response.status_code, response.json()["code"]) == (404, "unknown_chain_head")
+    response = compliance_api.get(url)
+    assert (response.status_code, response.json()["errors"][0]["field"]) == (400, "upto_seq")
+    response = compliance_api.get(url, {"upto_seq": str(head.seq), "format": "csv"})
+    assert response.status_code == 400
+    assert not new_events().filter(action="audit.export_manifest").exists()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "media"),
+    [
+        ("csv", "text/csv; charset=utf-8"),
+        ("jsonl", "application/x-ndjson"),
+        ("fhir", "application/fhir+ndjson"),
+    ],
+)
+def test_the_old_format_parameter_still_answers_the_same_body(
+    compliance_api: APIClient, trail: dict[str, User], new_events: Events, fmt: str, media: str
+) -> None:
+    actor = str(trail["therapist"].pk)  # the exports' own rows (by the officer) stay out
+    old = compliance_api.get("/api/v1/audit/export", {"format": fmt, "actor": actor})
+    assert (old.status_code, old["Content-Type"]) == (200, media)
+    old_body = b"".join(old.streaming_content)
+    new, new_body = _export(compliance_api, fmt, actor=actor)
+    assert new["Content-Type"] == media
+    if fmt == "fhir":
+        assert old_body == new_body
+        head_seq = old["X-Audit-Chain-Head"].split(":")[0]
+        assert old["Link"].startswith(
+            f"</api/v1/audit/export/fhir/manifest?actor={actor}&upto_seq={head_seq}>"
+        )
+    else:  # the same rows; the manifests differ by generated_at only
+        assert _split(old_body)[0] == _split(new_body)[0]
+    formats = [e.details["format"] for e in new_events().filter(action="audit.export")]
+    assert formats == [fmt, fmt]
+    response = compliance_api.get(f"/api/v1/audit/export/{fmt}", {"format": fmt})
+    assert response.status_code == 400  # the path names the format; the parameter is unknown
+
+
+def test_each_format_is_its_own_operation_with_a_text_body() -> None:
+    from drf_spectacular.generators import SchemaGenerator
+
+    paths = SchemaGenerator().get_schema(request=None, public=True)["paths"]
+    expected = {
+        "csv": "text/csv",
+        "jsonl": "application/x-ndjson",
+        "fhir": "application/fhir+ndjson",
+    }
+    for fmt, media in expected.items():
+        operation = paths[f"/api/v1/audit/export/{fmt}"]["get"]
+        assert operation["operationId"] == f"audit_export_{fmt}"
+        assert operation["responses"]["200"]["content"] == {media: {"schema": {"type": "string"}}}
+        assert "Streamed" in operation["responses"]["200"]["description"]
+        assert "format" not in {p["name"] for p in operation["parameters"]}
+    manifest = paths["/api/v1/audit/export/fhir/manifest"]["get"]
+    assert manifest["operationId"] == "audit_export_fhir_manifest"
+    assert list(manifest["responses"]["200"]["content"]) == ["application/fhir+json"]
+    assert {"upto_seq", "client", "actor"} <= {p["name"] for p in manifest["parameters"]}
+    old = paths["/api/v1/audit/export"]["get"]
+    assert (old["operationId"], old["deprecated"]) == ("audit_export", True)
+    contents = old["responses"]["200"]["content"]
+    assert contents == {media: {"schema": {"type": "string"}} for media in expected.values()}
 
 
 def test_aud_14_filters_by_client_actor_time_and_outcome(
@@ -174,7 +329,7 @@ def test_aud_14_filters_by_client_actor_time_and_outcome(
         ),
     }
     for name, (params, expected) in cases.items():
-        response, body = _export(compliance_api, format="jsonl", **params)
+        response, body = _export(compliance_api, "jsonl", **params)
         assert response.status_code == 200, name
         rows, last = _split(body)
         manifest = json.loads(last)["manifest"]
@@ -185,7 +340,7 @@ def test_aud_14_filters_by_client_actor_time_and_outcome(
 def test_aud_14_the_export_records_itself(
     compliance_officer: User, compliance_api: APIClient, trail: dict[str, User], new_events: Events
 ) -> None:
-    response, _ = _export(compliance_api, format="csv", client=str(trail["client"].pk))
+    response, _ = _export(compliance_api, "csv", client=str(trail["client"].pk))
     [event] = new_events().filter(action="audit.export")
     assert event.actor_id == compliance_officer.pk
     assert event.patient_id == trail["client"].pk
@@ -245,7 +400,7 @@ def test_aud_15_csv_cells_that_could_be_formulas_are_neutralised(
         resource_id="+1+1",
         details={"x": "-2"},
     )
-    response, body = _export(compliance_api, format="csv")
+    response, body = _export(compliance_api, "csv")
     rows, _ = _split(body)
     table = list(csv.DictReader(io.StringIO(rows.decode())))
     by_action = {r["action"]: r for r in table}

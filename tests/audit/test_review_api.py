@@ -22,6 +22,13 @@ from tests.factories import DEFAULT_PASSWORD, admin_browser, api_client_for
 Events = Callable[[], QuerySet[AuditEvent]]
 EVENTS = "/api/v1/audit/events"
 EXPORT = "/api/v1/audit/export?format=jsonl"
+EXPORTS = (
+    EXPORT,
+    "/api/v1/audit/export/csv",
+    "/api/v1/audit/export/jsonl",
+    "/api/v1/audit/export/fhir",
+    "/api/v1/audit/export/fhir/manifest?upto_seq=0",
+)
 
 
 @pytest.fixture
@@ -107,7 +114,7 @@ def test_aud_17_bad_filters_are_refused_and_read_nothing(
 
 
 @pytest.mark.parametrize("persona", ["therapist", "client_user", "admin_user", "outsider"])
-@pytest.mark.parametrize("path", [EVENTS, EXPORT])
+@pytest.mark.parametrize("path", [EVENTS, *EXPORTS])
 def test_aud_17_nobody_else_reads_or_exports_and_the_attempt_is_recorded(
     persona: str, path: str, request: pytest.FixtureRequest, new_events: Events
 ) -> None:
@@ -139,11 +146,11 @@ def test_aud_17_compliance_officer_must_have_signed_in_recently(
     stale = access_token(compliance_officer, signed_in_at=timezone.now() - timedelta(hours=2))
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {stale}")
-    for path in (EVENTS, EXPORT):
+    for path in (EVENTS, *EXPORTS):
         response = api.get(path)
         assert response.status_code == 403
         assert response.json()["code"] == "reauthentication_required"
-    assert [e.details["reason"] for e in new_events()] == ["reauthentication_required"] * 2
+    assert [e.details["reason"] for e in new_events()] == ["reauthentication_required"] * 6
     fresh = access_token(compliance_officer, signed_in_at=timezone.now() - timedelta(minutes=5))
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {fresh}")
     assert api.get(EVENTS).status_code == 200
@@ -161,7 +168,7 @@ def test_aud_17_anonymous_callers_get_401_and_a_security_row(
 def test_aud_17_the_trail_cannot_be_edited_through_the_api(
     method: str, compliance_api: APIClient, one_access: AuditEvent
 ) -> None:
-    for path in (EVENTS, f"{EVENTS}/{one_access.pk}", EXPORT):
+    for path in (EVENTS, f"{EVENTS}/{one_access.pk}", *EXPORTS):
         response = getattr(compliance_api, method)(path, {"action": "deleted"}, format="json")
         assert response.status_code in (404, 405)
     one_access.refresh_from_db()
