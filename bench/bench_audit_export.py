@@ -2,7 +2,7 @@
 under 200 MB).
 
 Uses the database of ``bench_audit_db.py``; a compliance officer signed in with MFA asks
-``GET /api/v1/audit/export?format=...`` of ``api.asgi.application`` in-process, and a server
+``GET /api/v1/audit/export/<format>`` of ``api.asgi.application`` in-process, and a server
 stand-in counts the body chunks as they are sent, so nothing is held but what the application
 holds. Reports the process's peak resident memory (before and after), bytes, rows and time.
 Prints one JSON line.
@@ -51,9 +51,9 @@ async def _stream(app: Any, token: str, fmt: str) -> dict[str, Any]:
         "http_version": "1.1",
         "method": "GET",
         "scheme": "http",
-        "path": "/api/v1/audit/export",
-        "raw_path": b"/api/v1/audit/export",
-        "query_string": f"format={fmt}".encode(),
+        "path": f"/api/v1/audit/export/{fmt}",
+        "raw_path": f"/api/v1/audit/export/{fmt}".encode(),
+        "query_string": b"",
         "root_path": "",
         "headers": [(b"host", b"localhost"), (b"authorization", f"Bearer {token}".encode())],
         "client": ("127.0.0.1", 50000),
