@@ -74,6 +74,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "api.middleware.RequestIdMiddleware",
+    "api.metrics.MetricsMiddleware",
     "api.middleware.ApiProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -334,7 +335,7 @@ SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SECURE_PROXY_SSL_HEADER", False) else None
 )
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if PRODUCTION else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -369,6 +370,41 @@ STRIPE_READ_TIMEOUT_SECONDS = env_int("STRIPE_READ_TIMEOUT_SECONDS", 20)
 STRIPE_MAX_RETRIES = env_int("STRIPE_MAX_RETRIES", 2)  # after the first attempt, same key
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
 STRIPE_WEBHOOK_MAX_BYTES = env_int("STRIPE_WEBHOOK_MAX_BYTES", 256 * 1024)
+
+
+def billing_gateway_choose(*, requested: str, debug: bool, stripe_secret_key: str) -> str:
+    """Which gateway billing uses: ``stripe``, or ``dev`` (billing/gateways/dev.py: Stripe's
+    test mode played locally, for ``make run`` without a Stripe account). Unset, it is ``dev``
+    exactly when DEBUG is on and no Stripe key is set. The development gateway can never run
+    with DEBUG off: asking for it then stops the process."""
+    choice = requested or ("dev" if debug and not stripe_secret_key else "stripe")
+    if choice not in ("stripe", "dev"):
+        raise ImproperlyConfigured("BILLING_GATEWAY must be 'stripe' or 'dev'.")
+    if choice == "dev" and not debug:
+        raise ImproperlyConfigured(
+            "The development payment gateway cannot be used with DEBUG off: set "
+            "STRIPE_SECRET_KEY (and BILLING_GATEWAY=stripe) in production."
+        )
+    if choice == "dev" and stripe_secret_key:
+        raise ImproperlyConfigured("BILLING_GATEWAY=dev and STRIPE_SECRET_KEY: choose one.")
+    return choice
+
+
+BILLING_GATEWAY = billing_gateway_choose(
+    requested=env_str("BILLING_GATEWAY", "") or "",
+    debug=DEBUG,
+    stripe_secret_key=STRIPE_SECRET_KEY,
+)
+if BILLING_GATEWAY == "dev":
+    # Clearly fake keys: the apps get a publishable key that no Stripe account has, and the dev
+    # gateway signs its events with this secret, which the real webhook path verifies.
+    STRIPE_PUBLISHABLE_KEY = STRIPE_PUBLISHABLE_KEY or "pk_test_dev_local_gateway_not_a_stripe_key"
+    STRIPE_WEBHOOK_SECRET = (
+        STRIPE_WEBHOOK_SECRET or f"whsec_dev_{_dev_material('stripe-webhook').hex()}"
+    )
+# Development gateway: deliver its events right after the transaction that caused them commits
+# (off: only `manage.py dev_gateway_deliver`, or `dev_pay`, delivers them).
+BILLING_DEV_EVENTS_AFTER_COMMIT = env_bool("BILLING_DEV_EVENTS_AFTER_COMMIT", True)
 # Stripe Connect payouts to therapists (separate charges and transfers), off by default.
 BILLING_CONNECT_ENABLED = env_bool("BILLING_CONNECT_ENABLED", False)
 BILLING_PLATFORM_FEE_BPS = env_int("BILLING_PLATFORM_FEE_BPS", 1500)  # 15.00 %, in basis points
@@ -393,6 +429,54 @@ BOOKING_HOLD_MINUTES = env_int("BOOKING_HOLD_MINUTES", 15)
 BOOKING_SERIES_MAX_OCCURRENCES = env_int("BOOKING_SERIES_MAX_OCCURRENCES", 12)
 BOOKING_EMAILS_AFTER_COMMIT = env_bool("BOOKING_EMAILS_AFTER_COMMIT", DEBUG)
 
+# --- Jobs (Celery: api/celery.py, api/jobs.py) -----------------------------------------------
+# The broker: CELERY_BROKER_URL, else Redis when REDIS_URL is set (keys under their own
+# prefix), else the filesystem transport in JOBS_DIR, which needs no server (`make run`).
+# Results are not kept: a job's outcome is its JobRun row (`manage.py jobs_status`).
+JOBS_DIR = Path(env_str("JOBS_DIR") or BASE_DIR / "var" / "jobs")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL or "filesystem://"
+if CELERY_BROKER_URL.startswith("filesystem:"):
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        "data_folder_in": str(JOBS_DIR / "queue"),
+        "data_folder_out": str(JOBS_DIR / "queue"),
+        "control_folder": str(JOBS_DIR / "control"),
+        "polling_interval": 0.2,  # seconds between looks at an empty queue folder
+    }
+elif CELERY_BROKER_URL.startswith(("redis:", "rediss:")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "global_keyprefix": env_str("CELERY_KEY_PREFIX", "telehealth-jobs:") or "telehealth-jobs:"
+    }
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True  # a job whose worker died is run again (every job is idempotent)
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # LOGGING below (its redacting filter) applies
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE_FILENAME = str(JOBS_DIR / "beat-schedule")
+# How often the every-minute jobs run (a test shortens it); the others as below.
+JOBS_FREQUENT_SECONDS = env_int("JOBS_FREQUENT_SECONDS", 60)
+
+
+def _every(seconds: float) -> dict[str, object]:
+    # A run that waited longer than its interval in the queue is dropped: the next one is due.
+    return {"schedule": seconds, "options": {"expires": seconds}}
+
+
+CELERY_BEAT_SCHEDULE = {
+    name: {"task": name, **_every(interval)}
+    for name, interval in {
+        "audit_seal": JOBS_FREQUENT_SECONDS,
+        "send_reminders": JOBS_FREQUENT_SECONDS,
+        "send_emails": JOBS_FREQUENT_SECONDS,
+        "billing_settle": JOBS_FREQUENT_SECONDS,
+        "refresh_availability": JOBS_FREQUENT_SECONDS,
+        "sync_calendars": CALENDAR_SYNC_INTERVAL_MINUTES * 60,
+        "expire_holds": 15 * 60,
+        "audit_checkpoint": 60 * 60,
+    }.items()
+}
+
 # --- Misc -------------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -405,19 +489,48 @@ OTP_TOTP_THROTTLE_FACTOR = env_int("OTP_TOTP_THROTTLE_FACTOR", 1)
 MFA_BACKOFF_MAX_SECONDS = env_int("MFA_BACKOFF_MAX_SECONDS", 15 * 60)
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Telehealth")
 
+# --- Observability (docs/architecture.md, "Observability") -----------------------------------
+# Log lines: "json" (one object per line, the production default) or "text" (development).
+LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured("LOG_FORMAT must be json or text.")
+# Bearer token Prometheus sends to scrape /metrics. Unset: /metrics is a 404 in production and,
+# in development, open to this machine (loopback) only.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "") or ""
+# Several web processes: the directory where prometheus-client's multiprocess mode keeps each
+# process's samples (read by prometheus-client itself; empty it before the processes start).
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", "") or ""
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured("PROMETHEUS_MULTIPROC_DIR must name an existing directory.")
+
+_LOG_HANDLER = {
+    "class": "logging.StreamHandler",
+    "formatter": LOG_FORMAT,
+    "filters": ["redact", "request_id"],
+}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "api.logging.RedactingFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
+    "filters": {
+        "redact": {"()": "api.logging.RedactingFilter"},
+        "request_id": {"()": "api.logging.RequestIdFilter"},
     },
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "api.logging.JsonFormatter"},
+    },
+    "handlers": {"console": _LOG_HANDLER},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         # Django's request logger prints paths and exception text; ours are redacted.
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
-        # uvicorn's access log prints request paths: route it through the redacting filter.
+        # uvicorn's own loggers (startup, errors, the access log with its raw paths) through the
+        # same handler: redacted, and in the same format.
+        "uvicorn": {
+            "handlers": ["console"],
+            "level": env_str("LOG_LEVEL", "INFO"),
+            "propagate": False,
+        },
         "uvicorn.access": {
             "handlers": ["console"],
             "level": env_str("LOG_LEVEL", "INFO"),

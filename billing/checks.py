@@ -1,4 +1,5 @@
-"""``manage.py check --deploy``: billing cannot run without its Stripe secrets."""
+"""``manage.py check --deploy``: billing cannot run without its Stripe secrets, nor on the
+development gateway."""
 
 from __future__ import annotations
 
@@ -11,6 +12,15 @@ from django.core.checks import CheckMessage, Error, Tags, register
 @register(Tags.security, deploy=True)
 def stripe_configured(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     problems: list[CheckMessage] = []
+    if settings.BILLING_GATEWAY == "dev":
+        problems.append(
+            Error(
+                "The development payment gateway is selected (BILLING_GATEWAY=dev): it takes no "
+                "money and must never serve real clients.",
+                hint="Set STRIPE_SECRET_KEY and BILLING_GATEWAY=stripe.",
+                id="billing.E006",
+            )
+        )
     if not settings.STRIPE_SECRET_KEY:
         problems.append(Error("STRIPE_SECRET_KEY is not set.", id="billing.E001"))
     if not settings.STRIPE_WEBHOOK_SECRET.strip():

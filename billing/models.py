@@ -382,3 +382,53 @@ class SavedPaymentMethod(models.Model):
 
     def __str__(self) -> str:
         return f"SavedPaymentMethod {self.pk}"
+
+
+# --- The development gateway's own state (billing/gateways/dev.py; DEBUG only) -----------------
+
+
+class DevGatewayObject(models.Model):
+    """One object of the development gateway, in Stripe's JSON shape (``data``): a customer,
+    PaymentIntent, SetupIntent, payment method, refund or transfer. Tables rather than memory so
+    every process of ``make run`` sees the same "Stripe". Never written in production."""
+
+    id = models.CharField(primary_key=True, max_length=64)  # Stripe-like: pi_dev_…, seti_dev_…
+    kind = models.CharField(max_length=32)
+    # The creating request's idempotency key and a hash of its parameters (Stripe's replay rule).
+    idempotency_key = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    request_hash = models.CharField(max_length=64, blank=True)
+    data = models.JSONField()
+    created = models.BigIntegerField()  # epoch seconds, as Stripe's ``created``
+
+    class Meta:
+        indexes = [models.Index(fields=["kind", "created"], name="devgw_object_kind_created")]
+
+    def __str__(self) -> str:
+        return f"DevGatewayObject {self.pk}"
+
+
+class DevGatewayEvent(models.Model):
+    """An event the development gateway owes the webhook endpoint: kept until delivered (signed,
+    through ``billing.services.webhooks.webhook_receive``), so none is ever silently lost."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DELIVERING = "delivering"  # claimed by one deliverer (a stale claim is taken over)
+        DELIVERED = "delivered"
+
+    event_id = models.CharField(max_length=64, unique=True)
+    type = models.CharField(max_length=128)
+    body = models.TextField()  # the exact JSON that is signed and delivered
+    created_at = models.DateTimeField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    outcome = models.CharField(max_length=32, blank=True)  # StripeEvent.Outcome, or "duplicate"
+    last_error = models.CharField(max_length=128, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "id"], name="devgw_event_state")]
+
+    def __str__(self) -> str:
+        return f"DevGatewayEvent {self.event_id}"

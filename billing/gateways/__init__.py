@@ -5,13 +5,22 @@ from __future__ import annotations
 import functools
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from billing.gateways.base import PaymentGateway
+from billing.gateways.dev import DevGateway
 from billing.gateways.stripe import StripeGateway
 
 
 def get_gateway() -> PaymentGateway:
-    """The configured gateway (one per distinct configuration, reused across requests)."""
+    """The configured gateway (one per distinct configuration, reused across requests):
+    Stripe, or with ``BILLING_GATEWAY=dev`` the development gateway, never in production."""
+    if settings.BILLING_GATEWAY == "dev":
+        if settings.PRODUCTION:
+            raise ImproperlyConfigured("The development payment gateway is refused in production.")
+        return _dev_gateway(
+            settings.STRIPE_WEBHOOK_SECRET, settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS
+        )
     return _gateway(
         settings.STRIPE_SECRET_KEY,
         settings.STRIPE_WEBHOOK_SECRET,
@@ -42,3 +51,8 @@ def _gateway(
         max_retries=max_retries,
         webhook_tolerance=webhook_tolerance,
     )
+
+
+@functools.lru_cache(maxsize=4)
+def _dev_gateway(webhook_secret: str, webhook_tolerance: int) -> DevGateway:
+    return DevGateway(webhook_secret=webhook_secret, webhook_tolerance=webhook_tolerance)
