@@ -9,12 +9,13 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from api.metrics import track_websockets  # noqa: E402
 from api.websocket import SocketOriginValidator  # noqa: E402
 from video.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": SocketOriginValidator(URLRouter(websocket_urlpatterns)),
+        "websocket": track_websockets(SocketOriginValidator(URLRouter(websocket_urlpatterns))),
     }
 )

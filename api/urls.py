@@ -1,10 +1,11 @@
-"""Root URL configuration: probes, admin, API docs, and each app's ``/api/v1/`` routes."""
+"""Root URL configuration: probes, metrics, admin, API docs, and each app's ``/api/v1/`` routes."""
 
 from django.contrib import admin
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from api.metrics import metrics_view
 from api.views import health
 
 handler400 = "api.errors.handler400"
@@ -15,6 +16,7 @@ handler500 = "api.errors.handler500"
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus; not an API operation
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
