@@ -297,3 +297,21 @@ class OutboundEmail(models.Model):
 
     def __str__(self) -> str:
         return f"OutboundEmail {self.pk}"
+
+
+class JobRun(models.Model):
+    """One row per periodic job (``api.jobs``): when it last started, succeeded and failed,
+    and how often it failed, so ``manage.py jobs_status`` shows a job that keeps failing.
+    Written by the task wrapper; counters move with ``F()`` so two workers never lose a count.
+    ``last_error`` is the exception's type only: messages can hold PHI."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    runs = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=64, blank=True)
+
+    def __str__(self) -> str:
+        return f"JobRun {self.name}"

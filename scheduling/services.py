@@ -744,3 +744,34 @@ def booking_ics_read(*, booking_id: uuid.UUID, user: User, now: datetime) -> byt
     touch(booking)
     event = _feed_event(booking, for_therapist=booking.client_id != user.pk)
     return ics.render_calendar([event], name="Telehealth session", refresh=FEED_REFRESH)
+
+
+def availability_summaries_refresh(*, now: datetime, max_age: timedelta | None) -> int:
+    """The ``refresh_availability`` job: recompute the summaries older than ``max_age`` (all of
+    them when None), since time passing moves notice and horizon on; the number refreshed.
+    Idempotent: each summary is recomputed from the rules, calendars and bookings."""
+    rows = TherapistProfile.objects.all()
+    if max_age is not None:
+        rows = rows.filter(
+            Q(availability_computed_at__isnull=True) | Q(availability_computed_at__lt=now - max_age)
+        )
+    count = 0
+    for therapist in rows.order_by("pk").iterator(chunk_size=200):
+        availability_summary_refresh(therapist=therapist, now=now)
+        count += 1
+    return count
+
+
+def external_calendars_sync_due(
+    *, now: datetime, limit: int = 500, lease: timedelta = timedelta(minutes=10)
+) -> dict[str, int]:
+    """The ``sync_calendars`` job: sync up to ``limit`` due calendars, each claimed first (a
+    conditional update), so runs on several machines never fetch one twice; outcome counts."""
+    due = ExternalCalendar.objects.filter(next_sync_at__lte=now).order_by("next_sync_at")
+    outcomes: dict[str, int] = {}
+    for calendar_id in due.values_list("id", flat=True)[:limit]:
+        if not external_calendar_claim(calendar_id=calendar_id, now=now, lease=lease):
+            continue  # another worker has it
+        outcome = external_calendar_sync(calendar_id=calendar_id, now=now)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes

@@ -27,7 +27,7 @@ from django.db.models import Q
 
 from api import crypto
 from api.models import OutboundEmail, User
-from api.services.outbox import outbox_claim
+from api.services.outbox import outbox_claim, outbox_drain
 
 logger = logging.getLogger(__name__)
 
@@ -104,3 +104,9 @@ def emails_deliver(
     return EmailDeliveryReport(
         sent=len(sent), failed=sum(len(pks) for pks in failed.values()), given_up=len(given_up)
     )
+
+
+def emails_send_queued(*, now: datetime) -> dict[str, int]:
+    """The ``send_emails`` job: send every queued email (each claimed by one sender first, so
+    two runs at once send each email once); counts of sent, failed and given up."""
+    return outbox_drain(lambda limit: emails_deliver(now=now, limit=limit))

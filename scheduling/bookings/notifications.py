@@ -30,7 +30,7 @@ from django.db import transaction
 from django.db.models import F, Q
 
 from api.compiled import Rows, insert_together
-from api.services.outbox import outbox_claim
+from api.services.outbox import outbox_claim, outbox_drain
 from scheduling import ics
 from scheduling.models import Booking, BookingNotification, BookingStatus, NotificationKind
 from scheduling.services import FEED_REFRESH, _feed_event
@@ -140,6 +140,14 @@ class DeliveryReport:
     sent: int
     dropped: int
     failed: int
+
+
+def reminders_send(*, now: datetime) -> dict[str, int]:
+    """The ``send_reminders`` job: queue the reminders that are due, then send every unsent
+    booking email (each row claimed by one sender first); counts of due, sent, dropped, failed."""
+    due = reminders_enqueue(now=now)
+    done = outbox_drain(lambda limit: notifications_deliver(now=now, limit=limit))
+    return {"due": due, **done}
 
 
 def notifications_claim(

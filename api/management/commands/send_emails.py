@@ -13,16 +13,14 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from api.services.mail import emails_deliver
-from api.services.outbox import outbox_drain
+from api.services.mail import emails_send_queued
 
 
 class Command(BaseCommand):
     help = "Send queued emails that have not gone out yet (idempotent)."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        now = timezone.now()
-        done = outbox_drain(lambda limit: emails_deliver(now=now, limit=limit))
+        done = emails_send_queued(now=timezone.now())
         self.stdout.write(
             f"send_emails: {done['sent']} sent, {done['failed']} failed, "
             f"{done['given_up']} given up"

@@ -10,11 +10,9 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
-from django.db.models import Q
 from django.utils import timezone
 
-from scheduling.models import TherapistProfile
-from scheduling.services import availability_summary_refresh
+from scheduling.services import availability_summaries_refresh
 
 
 class Command(BaseCommand):
@@ -29,17 +27,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, max_age_minutes: int, **options: Any) -> None:
-        now = timezone.now()
-        stale = Q(availability_computed_at__isnull=True) | Q(
-            availability_computed_at__lt=now - timedelta(minutes=max_age_minutes)
-        )
-        rows = (
-            TherapistProfile.objects.all()
-            if max_age_minutes == 0
-            else TherapistProfile.objects.filter(stale)
-        )
-        count = 0
-        for therapist in rows.order_by("pk").iterator(chunk_size=200):
-            availability_summary_refresh(therapist=therapist, now=now)
-            count += 1
+        max_age = timedelta(minutes=max_age_minutes) if max_age_minutes else None
+        count = availability_summaries_refresh(now=timezone.now(), max_age=max_age)
         self.stdout.write(f"refresh_availability: {count} therapists refreshed")

@@ -13,18 +13,15 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from api.services.outbox import outbox_drain
-from scheduling.bookings.notifications import notifications_deliver, reminders_enqueue
+from scheduling.bookings.notifications import reminders_send
 
 
 class Command(BaseCommand):
     help = "Queue due booking reminders and send unsent booking emails (idempotent)."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        now = timezone.now()
-        due = reminders_enqueue(now=now)
-        done = outbox_drain(lambda limit: notifications_deliver(now=now, limit=limit))
+        done = reminders_send(now=timezone.now())
         self.stdout.write(
-            f"send_reminders: {due} reminders due, {done['sent']} sent, "
+            f"send_reminders: {done['due']} reminders due, {done['sent']} sent, "
             f"{done['dropped']} dropped, {done['failed']} failed"
         )

@@ -7,14 +7,12 @@ busy times as a whole.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from scheduling.models import ExternalCalendar
-from scheduling.services import external_calendar_claim, external_calendar_sync
+from scheduling.services import external_calendars_sync_due
 
 
 class Command(BaseCommand):
@@ -24,14 +22,6 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, default=500, help="calendars per run")
 
     def handle(self, *args: Any, limit: int, **options: Any) -> None:
-        now = timezone.now()
-        lease = timedelta(minutes=10)
-        due = ExternalCalendar.objects.filter(next_sync_at__lte=now).order_by("next_sync_at")
-        outcomes: dict[str, int] = {}
-        for calendar_id in due.values_list("id", flat=True)[:limit]:
-            if not external_calendar_claim(calendar_id=calendar_id, now=now, lease=lease):
-                continue  # another worker has it
-            outcome = external_calendar_sync(calendar_id=calendar_id, now=now)
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        outcomes = external_calendars_sync_due(now=timezone.now(), limit=limit)
         summary = ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())) or "nothing due"
         self.stdout.write(f"sync_calendars: {summary}")

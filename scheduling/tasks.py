@@ -1,0 +1,36 @@
+"""Scheduling's periodic jobs (api/jobs.py): reminders, availability, calendars, holds."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from api.jobs import periodic_job
+from scheduling.bookings.notifications import reminders_send
+from scheduling.bookings.services import holds_expire
+from scheduling.services import availability_summaries_refresh, external_calendars_sync_due
+
+
+@periodic_job("send_reminders")
+def send_reminders() -> dict[str, int]:
+    """Queue due reminders and send unsent booking emails (as ``manage.py send_reminders``)."""
+    return reminders_send(now=timezone.now())
+
+
+@periodic_job("refresh_availability")
+def refresh_availability() -> int:
+    """Refresh summaries older than 15 minutes (as ``manage.py refresh_availability``)."""
+    return availability_summaries_refresh(now=timezone.now(), max_age=timedelta(minutes=15))
+
+
+@periodic_job("sync_calendars")
+def sync_calendars() -> dict[str, int]:
+    """Sync the external calendars that are due (as ``manage.py sync_calendars``)."""
+    return external_calendars_sync_due(now=timezone.now())
+
+
+@periodic_job("expire_holds")
+def expire_holds() -> int:
+    """Cancel holds whose time ran out (as ``manage.py expire_holds``)."""
+    return holds_expire(now=timezone.now())
