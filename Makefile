@@ -22,10 +22,11 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-run: $(STAMP) ## install, migrate, load demo data and serve on 127.0.0.1:8000 (SQLite, in-memory layers)
+# The web process, a Celery worker and beat from the Procfile (honcho), on the filesystem broker.
+run: $(STAMP) ## install, migrate, load demo data, serve on 127.0.0.1:8000 and run the jobs
 	$(RUN_ENV) $(BIN)/python manage.py migrate --no-input
 	$(RUN_ENV) $(BIN)/python manage.py seed_demo
-	$(RUN_ENV) $(BIN)/uvicorn api.asgi:application --host $(HOST) --port $(PORT)
+	$(RUN_ENV) HOST=$(HOST) PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start -f Procfile -p $(PORT)
 
 # The official AsyncAPI JSON schemas (npm's @asyncapi/specs) that asyncapi.yaml is checked
 # against (tests/video/test_asyncapi.py); without npm that one check is skipped (failed in CI).
