@@ -1,0 +1,197 @@
+"""Periodic jobs on Celery (api/jobs.py, <app>/tasks.py): each task runs its command's service,
+records its run for ``jobs_status``, is retried with back-off, and logs failures without PHI."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+from celery import current_app
+from django.conf import settings
+from django.core.management import call_command
+
+from api import jobs
+from api.models import JobRun
+from audit.models import AuditSeal
+from audit.services import audit_record
+
+pytestmark = pytest.mark.django_db
+
+# Each job: the module its task lives in, and the service (by name in that module) it calls.
+SERVICES = {
+    "audit_seal": ("audit.tasks", "chain_seal"),
+    "audit_checkpoint": ("audit.tasks", "audit_checkpoint_create"),
+    "send_emails": ("api.tasks", "emails_send_queued"),
+    "send_reminders": ("scheduling.tasks", "reminders_send"),
+    "refresh_availability": ("scheduling.tasks", "availability_summaries_refresh"),
+    "sync_calendars": ("scheduling.tasks", "external_calendars_sync_due"),
+    "expire_holds": ("scheduling.tasks", "holds_expire"),
+    "billing_settle": ("billing.tasks", "lifecycle_settle"),
+}
+
+
+def _task(name: str) -> Any:
+    current_app.loader.import_default_modules()
+    return current_app.tasks[name]
+
+
+def test_every_scheduled_job_is_a_task_and_the_schedule_is_as_documented() -> None:
+    minute = settings.JOBS_FREQUENT_SECONDS
+    assert {name: entry["schedule"] for name, entry in settings.CELERY_BEAT_SCHEDULE.items()} == {
+        "audit_seal": minute,
+        "send_reminders": minute,
+        "send_emails": minute,
+        "billing_settle": minute,
+        "refresh_availability": minute,
+        "sync_calendars": settings.CALENDAR_SYNC_INTERVAL_MINUTES * 60,
+        "expire_holds": 15 * 60,
+        "audit_checkpoint": 3600,
+    }
+    assert minute == 60
+    for entry in settings.CELERY_BEAT_SCHEDULE.values():
+        task = _task(entry["task"])
+        assert task.ignore_result is True
+        assert task.autoretry_for == (jobs.JobFailed,)
+        assert task.retry_backoff is True
+        assert task.max_retries == 5
+        assert entry["options"] == {"expires": entry["schedule"]}
+    assert set(SERVICES) == set(settings.CELERY_BEAT_SCHEDULE)
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_each_task_calls_its_commands_service_and_records_the_run(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module, service = SERVICES[name]
+    calls: list[dict[str, Any]] = []
+
+    class Result:  # what the audit services return, reduced to what the tasks read
+        sealed = 0
+        head = type("Head", (), {"seq": 0})()
+        document: dict[str, Any] = {"seq": 0}
+
+    def fake(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return Result() if module == "audit.tasks" else {}
+
+    monkeypatch.setattr(f"{module}.{service}", fake)
+    _task(name).apply(throw=True)
+    assert len(calls) == 1
+    row = JobRun.objects.get(name=name)
+    assert (row.runs, row.failures, row.last_error) == (1, 0, "")
+    assert row.last_started_at is not None
+    assert row.last_success_at is not None
+    assert row.last_failure_at is None
+
+
+def test_the_management_commands_run_the_same_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+    monkeypatch.setattr(
+        "api.management.commands.send_emails.emails_send_queued",
+        lambda **kw: seen.append("emails") or {"sent": 0, "failed": 0, "given_up": 0},
+    )
+    monkeypatch.setattr(
+        "scheduling.management.commands.send_reminders.reminders_send",
+        lambda **kw: seen.append("reminders") or {"due": 0, "sent": 0, "dropped": 0, "failed": 0},
+    )
+    monkeypatch.setattr(
+        "scheduling.management.commands.refresh_availability.availability_summaries_refresh",
+        lambda **kw: seen.append("availability") or 0,
+    )
+    monkeypatch.setattr(
+        "scheduling.management.commands.sync_calendars.external_calendars_sync_due",
+        lambda **kw: seen.append("calendars") or {},
+    )
+    for command in ("send_emails", "send_reminders", "refresh_availability", "sync_calendars"):
+        call_command(command, stdout=io.StringIO())
+    assert seen == ["emails", "reminders", "availability", "calendars"]
+
+
+def test_a_failure_is_recorded_retried_and_logged_without_its_message(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    def failing(**kwargs: Any) -> Any:
+        raise ValueError("alice@example.test Alice Smith could not be reached")
+
+    monkeypatch.setattr("api.tasks.emails_send_queued", failing)
+    task = _task("send_emails")
+    retries: list[dict[str, Any]] = []
+    monkeypatch.setattr(task, "retry", lambda **kw: retries.append(kw) or kw["exc"])
+    with pytest.raises(jobs.JobFailed) as raised:
+        task()
+    assert len(retries) == 1 and isinstance(retries[0]["exc"], jobs.JobFailed)
+    assert retries[0]["countdown"] >= 0  # Celery's exponential back-off, jittered
+    assert str(raised.value) == "send_emails failed: ValueError"
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    row = JobRun.objects.get(name="send_emails")
+    assert (row.runs, row.failures, row.last_error) == (1, 1, "ValueError")
+    assert row.last_failure_at is not None and row.last_success_at is None
+    logged = capfd.readouterr().err
+    assert "job send_emails failed: ValueError" in logged
+    assert "alice" not in logged.lower() and "smith" not in logged.lower()
+
+
+def test_a_retry_waits_longer_each_time() -> None:
+    task = _task("audit_seal")
+    from celery.utils.time import get_exponential_backoff_interval
+
+    delays = [
+        get_exponential_backoff_interval(
+            factor=1, retries=n, maximum=task.retry_backoff_max, full_jitter=False
+        )
+        for n in range(5)
+    ]
+    assert delays == [1, 2, 4, 8, 16]
+
+
+def test_the_seal_task_run_twice_changes_nothing_the_second_time() -> None:
+    audit_record(action="test.jobs")
+    task = _task("audit_seal")
+    task.apply(throw=True)
+    links = list(AuditSeal.objects.order_by("seq").values_list("seq", "hash"))
+    assert links
+    task.apply(throw=True)
+    assert list(AuditSeal.objects.order_by("seq").values_list("seq", "hash")) == links
+    assert JobRun.objects.get(name="audit_seal").runs == 2
+
+
+def test_jobs_status_shows_each_job_and_its_failures() -> None:
+    jobs.job_run("audit_seal", lambda: None)
+    with pytest.raises(jobs.JobFailed):
+        jobs.job_run("billing_settle", lambda: 1 / 0)
+    out = io.StringIO()
+    call_command("jobs_status", "--json", stdout=out)
+    rows = {row["job"]: row for row in map(json.loads, out.getvalue().splitlines())}
+    assert sorted(rows) == sorted(settings.CELERY_BEAT_SCHEDULE)
+    assert rows["audit_seal"]["runs"] == 1 and rows["audit_seal"]["last_success"]
+    assert rows["audit_seal"]["failures"] == 0 and rows["audit_seal"]["last_failure"] is None
+    settle = rows["billing_settle"]
+    assert (settle["runs"], settle["failures"], settle["last_error"]) == (
+        1,
+        1,
+        "ZeroDivisionError",
+    )
+    assert settle["last_success"] is None and settle["last_failure"]
+    assert rows["expire_holds"] == {
+        "job": "expire_holds",
+        "runs": 0,
+        "last_run": None,
+        "last_success": None,
+        "last_failure": None,
+        "failures": 0,
+        "last_error": None,
+    }
+    table = io.StringIO()
+    call_command("jobs_status", stdout=table)
+    lines = table.getvalue().splitlines()
+    assert lines[0].split() == [
+        "job",
+        "runs",
+        "last_run",
+        "last_success",
+        "last_failure",
+        "failures",
+    ]
+    assert lines[1].split()[0] == "audit_checkpoint" and "never" in lines[1]
