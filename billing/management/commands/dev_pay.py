@@ -25,6 +25,7 @@ from billing.gateways.dev import TEST_CARDS
 from billing.models import Payment, PaymentMethodSetup
 from billing.services.dev_events import (
     DevGatewayNotSelected,
+    dev_gateway,
     dev_payment_confirm,
     dev_setup_confirm,
 )
@@ -55,6 +56,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         card, three_d_secure = options["card"], options["three_d_secure"]
         try:
+            dev_gateway()
             if options["setup"]:
                 setup = PaymentMethodSetup.objects.filter(pk=_uuid(options["setup"])).first()
                 if setup is None:
