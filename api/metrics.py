@@ -6,7 +6,8 @@
 - WebSocket connections open (``track_websockets`` wraps the socket application in
   ``api/asgi.py``).
 - Scrape-time gauges (``DatabaseCollector``), each one cheap indexed query: outbox depth, audit
-  events not sealed yet and the age of the oldest (seal lag), video rooms open.
+  events not sealed yet and the age of the oldest (seal lag), video rooms open, and each
+  periodic job's runs, failures and last success (``api.models.JobRun``).
 
 Labels are fixed sets (method, status class) or the URLconf's own patterns, so no label can hold
 an id, email or name and the number of series is bounded.
@@ -35,7 +36,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY
 
 access_log = logging.getLogger("api.access")
@@ -143,6 +144,30 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=value)
 
 
+def _job_metrics() -> Iterable[Metric]:
+    """Each periodic job's runs and failures (``api.models.JobRun``: one row per job, its
+    counters kept by the task wrapper) and when it last succeeded; labelled by job name."""
+    from api.models import JobRun
+
+    runs = CounterMetricFamily("telehealth_job_runs", "Runs of each job.", labels=["job"])
+    failures = CounterMetricFamily(
+        "telehealth_job_failures", "Failed runs of each job.", labels=["job"]
+    )
+    success = GaugeMetricFamily(
+        "telehealth_job_last_success_timestamp_seconds",
+        "When each job last succeeded (Unix time; absent before its first success).",
+        labels=["job"],
+    )
+    for name, count, failed, succeeded in JobRun.objects.values_list(
+        "name", "runs", "failures", "last_success_at"
+    ):
+        runs.add_metric([name], count)
+        failures.add_metric([name], failed)
+        if succeeded is not None:
+            success.add_metric([name], succeeded.timestamp())
+    yield from (runs, failures, success)
+
+
 class DatabaseCollector:
     """Gauges read from the database at each scrape (in the scraping process only)."""
 
@@ -176,6 +201,7 @@ class DatabaseCollector:
             "Age of the oldest audit event not sealed yet (0 when all are sealed).",
             lag,
         )
+        yield from _job_metrics()
         yield _gauge(
             "telehealth_video_rooms_active",
             "Video rooms opened and not ended.",

@@ -235,6 +235,24 @@ def test_the_gauges_count_real_rows(client, token, client_user):
     assert value(text, "telehealth_video_rooms_active") == rooms
 
 
+@pytest.mark.django_db
+def test_job_runs_and_failures_come_from_the_job_table(client, token):
+    from api.models import JobRun
+
+    succeeded = timezone.now()
+    JobRun.objects.create(name="audit_seal", runs=7, failures=2, last_success_at=succeeded)
+    JobRun.objects.create(name="send_emails", runs=1, failures=1)
+    text = scrape(client)
+    assert value(text, "telehealth_job_runs_total", job="audit_seal") == 7
+    assert value(text, "telehealth_job_failures_total", job="audit_seal") == 2
+    assert value(text, "telehealth_job_failures_total", job="send_emails") == 1
+    stamp = value(text, "telehealth_job_last_success_timestamp_seconds", job="audit_seal")
+    assert stamp == pytest.approx(succeeded.timestamp())
+    assert ("telehealth_job_last_success_timestamp_seconds", (("job", "send_emails"),)) not in (
+        samples(text)
+    )
+
+
 @pytest.mark.django_db(transaction=True)
 def test_open_websockets_are_counted_until_closed():
     from api.asgi import application
