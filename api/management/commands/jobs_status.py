@@ -33,7 +33,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, as_json: bool, **options: Any) -> None:
         runs = {row.name: row for row in JobRun.objects.all()}
         names = sorted(set(settings.CELERY_BEAT_SCHEDULE) | set(runs))
-        rows = []
+        rows: list[dict[str, object]] = []
         for name in names:
             row = runs.get(name) or JobRun(name=name)
             rows.append(
@@ -48,11 +48,12 @@ class Command(BaseCommand):
                 }
             )
         if as_json:
-            for line in rows:
-                self.stdout.write(json.dumps(line))
+            for row_out in rows:
+                self.stdout.write(json.dumps(row_out))
             return
         header = ("job", "runs", "last_run", "last_success", "last_failure", "failures")
-        table = [header] + [tuple(_cell(r[k]) for k in header) for r in rows]
+        table: list[tuple[str, ...]] = [header]
+        table += [tuple(_cell(r[k]) for k in header) for r in rows]
         widths = [max(len(line[i]) for line in table) for i in range(len(header))]
         for line in table:
             cells = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
