@@ -71,9 +71,11 @@ THERAPIST_CHANGED = "video.therapist"
 
 
 class VideoSignalConsumer(AsyncWebsocketConsumer):
-    """One signalling socket. ``clock`` (monotonic seconds) drives the rate limiter."""
+    """One signalling socket. ``clock`` (monotonic seconds) drives the rate limiter;
+    ``wait_until_window_end`` sleeps until the room's window closes (a test moves the clock)."""
 
     clock: Callable[[], float] = staticmethod(time.monotonic)
+    wait_until_window_end: Callable[[float], Awaitable[None]] = staticmethod(asyncio.sleep)
 
     async def connect(self) -> None:
         self.room_id: uuid.UUID = self.scope["url_route"]["kwargs"]["room_id"]
@@ -189,7 +191,7 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
 
     async def _window_timer(self, attached: Attached) -> None:
         delay = (attached.closes_at - timezone.now()).total_seconds()
-        await asyncio.sleep(max(0.0, delay))
+        await type(self).wait_until_window_end(max(0.0, delay))
         if self.closed:
             return
         effects = await in_db_thread(signalling.room_window_close)(

@@ -18,7 +18,7 @@ from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from api.models import Role, User
-from scheduling.models import TherapistProfile
+from scheduling.models import Booking, TherapistProfile
 from tests.factories import make_user
 from tests.scheduling.conftest import make_booking, make_therapist
 from video.models import Participant, ParticipantRole, PresenceState, Room
@@ -95,16 +95,25 @@ def make_room(
     start: datetime | None = None,
     minutes: int = 50,
 ) -> Setup:
-    """A confirmed video booking that started 5 minutes ago, its room and two participants."""
+    """A confirmed video booking that started 5 minutes ago, its room and two participants.
+
+    For a therapist who has a booking already, the session just before their earliest one
+    (ending as it starts: a therapist is never booked twice at once, and PostgreSQL's exclusion
+    constraint says so), whose room is still open in its grace period."""
     now = timezone.now()
     therapist = therapist or make_user(role=Role.THERAPIST, password=None)
     client = client or make_user(role=Role.CLIENT, password=None)
     profile = TherapistProfile.objects.filter(user=therapist).first() or make_therapist(
         user=therapist, now=now, duration=minutes
     )
-    booking = make_booking(
-        therapist=profile, client=client, start=start or now - timedelta(minutes=5), now=now
-    )
+    if start is None:
+        earliest = Booking.objects.filter(therapist=profile).order_by("start").first()
+        start = (
+            earliest.start - (earliest.end - earliest.start)
+            if earliest is not None
+            else now - timedelta(minutes=5)
+        )
+    booking = make_booking(therapist=profile, client=client, start=start, now=now)
     room = Room.objects.create(booking=booking, mode="video", created_at=now)
     people = [
         Participant.objects.create(room=room, user=user, role=role, created_at=now)
