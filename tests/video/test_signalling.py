@@ -47,6 +47,14 @@ def _clock(fixed_clock: datetime) -> datetime:
     return fixed_clock
 
 
+@pytest.fixture(autouse=True)
+def _in_memory_layer(settings: Any) -> None:
+    """Each test runs on an event loop of its own; channels_redis binds its locks to the loop
+    that first used them, so with REDIS_URL set a later test's loop hit a lock of an earlier
+    one. The Redis layer is tested across two real processes (tests/video/test_calls.py)."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
 @pytest.fixture
 def setup(db: None) -> Setup:
     return make_room()
