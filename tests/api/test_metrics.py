@@ -254,8 +254,11 @@ def test_job_runs_and_failures_come_from_the_job_table(client, token):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_open_websockets_are_counted_until_closed():
+def test_open_websockets_are_counted_until_closed(settings):
     from api.asgi import application
+
+    # A loop of its own: not channels_redis, whose locks belong to the first loop that used them.
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
     async def run() -> tuple[float, float, float]:
         before = WEBSOCKETS_OPEN._value.get()

@@ -30,6 +30,9 @@ def accepted(*headers: tuple[bytes, bytes]) -> bool:
 
 @pytest.fixture(autouse=True)
 def _origins(settings) -> None:
+    # Each check runs on a loop of its own: not channels_redis, whose locks belong to the first
+    # loop that used them.
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     settings.ALLOWED_HOSTS = ["api.telehealth.test"]
     settings.CORS_ALLOWED_ORIGINS = ["https://app.telehealth.test"]
     settings.CORS_ALLOWED_ORIGIN_REGEXES = []
