@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from celery import Celery
+from celery.signals import beat_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "api.settings")
 
@@ -26,3 +27,15 @@ def _broker_folders(sender: Celery, **kwargs: object) -> None:
     for key in ("data_folder_in", "data_folder_out", "control_folder"):
         if options.get(key):
             Path(options[key]).mkdir(parents=True, exist_ok=True)
+
+
+@beat_init.connect
+def _frequent_jobs_at_start(sender: object = None, **kwargs: object) -> None:
+    """Beat first runs a job one interval after it starts; the every-minute jobs (sealing,
+    reminders, emails, settling, availability) are sent once as it starts, so a fresh install
+    seals its trail and sends what is due at once. Every job is safe to run twice."""
+    from django.conf import settings
+
+    for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+        if entry["schedule"] == settings.JOBS_FREQUENT_SECONDS:
+            app.send_task(name, expires=settings.JOBS_FREQUENT_SECONDS)

@@ -55,7 +55,12 @@ def _database_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def frequent_seconds() -> str:
+    return "1"
+
+
+@pytest.fixture
+def env(tmp_path: Path, frequent_seconds: str) -> dict[str, str]:
     values = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "api.settings",
@@ -63,7 +68,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         "DATABASE_URL": _database_url(tmp_path),
         "CELERY_BROKER_URL": "filesystem://",
         "JOBS_DIR": str(tmp_path / "jobs"),
-        "JOBS_FREQUENT_SECONDS": "1",
+        "JOBS_FREQUENT_SECONDS": frequent_seconds,
         "LOG_FORMAT": "text",
     }
     if connection.vendor != "postgresql":  # PostgreSQL's test database is migrated already
@@ -147,3 +152,24 @@ def test_beat_schedules_the_seal_and_a_worker_runs_it(
     verify = _run([sys.executable, "manage.py", "audit_verify"], env)
     assert verify.startswith("OK: ") and "; 0 events not sealed yet" in verify
     assert all(process.poll() is None for process in processes)  # both still running
+
+
+@pytest.fixture
+def waiting_event(env: dict[str, str]) -> dict[str, int]:
+    """An unsealed event recorded before the worker and beat start (request it first)."""
+    _run([sys.executable, "-c", RECORD], env)
+    return _state(env)
+
+
+@pytest.mark.parametrize("frequent_seconds", ["3600"])
+def test_beat_runs_the_frequent_jobs_as_it_starts(
+    env: dict[str, str],
+    waiting_event: dict[str, int],
+    processes: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    """An hour between runs: only the run sent as beat starts can seal the event (a fresh
+    `make run` seals its trail at once, not a minute later)."""
+    assert waiting_event["head_seq"] < waiting_event["events"]
+    state = _until(lambda now: now["head_seq"] >= waiting_event["events"], env, 60, tmp_path)
+    assert state["seal_runs"] == 1
