@@ -133,11 +133,20 @@ def _until(
         time.sleep(0.5)
 
 
-def test_beat_schedules_the_seal_and_a_worker_runs_it(
-    env: dict[str, str], processes: list[subprocess.Popen[bytes]], tmp_path: Path
-) -> None:
+@pytest.fixture
+def waiting_event(env: dict[str, str]) -> dict[str, int]:
+    """An unsealed event recorded before the worker and beat start (request it first)."""
     _run([sys.executable, "-c", RECORD], env)
-    before = _state(env)
+    return _state(env)
+
+
+def test_beat_schedules_the_seal_and_a_worker_runs_it(
+    env: dict[str, str],
+    waiting_event: dict[str, int],
+    processes: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    before = waiting_event
     assert before["head_seq"] < before["events"]  # at least our event is waiting
     state = _until(
         lambda now: now["head_seq"] >= before["events"] and bool(now["seal_successes"]),
@@ -152,13 +161,6 @@ def test_beat_schedules_the_seal_and_a_worker_runs_it(
     verify = _run([sys.executable, "manage.py", "audit_verify"], env)
     assert verify.startswith("OK: ") and "; 0 events not sealed yet" in verify
     assert all(process.poll() is None for process in processes)  # both still running
-
-
-@pytest.fixture
-def waiting_event(env: dict[str, str]) -> dict[str, int]:
-    """An unsealed event recorded before the worker and beat start (request it first)."""
-    _run([sys.executable, "-c", RECORD], env)
-    return _state(env)
 
 
 @pytest.mark.parametrize("frequent_seconds", ["3600"])
