@@ -57,9 +57,9 @@ from billing.gateways.base import (
 )
 from billing.gateways.stripe import (
     StripeGateway,
-    _payment_method_from,
-    _refund_from,
     payment_intent_from,
+    payment_method_from,
+    refund_from,
     setup_intent_from,
 )
 
@@ -288,7 +288,7 @@ class DevGateway:
         with transaction.atomic():
             row = self._replay(idempotency_key, params)
             if row is not None:
-                return _refund_from(row.data)
+                return refund_from(row.data)
             intent_row = self._get("payment_intent", payment_intent_id, lock=True)
             intent = intent_row.data
             left = int(intent["amount_received"]) - int(intent.get("_amount_refunded", 0))
@@ -316,7 +316,7 @@ class DevGateway:
             created = self._create(
                 "re", "refund", refund, idempotency_key=idempotency_key, params=params
             )
-            answer = _refund_from(created.data)
+            answer = refund_from(created.data)
             intent["_amount_refunded"] = int(intent.get("_amount_refunded", 0)) + amount
             self._save(intent_row)
             # Then the card network settles it: what Stripe's test mode tells a moment later.
@@ -359,7 +359,7 @@ class DevGateway:
         return setup_intent_from(self._get("setup_intent", setup_intent_id).data)
 
     def payment_method_retrieve(self, payment_method_id: str) -> PaymentMethodResult:
-        return _payment_method_from(self._get("payment_method", payment_method_id).data)
+        return payment_method_from(self._get("payment_method", payment_method_id).data)
 
     def payment_method_detach(
         self, *, payment_method_id: str, idempotency_key: str
@@ -369,7 +369,7 @@ class DevGateway:
             method = row.data
             if method.get("customer") is None:
                 if method.get("_detach_key") == idempotency_key:
-                    return _payment_method_from(method)
+                    return payment_method_from(method)
                 raise InvalidGatewayRequest(
                     "The payment method is not attached to a customer.",
                     code="payment_method_unexpected_state",
@@ -378,7 +378,7 @@ class DevGateway:
             method.update(customer=None, _detach_key=idempotency_key)
             self._save(row)
             self._event("payment_method.detached", method)
-        return _payment_method_from(method)
+        return payment_method_from(method)
 
     def ephemeral_key_create(self, *, customer_id: str, stripe_version: str) -> EphemeralKey:
         if not _STRIPE_VERSION.match(stripe_version):

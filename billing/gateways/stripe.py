@@ -97,7 +97,7 @@ def setup_intent_from(obj: Mapping[str, Any]) -> SetupIntentResult:
     )
 
 
-def _payment_method_from(obj: Mapping[str, Any]) -> PaymentMethodResult:
+def payment_method_from(obj: Mapping[str, Any]) -> PaymentMethodResult:
     card = obj.get("card") or {}
     return PaymentMethodResult(
         id=str(obj["id"]),
@@ -110,7 +110,7 @@ def _payment_method_from(obj: Mapping[str, Any]) -> PaymentMethodResult:
     )
 
 
-def _refund_from(obj: Mapping[str, Any]) -> RefundResult:
+def refund_from(obj: Mapping[str, Any]) -> RefundResult:
     return RefundResult(
         id=str(obj["id"]),
         status=str(obj.get("status") or "pending"),
@@ -264,7 +264,7 @@ class StripeGateway:
                 options={"idempotency_key": idempotency_key},
             )
         )
-        return _refund_from(refund.to_dict())
+        return refund_from(refund.to_dict())
 
     def setup_intent_create(
         self, *, idempotency_key: str, customer_id: str, metadata: Mapping[str, str]
@@ -292,7 +292,7 @@ class StripeGateway:
     def payment_method_retrieve(self, payment_method_id: str) -> PaymentMethodResult:
         client = self._require_client()
         method = self._call(lambda: client.v1.payment_methods.retrieve(payment_method_id))
-        return _payment_method_from(method.to_dict())
+        return payment_method_from(method.to_dict())
 
     def payment_method_detach(
         self, *, payment_method_id: str, idempotency_key: str
@@ -303,7 +303,7 @@ class StripeGateway:
                 payment_method_id, options={"idempotency_key": idempotency_key}
             )
         )
-        return _payment_method_from(method.to_dict())
+        return payment_method_from(method.to_dict())
 
     def ephemeral_key_create(self, *, customer_id: str, stripe_version: str) -> EphemeralKey:
         """``POST /v1/ephemeral_keys`` with the ``Stripe-Version`` the mobile SDK sends.
