@@ -58,7 +58,7 @@ test-instants: $(STAMP) ## the scheduling and billing tests at each hard instant
 lint: $(STAMP) ## ruff, ruff-format, mypy, and migrations in step with the models
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	DJANGO_DEBUG=1 $(BIN)/mypy api audit scheduling billing video
+	DJANGO_DEBUG=1 $(BIN)/mypy api audit scheduling billing video messaging
 	DJANGO_DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 
 format: $(STAMP) ## apply ruff's fixes and formatting

@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "scheduling",
     "billing",
     "video",
+    "messaging",
 ]
 
 MIDDLEWARE = [
@@ -453,6 +454,9 @@ CELERY_TASK_ACKS_LATE = True  # a job whose worker died is run again (every job 
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # LOGGING below (its redacting filter) applies
 CELERY_TIMEZONE = "UTC"
+# Run each task where it is sent, at once (the test suite: after-commit work then happens inside
+# the test, as it did before it became tasks). Never in a deployment: nothing reaches a worker.
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(JOBS_DIR / "beat-schedule")
 # How often the every-minute jobs run (a test shortens it); the others as below.
 JOBS_FREQUENT_SECONDS = env_int("JOBS_FREQUENT_SECONDS", 60)

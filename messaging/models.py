@@ -1,0 +1,143 @@
+"""Conversations between a client and their therapist, and their messages (docs/messaging.md).
+
+A conversation belongs to one care relationship (a client and a therapist with a booking
+between them, past or future): one row per pair, opened by either side, closed to new messages
+by the therapist (with a last message telling the client where to go instead). Messages are
+numbered in their conversation (``seq``: 1, 2, 3 …, given under the conversation's row lock),
+which is the order everyone sees and the cursor a reconnecting socket resumes from.
+
+Bodies are encrypted at rest (``api.crypto``, the field-encryption keys; ``key_id`` in clear for
+rotation) and bound to their message and version as associated data. An edit keeps the text it
+replaces as a ``MessageVersion``; a deletion hides the message from the other participant and
+keeps every version (the record, and its audit trail). Read receipts are each participant's
+highest read ``seq`` on the conversation row; unread counts are counted from them.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from audit.registry import protected
+
+
+class MessageKind(models.TextChoices):
+    TEXT = "text", "Written by a participant"
+    CLOSURE = "closure", "The therapist closed the conversation (where to go instead)"
+    AUTO_REPLY = "auto_reply", "The therapist's automatic reply outside office hours"
+
+
+@protected("messaging.conversation", patient=lambda conversation: conversation.client_id)
+class Conversation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    therapist = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    # The seq of the newest message (0: none yet); bumped with the conversation row locked.
+    last_seq = models.PositiveBigIntegerField(default=0)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    # Read receipts: the highest seq each participant has read.
+    client_read_seq = models.PositiveBigIntegerField(default=0)
+    therapist_read_seq = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "therapist"], name="messaging_one_conversation_per_pair"
+            ),
+            models.CheckConstraint(
+                condition=~Q(client=F("therapist")), name="messaging_conversation_two_people"
+            ),
+            models.CheckConstraint(
+                condition=Q(client_read_seq__lte=F("last_seq"))
+                & Q(therapist_read_seq__lte=F("last_seq")),
+                name="messaging_read_within_conversation",
+            ),
+            models.CheckConstraint(
+                condition=Q(last_seq=0, last_message_at__isnull=True)
+                | Q(last_seq__gt=0, last_message_at__isnull=False),
+                name="messaging_last_message_known",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["therapist", "-last_message_at"], name="messaging_conv_therapist"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Conversation {self.pk}"
+
+
+@protected("messaging.message", patient=lambda message: message.conversation.client_id)
+class Message(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.PROTECT, related_name="messages"
+    )
+    seq = models.PositiveBigIntegerField()
+    sender = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=16, choices=MessageKind.choices, default=MessageKind.TEXT)
+    # The id the sender's app chose: a resent message is the same message (MSG-04).
+    client_message_id = models.UUIDField()
+    # The current version's text (older versions are MessageVersion rows).
+    body_encrypted = models.TextField()
+    key_id = models.CharField(max_length=64)
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField()
+    edited_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "seq"], name="messaging_message_seq"),
+            models.UniqueConstraint(
+                fields=["conversation", "sender", "client_message_id"],
+                name="messaging_message_dedupe",
+            ),
+            models.CheckConstraint(condition=Q(seq__gte=1), name="messaging_message_seq_positive"),
+            models.CheckConstraint(
+                condition=Q(version__gte=1), name="messaging_message_version_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=[k.value for k in MessageKind]),
+                name="messaging_message_kind_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(version=1, edited_at__isnull=True)
+                | Q(version__gt=1, edited_at__isnull=False),
+                name="messaging_message_edited_when_versioned",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Message {self.pk}"
+
+
+@protected(
+    "messaging.message_version",
+    patient=lambda version: version.message.conversation.client_id,
+)
+class MessageVersion(models.Model):
+    """A text a message had before an edit (version 1 is the text as first sent)."""
+
+    message = models.ForeignKey(Message, on_delete=models.PROTECT, related_name="versions")
+    version = models.PositiveIntegerField()
+    body_encrypted = models.TextField()
+    key_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "version"], name="messaging_message_version_once"
+            ),
+            models.CheckConstraint(condition=Q(version__gte=1), name="messaging_version_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Message {self.message_id} v{self.version}"

@@ -1,0 +1,92 @@
+"""Messaging reads: only the two participants, bodies decrypted here (never stored in clear).
+
+A participant sees every message of the conversation except those the *other* participant
+deleted; their own deleted messages come back marked ``deleted`` with no text. Unread counts
+are the other participant's visible messages after the reader's receipt.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from django.db.models import Count, F, Q, QuerySet
+
+from api.models import User
+from messaging.crypto import body_open
+from messaging.errors import ConversationNotFound
+from messaging.models import Conversation, Message, MessageVersion
+
+
+def _mine(user: User) -> Q:
+    return Q(client=user) | Q(therapist=user)
+
+
+def conversations_of(*, user: User) -> QuerySet[Conversation]:
+    """The user's conversations (newest activity first) with ``unread`` counted in the query."""
+    unread = Count(
+        "messages",
+        filter=~Q(messages__sender=user)
+        & Q(messages__deleted_at__isnull=True)
+        & (
+            Q(client=user, messages__seq__gt=F("client_read_seq"))
+            | Q(therapist=user, messages__seq__gt=F("therapist_read_seq"))
+        ),
+    )
+    return (
+        Conversation.objects.filter(_mine(user))
+        .select_related("client", "therapist")
+        .annotate(unread=unread)
+    )
+
+
+def conversation_for(*, conversation_id: uuid.UUID, user: User) -> Conversation:
+    """One of the user's conversations with its unread count, or a 404 (MSG-01)."""
+    conversation = conversations_of(user=user).filter(pk=conversation_id).first()
+    if conversation is None:
+        raise ConversationNotFound()
+    return conversation
+
+
+def visible_messages(*, conversation: Conversation, viewer: User) -> QuerySet[Message]:
+    """The conversation's messages as ``viewer`` sees them (unordered: the caller pages)."""
+    return Message.objects.filter(conversation=conversation).exclude(
+        Q(deleted_at__isnull=False) & ~Q(sender=viewer)
+    )
+
+
+def messages_decrypt(messages: Iterable[Message]) -> list[Message]:
+    """Each message with ``body`` (its current text; ``None`` once deleted)."""
+    out = []
+    for message in messages:
+        message.body = (  # type: ignore[attr-defined]
+            None
+            if message.deleted_at is not None
+            else body_open(
+                message_id=message.pk, version=message.version, sealed=message.body_encrypted
+            )
+        )
+        out.append(message)
+    return out
+
+
+def messages_after(
+    *, conversation: Conversation, viewer: User, after_seq: int, limit: int
+) -> list[Message]:
+    """Up to ``limit`` visible messages after ``after_seq``, oldest first, decrypted (a
+    reconnecting client's catch-up, MSG-04)."""
+    rows = visible_messages(conversation=conversation, viewer=viewer).filter(seq__gt=after_seq)
+    return messages_decrypt(rows.order_by("seq")[:limit])
+
+
+def message_versions(
+    *, conversation: Conversation, message_id: uuid.UUID, viewer: User
+) -> list[MessageVersion]:
+    """Every earlier text of one of the viewer's visible messages, oldest first."""
+    message = visible_messages(conversation=conversation, viewer=viewer).filter(pk=message_id)
+    versions = list(MessageVersion.objects.filter(message__in=message).order_by("version"))
+    for version in versions:
+        version.body = body_open(  # type: ignore[attr-defined]
+            message_id=version.message_id, version=version.version, sealed=version.body_encrypted
+        )
+    return versions

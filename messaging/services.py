@@ -1,0 +1,276 @@
+"""Messaging writes: open a conversation, send, edit, delete, read receipts, close.
+
+Every write locks its conversation row first (``select_for_update``), so messages get their
+``seq`` one after another and a close and a send cannot cross. Each is audited in its own
+transaction through ``audit.services.audit_access`` (an ``AuditedMixin`` view passes
+``request`` so the event joins the request's batch; jobs and sockets pass ``actor``). Text never
+reaches a log, an audit event or an error: events carry ids, seq and version numbers only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+
+from api.errors import ForbiddenError, NotFoundError
+from api.models import Role, User
+from audit.services import audit_access
+from messaging.crypto import body_open, body_seal
+from messaging.errors import (
+    ClientMessageIdReused,
+    ConversationClosed,
+    ConversationNotFound,
+    MessageNotEditable,
+    MessageNotFound,
+    NoCareRelationship,
+)
+from messaging.models import Conversation, Message, MessageKind, MessageVersion
+from scheduling.bookings.selectors import booking_for_participant
+from scheduling.clients.selectors import RELATIONSHIP
+
+
+def _audit(obj: Any, action: str, *, request: Any, actor: User, **details: Any) -> None:
+    if request is not None:  # an AuditedMixin view: joins its batch
+        audit_access(obj=obj, action=action, details=details)
+    else:
+        audit_access(obj=obj, action=action, actor=actor, details=details)
+
+
+def _locked(*, conversation_id: uuid.UUID, user: User) -> Conversation:
+    """The conversation, locked, if ``user`` is one of its two participants (else 404)."""
+    conversation = (
+        Conversation.objects.select_for_update()
+        .filter(Q(client=user) | Q(therapist=user), pk=conversation_id)
+        .first()
+    )
+    if conversation is None:
+        raise ConversationNotFound()
+    return conversation
+
+
+@transaction.atomic
+def conversation_open(
+    *, booking_id: uuid.UUID, user: User, request: Any = None, now: datetime
+) -> Conversation:
+    """The conversation of the care relationship a booking names, created on first use.
+
+    Either participant of a booking that became a session (confirmed, completed or no-show;
+    past or future) may open it; anyone else, and a hold or a cancelled booking, gets the same
+    404 (MSG-01). Idempotent: the pair's one row is returned if it exists."""
+    try:
+        booking = booking_for_participant(booking_id=booking_id, user=user)
+    except NotFoundError as exc:  # someone else's booking: the same 404 as a hold's
+        raise NoCareRelationship() from exc
+    if booking.status not in RELATIONSHIP:
+        raise NoCareRelationship()
+    client_id, therapist_id = booking.client_id, booking.therapist.user_id
+    conversation = Conversation.objects.filter(client_id=client_id, therapist_id=therapist_id)
+    existing = conversation.first()
+    if existing is None:
+        Conversation.objects.bulk_create(
+            [Conversation(client_id=client_id, therapist_id=therapist_id, created_at=now)],
+            ignore_conflicts=True,  # a concurrent open made it: read that one
+        )
+        existing = conversation.get()
+        _audit(existing, "create", request=request, actor=user)
+    return existing
+
+
+def _own_message(*, conversation: Conversation, message_id: uuid.UUID, user: User) -> Message:
+    message = (
+        Message.objects.select_for_update().filter(pk=message_id, conversation=conversation).first()
+    )
+    if message is None or (message.deleted_at is not None and message.sender_id != user.pk):
+        raise MessageNotFound()
+    if message.sender_id != user.pk:
+        raise ForbiddenError("Only its sender can change a message.", code="not_sender")
+    if message.kind != MessageKind.TEXT or message.deleted_at is not None:
+        raise MessageNotEditable("This message can no longer change.")
+    message.conversation = conversation
+    return message
+
+
+def _append(
+    *,
+    conversation: Conversation,
+    sender: User,
+    kind: str,
+    body: str,
+    client_message_id: uuid.UUID,
+    now: datetime,
+) -> Message:
+    """Insert the next message of a locked conversation and move its counters."""
+    seq = conversation.last_seq + 1
+    message_id = uuid.uuid4()
+    sealed, key_id = body_seal(message_id=message_id, version=1, body=body)
+    message = Message.objects.create(
+        id=message_id,
+        conversation=conversation,
+        seq=seq,
+        sender=sender,
+        kind=kind,
+        client_message_id=client_message_id,
+        body_encrypted=sealed,
+        key_id=key_id,
+        created_at=now,
+    )
+    read_field = "client_read_seq" if sender.pk == conversation.client_id else "therapist_read_seq"
+    conversation.last_seq = seq
+    conversation.last_message_at = now
+    setattr(conversation, read_field, seq)  # a sender has read what they wrote
+    conversation.save(update_fields=["last_seq", "last_message_at", read_field])
+    message.body = body  # type: ignore[attr-defined]
+    return message
+
+
+@transaction.atomic
+def message_send(
+    *,
+    conversation_id: uuid.UUID,
+    sender: User,
+    body: str,
+    client_message_id: uuid.UUID,
+    request: Any = None,
+    now: datetime,
+) -> tuple[Message, bool]:
+    """Send ``body``; returns the message and whether it is new.
+
+    ``client_message_id`` is the sender's app's id for the message: sent again (a retry after a
+    lost answer), the stored message is returned and nothing is added (MSG-04); the same id
+    with a different text is a 422. A closed conversation takes no new messages (409)."""
+    conversation = _locked(conversation_id=conversation_id, user=sender)
+    existing = Message.objects.filter(
+        conversation=conversation, sender=sender, client_message_id=client_message_id
+    ).first()
+    if existing is not None:
+        stored = body_open(message_id=existing.pk, version=1, sealed=_first_text(existing))
+        if stored != body:
+            raise ClientMessageIdReused()
+        existing.conversation = conversation
+        existing.body = body_open(  # type: ignore[attr-defined]
+            message_id=existing.pk, version=existing.version, sealed=existing.body_encrypted
+        )
+        return existing, False
+    if conversation.closed_at is not None:
+        raise ConversationClosed()
+    message = _append(
+        conversation=conversation,
+        sender=sender,
+        kind=MessageKind.TEXT,
+        body=body,
+        client_message_id=client_message_id,
+        now=now,
+    )
+    _audit(message, "create", request=request, actor=sender, seq=message.seq)
+    return message, True
+
+
+def _first_text(message: Message) -> str:
+    """The ciphertext of a message's first version (kept as a version once edited)."""
+    if message.version == 1:
+        return message.body_encrypted
+    return MessageVersion.objects.get(message=message, version=1).body_encrypted
+
+
+@transaction.atomic
+def message_edit(
+    *,
+    conversation_id: uuid.UUID,
+    message_id: uuid.UUID,
+    editor: User,
+    body: str,
+    request: Any = None,
+    now: datetime,
+) -> Message:
+    """Replace a message's text; the text it had is kept as a ``MessageVersion``."""
+    conversation = _locked(conversation_id=conversation_id, user=editor)
+    message = _own_message(conversation=conversation, message_id=message_id, user=editor)
+    MessageVersion.objects.create(
+        message=message,
+        version=message.version,
+        body_encrypted=message.body_encrypted,
+        key_id=message.key_id,
+        created_at=message.edited_at or message.created_at,
+    )
+    message.version += 1
+    message.body_encrypted, message.key_id = body_seal(
+        message_id=message.pk, version=message.version, body=body
+    )
+    message.edited_at = now
+    message.save(update_fields=["version", "body_encrypted", "key_id", "edited_at"])
+    message.body = body  # type: ignore[attr-defined]
+    _audit(message, "update", request=request, actor=editor, version=message.version)
+    return message
+
+
+@transaction.atomic
+def message_delete(
+    *,
+    conversation_id: uuid.UUID,
+    message_id: uuid.UUID,
+    by: User,
+    request: Any = None,
+    now: datetime,
+) -> Message:
+    """Withdraw a message: the other participant no longer sees it; the sender sees it marked
+    deleted; every version stays (the record, and its audit trail)."""
+    conversation = _locked(conversation_id=conversation_id, user=by)
+    message = _own_message(conversation=conversation, message_id=message_id, user=by)
+    message.deleted_at = now
+    message.save(update_fields=["deleted_at"])
+    _audit(message, "delete", request=request, actor=by, version=message.version)
+    return message
+
+
+@transaction.atomic
+def conversation_mark_read(
+    *,
+    conversation_id: uuid.UUID,
+    reader: User,
+    up_to_seq: int,
+    request: Any = None,
+    now: datetime,
+) -> Conversation:
+    """Move the reader's receipt forward to ``up_to_seq`` (never back; at most the last)."""
+    conversation = _locked(conversation_id=conversation_id, user=reader)
+    field = "client_read_seq" if reader.pk == conversation.client_id else "therapist_read_seq"
+    target = min(max(getattr(conversation, field), up_to_seq), conversation.last_seq)
+    if target != getattr(conversation, field):
+        setattr(conversation, field, target)
+        conversation.save(update_fields=[field])
+    _audit(conversation, "read_receipt", request=request, actor=reader, seq=target)
+    return conversation
+
+
+@transaction.atomic
+def conversation_close(
+    *,
+    conversation_id: uuid.UUID,
+    therapist: User,
+    note: str,
+    request: Any = None,
+    now: datetime,
+) -> Conversation:
+    """Close the conversation to new messages; ``note`` (where to go instead) is its last
+    message, encrypted like any other. Only its therapist closes; closing twice is a 409."""
+    conversation = _locked(conversation_id=conversation_id, user=therapist)
+    if therapist.pk != conversation.therapist_id or therapist.role != Role.THERAPIST:
+        raise ForbiddenError("Only the therapist closes a conversation.", code="not_therapist")
+    if conversation.closed_at is not None:
+        raise ConversationClosed()
+    _append(
+        conversation=conversation,
+        sender=therapist,
+        kind=MessageKind.CLOSURE,
+        body=note,
+        client_message_id=uuid.uuid4(),
+        now=now,
+    )
+    conversation.closed_at = now
+    conversation.save(update_fields=["closed_at"])
+    _audit(conversation, "close", request=request, actor=therapist, seq=conversation.last_seq)
+    return conversation

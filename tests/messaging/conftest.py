@@ -1,0 +1,38 @@
+"""Messaging fixtures: the ``therapist`` persona treats ``client_user`` (a confirmed booking)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from api.models import User
+from messaging import services
+from messaging.models import Conversation
+from scheduling.models import Booking, TherapistProfile
+from tests.scheduling.conftest import make_booking, make_therapist
+
+
+@pytest.fixture(autouse=True)
+def _at_fixed_clock(fixed_clock: datetime) -> datetime:
+    return fixed_clock
+
+
+@pytest.fixture
+def profile(therapist: User) -> TherapistProfile:
+    return make_therapist(user=therapist)
+
+
+@pytest.fixture
+def booking(profile: TherapistProfile, client_user: User, fixed_clock: datetime) -> Booking:
+    return make_booking(
+        therapist=profile,
+        client=client_user,
+        start=fixed_clock + timedelta(days=2),
+        now=fixed_clock - timedelta(days=1),
+    )
+
+
+@pytest.fixture
+def conversation(booking: Booking, client_user: User, fixed_clock: datetime) -> Conversation:
+    return services.conversation_open(booking_id=booking.pk, user=client_user, now=fixed_clock)
