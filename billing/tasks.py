@@ -1,14 +1,40 @@
-"""Billing's periodic job (api/jobs.py): settling fee requests and pending refunds."""
+"""Billing's jobs (api/jobs.py): a refund and the development gateway's events after commit;
+settling fee requests and pending refunds periodically."""
 
 from __future__ import annotations
 
+import uuid
+
+from django.conf import settings
 from django.utils import timezone
 
-from api.jobs import periodic_job
+from api.jobs import after_commit_task, periodic_job
+from billing.services.dev_events import dev_events_deliver
 from billing.services.lifecycle import billing_settle as lifecycle_settle
+from billing.services.refunds import refund_submit
+
+
+@after_commit_task("send_refund")
+def send_refund(*, refund_id: str) -> None:
+    """Send a refund reserved by a committed change (with its own idempotency key: safe to run
+    twice, a refund Stripe has is not sent again). Retried with back-off while Stripe cannot
+    take it; ``billing_settle`` sends any that is still pending a minute on."""
+    refund_submit(refund_id=uuid.UUID(refund_id), now=timezone.now())
+
+
+@after_commit_task("deliver_dev_events")
+def deliver_dev_events() -> None:
+    """Deliver the development gateway's pending events through the webhook path (each claimed
+    by one deliverer, applied once by its ``StripeEvent`` row; ``dev_gateway_deliver`` and
+    ``billing_settle`` deliver what this left)."""
+    dev_events_deliver()
 
 
 @periodic_job("billing_settle")
 def billing_settle() -> dict[str, int]:
-    """Settle fee requests and send pending refunds (as ``manage.py billing_settle``)."""
-    return lifecycle_settle(now=timezone.now())
+    """Settle fee requests and send pending refunds (as ``manage.py billing_settle``); on the
+    development gateway, deliver its events still pending (as ``manage.py dev_gateway_deliver``)."""
+    result = lifecycle_settle(now=timezone.now())
+    if settings.BILLING_GATEWAY == "dev":
+        result["dev_events_delivered"] = dev_events_deliver()
+    return result

@@ -1,15 +1,27 @@
-"""Scheduling's periodic jobs (api/jobs.py): reminders, availability, calendars, holds."""
+"""Scheduling's jobs (api/jobs.py): booking emails after commit; reminders, availability,
+calendars and holds periodically."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from api.jobs import periodic_job
-from scheduling.bookings.notifications import reminders_send
+from api.jobs import after_commit_task, periodic_job
+from scheduling.bookings.notifications import notifications_deliver, reminders_send
 from scheduling.bookings.services import holds_expire
 from scheduling.services import availability_summaries_refresh, external_calendars_sync_due
+
+
+@after_commit_task("deliver_booking_emails")
+def deliver_booking_emails(*, booking_ids: list[str], now: str) -> None:
+    """Send the unsent emails of ``booking_ids`` once the change that queued them has committed,
+    at that change's time (``now``, ISO 8601). Safe to run twice: each row is claimed, then
+    marked sent; ``send_reminders`` sends whatever this left."""
+    notifications_deliver(
+        now=datetime.fromisoformat(now), booking_ids=[uuid.UUID(pk) for pk in booking_ids]
+    )
 
 
 @periodic_job("send_reminders")

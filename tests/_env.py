@@ -10,6 +10,8 @@ os.environ.setdefault("DJANGO_DEBUG", "1")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "api.settings")
 # Billing's tests talk to Stripe doubles; the development gateway's own tests select it.
 os.environ.setdefault("BILLING_GATEWAY", "stripe")
+# After-commit tasks run inline, where they are sent (tests of real workers turn this off).
+os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
 
 # Each xdist worker gets its own Redis database: tests clear the cache (FLUSHDB), and the cache
 # and channel layer of one worker must not be wiped by another's (gw0 → the URL's db, gw1 → +1).

@@ -1,10 +1,11 @@
 """Plain emails to people, through a durable outbox (``api.models.OutboundEmail``).
 
 ``mail_queue`` writes the message in the caller's transaction, so a rolled-back change sends
-nothing, and delivers it right after the commit. A delivery that fails (the mail server down, a
-crash half-way) stays queued: ``manage.py send_emails``, run every minute, tries it again once
-its claim's lease has run out, until ``EMAIL_GIVE_UP_HOURS`` after it was queued; then it is
-logged as an error and removed. So a failing mail server never fails the change, and no email is
+nothing, and enqueues its delivery (the ``deliver_emails`` task, run by a Celery worker) once
+the commit is done. A delivery that fails (the mail server down, the broker down, a crash
+half-way) stays queued: ``manage.py send_emails``, run every minute, tries it again once its
+claim's lease has run out, until ``EMAIL_GIVE_UP_HOURS`` after it was queued; then it is logged
+as an error and removed. So a failing mail server never fails the change, and no email is
 dropped silently. Two senders never both send one (``api.services.outbox``).
 
 Messages carry no health information; the body is encrypted at rest all the same (it can hold a
@@ -18,14 +19,13 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
-from django.db import transaction
 from django.db.models import Q
 
 from api import crypto
+from api.jobs import enqueue_after_commit
 from api.models import OutboundEmail, User
 from api.services.outbox import outbox_claim, outbox_drain
 
@@ -37,14 +37,16 @@ def _bound_to(to: str) -> bytes:
 
 
 def mail_queue(*, to: str, subject: str, body: str, now: datetime) -> None:
-    """Queue an email in the caller's transaction; it is sent right after the commit."""
+    """Queue an email in the caller's transaction; a worker sends it once the commit is done."""
     row = OutboundEmail.objects.create(
         to=to,
         subject=subject,
         body=crypto.encrypt(body, associated_data=_bound_to(to)),
         created_at=now,
     )
-    transaction.on_commit(partial(emails_deliver, now=now, ids=[row.pk]))
+    from api.tasks import deliver_emails  # the task module imports this one
+
+    enqueue_after_commit(deliver_emails, ids=[row.pk], now=now.isoformat())
 
 
 def mail_queue_to_user(*, user_id: uuid.UUID, subject: str, body: str, now: datetime) -> None:

@@ -15,10 +15,12 @@ Stripe's test mode does, so the domain cannot tell it apart:
 * what Stripe.js or the mobile SDK does with a client secret (``payment_intent_confirm``,
   ``setup_intent_confirm``, ``three_d_secure_complete``): ``manage.py dev_pay`` calls them;
 * every change leaves an event (``DevGatewayEvent``), delivered after the causing transaction
-  commits, signed with ``STRIPE_WEBHOOK_SECRET`` in Stripe's scheme, through the REAL webhook
-  path (``billing.services.dev_events.dev_events_deliver`` → ``webhooks.webhook_receive``, which
+  commits (by the ``deliver_dev_events`` task, on a Celery worker), signed with
+  ``STRIPE_WEBHOOK_SECRET`` in Stripe's scheme, through the REAL webhook path
+  (``billing.services.dev_events.dev_events_deliver`` → ``webhooks.webhook_receive``, which
   verifies the signature and applies each event exactly once). An event that could not be
-  delivered stays pending for ``manage.py dev_gateway_deliver`` (and ``dev_pay``).
+  delivered stays pending for the next delivery, ``billing_settle``, ``manage.py
+  dev_gateway_deliver`` or ``dev_pay``.
 
 Its state lives in its own tables (``DevGatewayObject``), so every process of ``make run`` sees
 the same "Stripe"; it is written in the caller's transaction (a rollback undoes it, as if the
@@ -719,13 +721,10 @@ class DevGateway:
             body=json.dumps(body, separators=(",", ":")),
             created_at=datetime.fromtimestamp(created, tz=UTC),
         )
-        transaction.on_commit(_deliver_after_commit, robust=True)
+        from django.conf import settings
 
+        if settings.BILLING_DEV_EVENTS_AFTER_COMMIT:
+            from api.jobs import enqueue_after_commit
+            from billing.tasks import deliver_dev_events
 
-def _deliver_after_commit() -> None:
-    from django.conf import settings
-
-    if settings.BILLING_DEV_EVENTS_AFTER_COMMIT:
-        from billing.services.dev_events import dev_events_deliver
-
-        dev_events_deliver()
+            enqueue_after_commit(deliver_dev_events)

@@ -4,7 +4,7 @@ The booking side's contract (docs/bookings.md): ``booking_confirm`` / ``booking_
 called in the transaction that applies the payment change (so a Stripe event confirms a booking
 exactly once); cancellations leave a ``FeeRequest`` that ``fee_request_process`` settles.
 Calls to Stripe that follow from a webhook (a refund) are reserved in that transaction and sent
-after it commits; ``billing_settle`` sends whatever was left pending.
+by a task once it commits (``send_refund``); ``billing_settle`` sends whatever was left pending.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from api.errors import DomainError, NotFoundError
+from api.jobs import enqueue_after_commit
 from api.services.mail import mail_queue_to_user
 from audit.models import Outcome
 from audit.services import audit_record
@@ -128,8 +128,9 @@ def _booking_paid(*, payment: Payment, now: datetime) -> None:
         ),
         now=now,
     )
-    refund_id = refund.pk
-    transaction.on_commit(lambda: _refund_send(refund_id=refund_id, now=timezone.now()))
+    from billing.tasks import send_refund  # the task module imports this one
+
+    enqueue_after_commit(send_refund, refund_id=str(refund.pk))
 
 
 def _booking_release(*, payment: Payment, reason: str, now: datetime) -> None:

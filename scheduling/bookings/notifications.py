@@ -1,8 +1,9 @@
 """Booking emails through Django's email backend: an outbox, delivered after commit.
 
 ``notify`` writes one ``BookingNotification`` row per participant in the caller's transaction
-(a rolled-back change announces nothing) and, with ``BOOKING_EMAILS_AFTER_COMMIT``, delivers
-them right after the commit; ``manage.py send_reminders`` queues the 24 h and 1 h reminders and
+(a rolled-back change announces nothing) and, with ``BOOKING_EMAILS_AFTER_COMMIT``, enqueues
+their delivery once the commit is done (the ``deliver_booking_emails`` task, run by a Celery
+worker); ``manage.py send_reminders`` queues the 24 h and 1 h reminders and
 delivers whatever is still unsent (a crashed or failed delivery is retried when its claim's
 lease runs out). Each row is unique per (booking, recipient, kind, dedupe key), and a sender
 claims rows with one conditional update, so running the sender twice, or on two machines at
@@ -15,7 +16,6 @@ cancellation) with the booking's UID and SEQUENCE, so calendar apps update the o
 
 from __future__ import annotations
 
-import functools
 import logging
 import smtplib
 import uuid
@@ -26,10 +26,10 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
-from django.db import transaction
 from django.db.models import F, Q
 
 from api.compiled import Rows, insert_together
+from api.jobs import enqueue_after_commit
 from api.services.outbox import outbox_claim, outbox_drain
 from scheduling import ics
 from scheduling.models import Booking, BookingNotification, BookingStatus, NotificationKind
@@ -103,13 +103,13 @@ def notify(
     else:
         batch.append(rows)
     if settings.BOOKING_EMAILS_AFTER_COMMIT:
-        ids = [b.pk for b in bookings]
-        transaction.on_commit(functools.partial(_deliver_after_commit, ids, now))
+        from scheduling.tasks import deliver_booking_emails  # the task module imports this one
 
-
-def _deliver_after_commit(booking_ids: list[uuid.UUID], now: datetime) -> None:
-    """Right after the change's commit, at the change's time (the caller's ``now``)."""
-    notifications_deliver(now=now, booking_ids=booking_ids)
+        enqueue_after_commit(
+            deliver_booking_emails,
+            booking_ids=[str(b.pk) for b in bookings],
+            now=now.isoformat(),
+        )
 
 
 def reminders_enqueue(*, now: datetime) -> int:
