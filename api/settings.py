@@ -296,6 +296,11 @@ VIDEO_HELLO_TIMEOUT_SECONDS = env_int("VIDEO_HELLO_TIMEOUT_SECONDS", 10)
 VIDEO_WAITING_NOTE_MAX_CHARS = env_int("VIDEO_WAITING_NOTE_MAX_CHARS", 280)
 VIDEO_WAITING_NOTE_INTERVAL_SECONDS = env_int("VIDEO_WAITING_NOTE_INTERVAL_SECONDS", 30)
 
+# --- Messaging (docs/messaging.md) -----------------------------------------------------------
+# Longest message (characters) and longest closing note.
+MESSAGING_MAX_MESSAGE_CHARS = env_int("MESSAGING_MAX_MESSAGE_CHARS", 10_000)
+MESSAGING_MAX_NOTE_CHARS = env_int("MESSAGING_MAX_NOTE_CHARS", 2_000)
+
 # --- REST conventions -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.JWTAuthentication"],

@@ -28,6 +28,7 @@ urlpatterns = [
     path("api/v1/", include("scheduling.urls")),
     path("api/v1/", include("billing.urls")),
     path("api/v1/", include("video.urls")),
+    path("api/v1/", include("messaging.urls")),
     path("video/", include("video.urls_pages")),  # the reference call page (not an API)
 ]
 # With DEBUG (`make run`), the API docs' scripts and styles are served from the installed apps;

@@ -39,7 +39,8 @@ class Conversation(models.Model):
     )
     # The seq of the newest message (0: none yet); bumped with the conversation row locked.
     last_seq = models.PositiveBigIntegerField(default=0)
-    last_message_at = models.DateTimeField(null=True, blank=True)
+    # The newest message's time (the creation's until then): the inbox's order and cursor.
+    activity_at = models.DateTimeField()
     # Read receipts: the highest seq each participant has read.
     client_read_seq = models.PositiveBigIntegerField(default=0)
     therapist_read_seq = models.PositiveBigIntegerField(default=0)
@@ -59,14 +60,10 @@ class Conversation(models.Model):
                 & Q(therapist_read_seq__lte=F("last_seq")),
                 name="messaging_read_within_conversation",
             ),
-            models.CheckConstraint(
-                condition=Q(last_seq=0, last_message_at__isnull=True)
-                | Q(last_seq__gt=0, last_message_at__isnull=False),
-                name="messaging_last_message_known",
-            ),
         ]
         indexes = [
-            models.Index(fields=["therapist", "-last_message_at"], name="messaging_conv_therapist"),
+            models.Index(fields=["client", "-activity_at"], name="messaging_conv_client"),
+            models.Index(fields=["therapist", "-activity_at"], name="messaging_conv_therapist"),
         ]
 
     def __str__(self) -> str:

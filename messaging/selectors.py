@@ -55,10 +55,12 @@ def visible_messages(*, conversation: Conversation, viewer: User) -> QuerySet[Me
     )
 
 
-def messages_decrypt(messages: Iterable[Message]) -> list[Message]:
-    """Each message with ``body`` (its current text; ``None`` once deleted)."""
+def messages_decrypt(messages: Iterable[Message], *, conversation: Conversation) -> list[Message]:
+    """Each message of ``conversation`` with ``body`` (its current text; ``None`` once
+    deleted)."""
     out = []
     for message in messages:
+        message.conversation = conversation
         message.body = (  # type: ignore[attr-defined]
             None
             if message.deleted_at is not None
@@ -76,7 +78,7 @@ def messages_after(
     """Up to ``limit`` visible messages after ``after_seq``, oldest first, decrypted (a
     reconnecting client's catch-up, MSG-04)."""
     rows = visible_messages(conversation=conversation, viewer=viewer).filter(seq__gt=after_seq)
-    return messages_decrypt(rows.order_by("seq")[:limit])
+    return messages_decrypt(rows.order_by("seq")[:limit], conversation=conversation)
 
 
 def message_versions(

@@ -55,12 +55,13 @@ def _locked(*, conversation_id: uuid.UUID, user: User) -> Conversation:
 @transaction.atomic
 def conversation_open(
     *, booking_id: uuid.UUID, user: User, request: Any = None, now: datetime
-) -> Conversation:
+) -> tuple[Conversation, bool]:
     """The conversation of the care relationship a booking names, created on first use.
 
     Either participant of a booking that became a session (confirmed, completed or no-show;
     past or future) may open it; anyone else, and a hold or a cancelled booking, gets the same
-    404 (MSG-01). Idempotent: the pair's one row is returned if it exists."""
+    404 (MSG-01). Idempotent: the pair's one row is returned if it exists (``False``: not
+    created by this call)."""
     try:
         booking = booking_for_participant(booking_id=booking_id, user=user)
     except NotFoundError as exc:  # someone else's booking: the same 404 as a hold's
@@ -70,14 +71,18 @@ def conversation_open(
     client_id, therapist_id = booking.client_id, booking.therapist.user_id
     conversation = Conversation.objects.filter(client_id=client_id, therapist_id=therapist_id)
     existing = conversation.first()
-    if existing is None:
-        Conversation.objects.bulk_create(
-            [Conversation(client_id=client_id, therapist_id=therapist_id, created_at=now)],
-            ignore_conflicts=True,  # a concurrent open made it: read that one
-        )
-        existing = conversation.get()
+    if existing is not None:
+        return existing, False
+    made = Conversation(
+        client_id=client_id, therapist_id=therapist_id, created_at=now, activity_at=now
+    )
+    # A concurrent open may have made the pair's row meanwhile: then that one is read.
+    Conversation.objects.bulk_create([made], ignore_conflicts=True)
+    existing = conversation.get()
+    created = existing.pk == made.pk
+    if created:
         _audit(existing, "create", request=request, actor=user)
-    return existing
+    return existing, created
 
 
 def _own_message(*, conversation: Conversation, message_id: uuid.UUID, user: User) -> Message:
@@ -120,9 +125,9 @@ def _append(
     )
     read_field = "client_read_seq" if sender.pk == conversation.client_id else "therapist_read_seq"
     conversation.last_seq = seq
-    conversation.last_message_at = now
+    conversation.activity_at = now
     setattr(conversation, read_field, seq)  # a sender has read what they wrote
-    conversation.save(update_fields=["last_seq", "last_message_at", read_field])
+    conversation.save(update_fields=["last_seq", "activity_at", read_field])
     message.body = body  # type: ignore[attr-defined]
     return message
 

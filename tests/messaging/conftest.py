@@ -35,4 +35,7 @@ def booking(profile: TherapistProfile, client_user: User, fixed_clock: datetime)
 
 @pytest.fixture
 def conversation(booking: Booking, client_user: User, fixed_clock: datetime) -> Conversation:
-    return services.conversation_open(booking_id=booking.pk, user=client_user, now=fixed_clock)
+    conversation, _ = services.conversation_open(
+        booking_id=booking.pk, user=client_user, now=fixed_clock
+    )
+    return conversation

@@ -1,0 +1,116 @@
+"""Messaging input (strict) and output. Text is returned as the text it was sent as: JSON
+strings, never HTML (MSG-06); the server renders none of it."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework import serializers
+
+from api.serializers import StrictInputSerializer
+from messaging.models import Conversation, Message, MessageVersion
+
+
+def _text(max_length: int, help_text: str) -> serializers.CharField:
+    # Kept as sent: no trimming (a message may start with spaces), NUL and lone surrogates are
+    # refused by the JSON parser before this (api/parsers.py).
+    return serializers.CharField(max_length=max_length, trim_whitespace=False, help_text=help_text)
+
+
+class ConversationOpenIn(StrictInputSerializer):
+    booking = serializers.UUIDField(
+        help_text="A booking between the two of you (any session, past or future)"
+    )
+
+
+class MessageIn(StrictInputSerializer):
+    client_message_id = serializers.UUIDField(
+        help_text="Your app's id for this message: sending it again returns the same message"
+    )
+    body = _text(settings.MESSAGING_MAX_MESSAGE_CHARS, "Plain text (never rendered as HTML)")
+
+
+class MessageEditIn(StrictInputSerializer):
+    body = _text(settings.MESSAGING_MAX_MESSAGE_CHARS, "The new text (the old one is kept)")
+
+
+class ReadIn(StrictInputSerializer):
+    seq = serializers.IntegerField(
+        min_value=0, max_value=2**53, help_text="The newest message you have read"
+    )
+
+
+class CloseIn(StrictInputSerializer):
+    note = _text(
+        settings.MESSAGING_MAX_NOTE_CHARS,
+        "Told to the client as the last message: where to go instead",
+    )
+
+
+class ConversationOut(serializers.ModelSerializer):
+    unread = serializers.IntegerField(help_text="Messages from the other participant not read")
+    client_name = serializers.CharField(source="client.full_name")
+    therapist_name = serializers.CharField(source="therapist.full_name")
+    closed = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Conversation
+        fields = [
+            "id",
+            "client",
+            "client_name",
+            "therapist",
+            "therapist_name",
+            "last_seq",
+            "client_read_seq",
+            "therapist_read_seq",
+            "unread",
+            "activity_at",
+            "created_at",
+            "closed",
+            "closed_at",
+        ]
+
+    def get_closed(self, conversation: Conversation) -> bool:
+        return conversation.closed_at is not None
+
+
+class MessageOut(serializers.ModelSerializer):
+    conversation = serializers.UUIDField(source="conversation_id")
+    sender = serializers.UUIDField(source="sender_id")
+    body = serializers.CharField(
+        allow_null=True, help_text="The current text; null once its sender deleted it"
+    )
+    deleted = serializers.SerializerMethodField()
+    edited = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "conversation",
+            "seq",
+            "sender",
+            "kind",
+            "client_message_id",
+            "body",
+            "version",
+            "edited",
+            "deleted",
+            "created_at",
+            "edited_at",
+            "deleted_at",
+        ]
+
+    def get_deleted(self, message: Message) -> bool:
+        return message.deleted_at is not None
+
+    def get_edited(self, message: Message) -> bool:
+        return message.edited_at is not None
+
+
+class MessageVersionOut(serializers.ModelSerializer):
+    body = serializers.CharField()
+
+    class Meta:
+        model = MessageVersion
+        fields = ["version", "body", "created_at"]

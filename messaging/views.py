@@ -1,0 +1,339 @@
+"""Conversation and message endpoints: thin views over ``services`` and ``selectors``.
+
+Only the two participants of a conversation reach it; anyone else gets the same 404 as an
+unknown id, and compliance officers and admins are refused by role (403): they see metadata
+through the audit trail instead (MSG-01). Every view is an ``AuditedMixin`` view on
+``messaging.conversation``: a read of messages is one event on the conversation (the client as
+patient) naming how many it served; a write is the event its service reports (MSG-05).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import ListAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.authentication import user_of
+from api.idempotency import idempotent
+from api.models import Role
+from api.pagination import CursorPagination
+from api.permissions import has_role
+from api.serializers import problem_responses, represent
+from audit.mixins import AuditedMixin
+from audit.services import AccessScope, EventDraft, audit_access, touch
+from messaging import selectors, services
+from messaging.models import Conversation, Message
+from messaging.serializers import (
+    CloseIn,
+    ConversationOpenIn,
+    ConversationOut,
+    MessageEditIn,
+    MessageIn,
+    MessageOut,
+    MessageVersionOut,
+    ReadIn,
+)
+
+IsParticipantRole = has_role(Role.CLIENT, Role.THERAPIST)
+IsTherapist = has_role(Role.THERAPIST)
+TAGS = ["messaging"]
+
+
+class ConversationAuditMixin(AuditedMixin):
+    """Serves ``messaging.conversation`` (the ``conversation_id`` URL keyword). What a service
+    or view reported (``audit_access``) is the request's record: a page of 50 messages is one
+    read of their conversation, not 50 events."""
+
+    audit_resource = "messaging.conversation"
+    audit_lookup_kwarg = "conversation_id"
+
+    def audit_events(self, response: Any, scope: AccessScope) -> list[EventDraft]:
+        if scope.drafts:
+            return list(scope.drafts)
+        return super().audit_events(response, scope)
+
+
+class ConversationPagination(CursorPagination):
+    ordering = ("-activity_at",)
+
+
+class MessagePagination(CursorPagination):
+    """Newest first; with ``after_seq``, oldest first from there (catching up)."""
+
+    ordering = ("-seq",)
+
+    def get_ordering(self, request: Request, queryset: Any, view: Any) -> tuple[str, ...]:
+        return ("seq",) if "after_seq" in request.query_params else ("-seq",)
+
+
+class ConversationsView(ConversationAuditMixin, ListAPIView):
+    permission_classes = [IsParticipantRole]
+    serializer_class = ConversationOut
+    pagination_class = ConversationPagination
+
+    def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):  # the schema generator has no user
+            return Conversation.objects.none()
+        return selectors.conversations_of(user=user_of(self.request))
+
+    @extend_schema(
+        tags=TAGS,
+        summary="List my conversations",
+        responses={200: ConversationOut(many=True), **problem_responses(403)},
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Open the conversation with my client or therapist",
+        request=ConversationOpenIn,
+        responses={
+            200: ConversationOut,
+            201: ConversationOut,
+            **problem_responses(400, 403, 404),
+        },
+        description="Either participant of a booking (confirmed, completed or no-show; past or "
+        "future) opens their conversation; it exists once per pair (200 when it already did).",
+    )
+    def post(self, request: Request) -> Response:
+        data = ConversationOpenIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = user_of(request)
+        conversation, created = services.conversation_open(
+            booking_id=data.validated_data["booking"],
+            user=user,
+            request=request,
+            now=timezone.now(),
+        )
+        if not created:
+            touch(conversation, "read")
+        conversation = selectors.conversation_for(conversation_id=conversation.pk, user=user)
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(represent(ConversationOut, conversation), status=code)
+
+
+class ConversationDetailView(ConversationAuditMixin, APIView):
+    permission_classes = [IsParticipantRole]
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Get a conversation",
+        responses={200: ConversationOut, **problem_responses(403, 404)},
+    )
+    def get(self, request: Request, conversation_id: uuid.UUID) -> Response:
+        conversation = selectors.conversation_for(
+            conversation_id=conversation_id, user=user_of(request)
+        )
+        return Response(represent(ConversationOut, conversation))
+
+
+def _after_seq(request: Request) -> int | None:
+    raw = request.query_params.get("after_seq")
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 15:
+        raise ValidationError({"after_seq": ["A whole number from 0."]})
+    return int(raw)
+
+
+class MessagesView(ConversationAuditMixin, ListAPIView):
+    permission_classes = [IsParticipantRole]
+    serializer_class = MessageOut
+    pagination_class = MessagePagination
+
+    def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):
+            return Message.objects.none()
+        self.conversation = selectors.conversation_for(
+            conversation_id=self.kwargs["conversation_id"], user=user_of(self.request)
+        )
+        rows = selectors.visible_messages(
+            conversation=self.conversation, viewer=user_of(self.request)
+        )
+        after = _after_seq(self.request)
+        return rows if after is None else rows.filter(seq__gt=after)
+
+    @extend_schema(
+        tags=TAGS,
+        summary="List a conversation's messages",
+        parameters=[
+            OpenApiParameter(
+                "after_seq",
+                int,
+                description="Only messages after this seq, oldest first (catching up)",
+            )
+        ],
+        responses={200: MessageOut(many=True), **problem_responses(400, 403, 404)},
+        description="Newest first, decrypted for you. The other participant's deleted "
+        "messages are not listed; yours are, marked deleted, without text.",
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        queryset = self.get_queryset()
+        page = self.paginate_queryset(queryset)
+        messages = selectors.messages_decrypt(page or [], conversation=self.conversation)
+        audit_access(
+            obj=self.conversation,
+            action="read",
+            details={**self.audit_details(), "messages": len(messages)},
+        )
+        return self.get_paginated_response(MessageOut(messages, many=True).data)
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Send a message",
+        request=MessageIn,
+        responses={
+            200: MessageOut,
+            201: MessageOut,
+            **problem_responses(400, 403, 404, 409, 422),
+        },
+        description="201 with the new message; 200 with the stored one when its "
+        "client_message_id was sent before (a retry). A closed conversation is a 409.",
+    )
+    @idempotent
+    def post(self, request: Request, conversation_id: uuid.UUID) -> Response:
+        data = MessageIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        message, created = services.message_send(
+            conversation_id=conversation_id,
+            sender=user_of(request),
+            body=data.validated_data["body"],
+            client_message_id=data.validated_data["client_message_id"],
+            request=request,
+            now=timezone.now(),
+        )
+        if not created:
+            audit_access(obj=message, action="read", details=self.audit_details())
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(represent(MessageOut, message), status=code)
+
+
+class MessageDetailView(ConversationAuditMixin, APIView):
+    permission_classes = [IsParticipantRole]
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Edit my message",
+        request=MessageEditIn,
+        responses={200: MessageOut, **problem_responses(400, 403, 404, 409)},
+        description="The text it had is kept (its versions); the other participant sees it "
+        "marked edited.",
+    )
+    def patch(
+        self, request: Request, conversation_id: uuid.UUID, message_id: uuid.UUID
+    ) -> Response:
+        data = MessageEditIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        message = services.message_edit(
+            conversation_id=conversation_id,
+            message_id=message_id,
+            editor=user_of(request),
+            body=data.validated_data["body"],
+            request=request,
+            now=timezone.now(),
+        )
+        return Response(represent(MessageOut, message))
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Delete my message",
+        request=None,
+        responses={200: MessageOut, **problem_responses(403, 404, 409)},
+        description="The other participant no longer sees it; you see it marked deleted. "
+        "Every version stays in the record.",
+    )
+    def delete(
+        self, request: Request, conversation_id: uuid.UUID, message_id: uuid.UUID
+    ) -> Response:
+        message = services.message_delete(
+            conversation_id=conversation_id,
+            message_id=message_id,
+            by=user_of(request),
+            request=request,
+            now=timezone.now(),
+        )
+        message.body = None  # type: ignore[attr-defined]
+        return Response(represent(MessageOut, message))
+
+
+class MessageVersionsView(ConversationAuditMixin, APIView):
+    permission_classes = [IsParticipantRole]
+
+    @extend_schema(
+        tags=TAGS,
+        summary="List a message's earlier texts",
+        responses={200: MessageVersionOut(many=True), **problem_responses(403, 404)},
+    )
+    def get(self, request: Request, conversation_id: uuid.UUID, message_id: uuid.UUID) -> Response:
+        user = user_of(request)
+        conversation = selectors.conversation_for(conversation_id=conversation_id, user=user)
+        versions = selectors.message_versions(
+            conversation=conversation, message_id=message_id, viewer=user
+        )
+        audit_access(
+            obj=conversation,
+            action="read",
+            details={**self.audit_details(), "versions": len(versions)},
+        )
+        return Response(MessageVersionOut(versions, many=True).data)
+
+
+class ConversationReadView(ConversationAuditMixin, APIView):
+    permission_classes = [IsParticipantRole]
+    audit_verb = "read_receipt"
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Mark messages read",
+        request=ReadIn,
+        responses={200: ConversationOut, **problem_responses(400, 403, 404)},
+        description="Moves your read receipt forward to seq (never back).",
+    )
+    def post(self, request: Request, conversation_id: uuid.UUID) -> Response:
+        data = ReadIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = user_of(request)
+        services.conversation_mark_read(
+            conversation_id=conversation_id,
+            reader=user,
+            up_to_seq=data.validated_data["seq"],
+            request=request,
+            now=timezone.now(),
+        )
+        conversation = selectors.conversation_for(conversation_id=conversation_id, user=user)
+        return Response(represent(ConversationOut, conversation))
+
+
+class ConversationCloseView(ConversationAuditMixin, APIView):
+    audit_verb = "close"
+    permission_classes = [IsTherapist]
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Close a conversation to new messages",
+        request=CloseIn,
+        responses={200: ConversationOut, **problem_responses(400, 403, 404, 409)},
+        description="The therapist's note (where to go instead) becomes the last message.",
+    )
+    def post(self, request: Request, conversation_id: uuid.UUID) -> Response:
+        data = CloseIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = user_of(request)
+        services.conversation_close(
+            conversation_id=conversation_id,
+            therapist=user,
+            note=data.validated_data["note"],
+            request=request,
+            now=timezone.now(),
+        )
+        conversation = selectors.conversation_for(conversation_id=conversation_id, user=user)
+        return Response(represent(ConversationOut, conversation))
