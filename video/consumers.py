@@ -28,6 +28,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from video import signalling
+from video.negotiation import RELAYED, Negotiation
 from video.protocol import (
     SUBPROTOCOL,
     TOKEN_SUBPROTOCOL_PREFIX,
@@ -67,6 +68,7 @@ def in_db_thread(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
 
 T = TypeVar("T")
 DELIVER = "video.deliver"
+RELAY = "video.relay"
 THERAPIST_CHANGED = "video.therapist"
 
 
@@ -80,6 +82,7 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.room_id: uuid.UUID = self.scope["url_route"]["kwargs"]["room_id"]
         self.attached: Attached | None = None
+        self.negotiation: Negotiation | None = None
         self.closed = False
         self.groups_joined: list[str] = []
         self.timers: list[asyncio.Task[None]] = []
@@ -175,6 +178,7 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
             await self._close(refused.code)
             return
         self.attached = attached
+        self.negotiation = Negotiation(role=attached.role)
         for timer in self.timers:
             timer.cancel()
         self.timers = [asyncio.create_task(self._window_timer(attached))]
@@ -208,14 +212,8 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
         call: Callable[..., list[Effect]]
         if kind == "hello":
             raise SignalRefused("forbidden", "Already said hello.")
-        if kind in ("offer", "answer", "candidate"):
-            targets = await in_db_thread(signalling.relay_targets)(
-                **common, kind=kind, round=fields["round"]
-            )
-            if kind != "candidate":
-                sdp_check(fields["sdp"])
-            relayed = server_message(kind, **fields, **{"from": str(me.participant_id)})
-            await self._apply([Send(channel, pid, relayed) for channel, pid in targets])
+        if kind in RELAYED:
+            await self._relay(me, kind, fields)
             return
         extra: dict[str, Any] = {}
         if kind in ("admit", "deny"):
@@ -239,6 +237,26 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
             raise SignalRefused("unknown_type", "Unknown message type.")
         effects = await in_db_thread(call)(**common, **extra, now=now)
         await self._apply(effects)
+
+    async def _relay(self, me: Attached, kind: str, fields: dict[str, Any]) -> None:
+        """An offer, answer or candidate, checked against what this socket was told of the
+        round (``video.negotiation``) and the SDP checked, to the room's group: the sockets of
+        the sender's peers in the round forward it (``video_relay``)."""
+        assert self.negotiation is not None
+        self.negotiation.check_outgoing(kind, fields["round"])
+        if kind != "candidate":
+            sdp_check(fields["sdp"])
+        sender = str(me.participant_id)
+        await self.channel_layer.group_send(
+            signalling.room_group(me.room_id),
+            {
+                "type": RELAY,
+                "round": fields["round"],
+                "from": sender,
+                "to_therapist": me.role != signalling.THERAPIST,
+                "message": server_message(kind, **fields, **{"from": sender}),
+            },
+        )
 
     # --- effects and channel-layer events -----------------------------------------------
 
@@ -288,6 +306,8 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
         if me is None or (participant is not None and str(me.participant_id) != participant):
             return
         if message is not None:
+            if self.negotiation is not None:
+                self.negotiation.told(message)
             await self._send(message)
         if close is not None:
             if close in (Close.REPLACED, Close.FORBIDDEN, Close.ENDED):
@@ -298,6 +318,15 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
         await self._guarded(
             "delivery", self._deliver(event["participant"], event["message"], event["close"])
         )
+
+    async def video_relay(self, event: dict[str, Any]) -> None:
+        negotiation = self.negotiation
+        if self.closed or self.attached is None or negotiation is None:
+            return
+        if negotiation.accepts(
+            round_=event["round"], sender=event["from"], to_therapist=event["to_therapist"]
+        ):
+            await self._send(event["message"])
 
     async def video_therapist(self, event: dict[str, Any]) -> None:
         await self._guarded("delivery", self._therapist_changed(event))
@@ -333,7 +362,7 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
             if timer is not current:
                 timer.cancel()
         self.timers = []
-        me, self.attached = self.attached, None
+        me, self.attached, self.negotiation = self.attached, None, None
         if me is not None:
             with contextlib.suppress(Exception):
                 effects = await in_db_thread(signalling.participant_detach)(

@@ -20,11 +20,23 @@ from video.models import Participant, Room
 
 
 def room_lock(*, room_id: uuid.UUID) -> Room | None:
-    """Lock one room row (with its booking loaded, unlocked); None if there is no such room."""
+    """Lock one room row (with its booking and the booking's therapist loaded, unlocked); None
+    if there is no such room."""
     return (
         Room.objects.select_for_update(no_key=True, of=("self",))
-        .select_related("booking")
+        .select_related("booking__therapist")
         .filter(pk=room_id)
+        .first()
+    )
+
+
+def room_lock_of_participant(*, participant_id: uuid.UUID) -> Room | None:
+    """``room_lock`` of the room a participant is in, in one statement; None if there is no
+    such participant."""
+    return (
+        Room.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("booking__therapist")
+        .filter(participants__pk=participant_id)
         .first()
     )
 
@@ -40,9 +52,13 @@ def room_lock_of_booking(*, booking_id: uuid.UUID) -> Room | None:
 
 
 def participants_lock(*, room_id: uuid.UUID) -> list[Participant]:
-    """Lock every participant row of a room (after the room), in primary-key order."""
+    """Lock every participant row of a room (after the room), in primary-key order, each with
+    its user loaded (unlocked: the audit's actor, the waiting list's names)."""
     return list(
-        Participant.objects.select_for_update(no_key=True).filter(room_id=room_id).order_by("pk")
+        Participant.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("user")
+        .filter(room_id=room_id)
+        .order_by("pk")
     )
 
 

@@ -135,7 +135,9 @@ def room_join(
     again with the new token). The token expires after ``VIDEO_TOKEN_TTL_SECONDS`` and never
     past the window's end; the TURN credentials expire at the window's end.
     """
-    with transaction.atomic():
+    # Inside a view's request transaction, no savepoint: a refusal comes back as a value having
+    # written nothing, and an error rolls the request back whole.
+    with transaction.atomic(savepoint=False):
         outcome = _room_join(
             booking_id=booking_id,
             user=user,

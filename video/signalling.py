@@ -28,7 +28,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 
 from api.tokens import TokenError
 from audit.services import audit_record
@@ -60,7 +59,6 @@ __all__ = [
     "participant_leave",
     "participant_media",
     "participant_note",
-    "relay_targets",
     "room_end",
     "room_group",
     "room_mode_set",
@@ -221,16 +219,11 @@ def _waiting_list(people: list[Participant]) -> list[Effect]:
         (p for p in people if p.state == PresenceState.WAITING and _connected(p)),
         key=lambda p: (p.waiting_since or p.created_at, str(p.pk)),
     )
-    names = dict(
-        Participant.objects.filter(pk__in=[p.pk for p in waiting]).values_list(
-            "pk", "user__full_name"
-        )
-    )
     entries = [
         {
             "participant": str(p.pk),
             "role": p.role,
-            "display_name": names.get(p.pk, ""),
+            "display_name": p.user.full_name,
             "since": (p.waiting_since or p.created_at).isoformat(),
         }
         for p in waiting
@@ -256,8 +249,8 @@ def _new_round(room: Room, people: list[Participant]) -> list[Effect]:
     others = _in_call(people, but=therapist)
     if not others:
         return []
-    Room.objects.filter(pk=room.pk).update(round=F("round") + 1)
-    room.refresh_from_db(fields=["round"])
+    room.round += 1  # the room row is locked
+    room.save(update_fields=["round"])
     effects: list[Effect] = []
     for other in others:
         effects.append(
@@ -301,9 +294,7 @@ class _Locked:
 
 def _lock(*, participant_id: uuid.UUID) -> _Locked:
     """Lock the participant's room, then its participants; ``SignalRefused`` if gone."""
-    room_id = Participant.objects.filter(pk=participant_id).values_list("room_id", flat=True)
-    found = list(room_id)
-    room = locks.room_lock(room_id=found[0]) if found else None
+    room = locks.room_lock_of_participant(participant_id=participant_id)
     if room is None:
         raise SignalRefused("forbidden", "You are not in this room.")
     people = locks.participants_lock(room_id=room.pk)
@@ -614,35 +605,6 @@ def _in_call_check(locked: _Locked, channel_name: str) -> None:
     _live(locked, channel_name)
     if locked.me.state != PresenceState.IN_CALL:
         raise SignalRefused("not_admitted", "Wait to be admitted.")
-
-
-def relay_targets(
-    *, participant_id: uuid.UUID, channel_name: str, kind: str, round: int
-) -> list[tuple[str, str]]:
-    """Who an ``offer``, ``answer`` or ``candidate`` of ``round`` goes to ((channel,
-    participant) pairs), or ``SignalRefused``: before admission (``not_admitted``), another
-    round (``stale_round``), an offer from the answerer or an answer from the offerer
-    (``not_your_turn``; the therapist offers), nobody to send it to (``no_peer``). Reads only."""
-    room = Room.objects.filter(participants__pk=participant_id).first()
-    if room is None:
-        raise SignalRefused("forbidden", "You are not in this room.")
-    people = list(Participant.objects.filter(room_id=room.pk))
-    me = next(p for p in people if p.pk == participant_id)
-    locked = _Locked(room, people, me)
-    _in_call_check(locked, channel_name)
-    if round != room.round:
-        raise SignalRefused("stale_round", f"The current round is {room.round}.")
-    offerer = me.role == THERAPIST
-    if (kind == "offer" and not offerer) or (kind == "answer" and offerer):
-        raise SignalRefused("not_your_turn", "The therapist offers; the other side answers.")
-    if offerer:
-        peers = _in_call(people, but=me)
-    else:
-        therapist = _therapist_of(people)
-        peers = [therapist] if therapist is not None and therapist in _in_call(people) else []
-    if not peers:
-        raise SignalRefused("no_peer", "Nobody else is in the call.")
-    return [(p.channel_name, str(p.pk)) for p in peers]
 
 
 def room_restart(*, participant_id: uuid.UUID, channel_name: str, now: datetime) -> list[Effect]:
