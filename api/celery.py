@@ -21,12 +21,15 @@ app.autodiscover_tasks()
 
 
 @app.on_after_configure.connect
-def _broker_folders(sender: Celery, **kwargs: object) -> None:
-    """The filesystem broker's folders must exist before a worker or beat uses them."""
+def _folders(sender: Celery, **kwargs: object) -> None:
+    """The filesystem broker's folders, and the one of beat's schedule file (whatever the
+    broker), must exist before a worker or beat uses them."""
     options = sender.conf.broker_transport_options or {}
-    for key in ("data_folder_in", "data_folder_out", "control_folder"):
-        if options.get(key):
-            Path(options[key]).mkdir(parents=True, exist_ok=True)
+    folders = [options.get(key) for key in ("data_folder_in", "data_folder_out", "control_folder")]
+    folders.append(Path(sender.conf.beat_schedule_filename).parent)
+    for folder in folders:
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
 
 
 @beat_init.connect

@@ -359,6 +359,8 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "") or ""
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "") or ""
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "no-reply@telehealth.invalid")
+# Where django.core.mail.backends.filebased.EmailBackend writes (a test reads what was sent).
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", "") or None
 # An email that still fails this long after it was queued is given up (logged, removed).
 EMAIL_GIVE_UP_HOURS = env_int("EMAIL_GIVE_UP_HOURS", 24)
 
@@ -434,6 +436,14 @@ CALENDAR_UID_DOMAIN = env_str("CALENDAR_UID_DOMAIN", "telehealth.invalid") or "t
 BOOKING_HOLD_MINUTES = env_int("BOOKING_HOLD_MINUTES", 15)
 BOOKING_SERIES_MAX_OCCURRENCES = env_int("BOOKING_SERIES_MAX_OCCURRENCES", 12)
 BOOKING_EMAILS_AFTER_COMMIT = env_bool("BOOKING_EMAILS_AFTER_COMMIT", DEBUG)
+# How long before a session its two reminders are due (a test shortens them).
+BOOKING_REMINDER_FIRST_SECONDS = env_int("BOOKING_REMINDER_FIRST_SECONDS", 24 * 3600)
+BOOKING_REMINDER_LAST_SECONDS = env_int("BOOKING_REMINDER_LAST_SECONDS", 3600)
+if not 0 < BOOKING_REMINDER_LAST_SECONDS < BOOKING_REMINDER_FIRST_SECONDS:
+    raise ImproperlyConfigured(
+        "BOOKING_REMINDER_LAST_SECONDS must be positive and less than "
+        "BOOKING_REMINDER_FIRST_SECONDS."
+    )
 
 # --- Jobs (Celery: api/celery.py, api/jobs.py) -----------------------------------------------
 # The broker: CELERY_BROKER_URL, else Redis when REDIS_URL is set (keys under their own

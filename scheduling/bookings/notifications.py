@@ -55,12 +55,7 @@ _SENTENCES = {
 }
 _HELD = "It is held until {until} while the payment completes."
 _FOOTER = "Open the Telehealth app for the details."
-# The reminders: (kind, how long before the start, and when the next, closer one takes over).
-REMINDERS = (
-    (NotificationKind.REMINDER_24H, timedelta(hours=24), timedelta(hours=1)),
-    (NotificationKind.REMINDER_1H, timedelta(hours=1), timedelta(0)),
-)
-REMINDER_KINDS = frozenset(kind for kind, _, _ in REMINDERS)
+REMINDER_KINDS = frozenset({NotificationKind.REMINDER_24H, NotificationKind.REMINDER_1H})
 SERIES_KEY_PREFIX = "series:"
 
 
@@ -120,7 +115,7 @@ def reminders_enqueue(*, now: datetime) -> int:
     is skipped, since that change's email just went out. A moved session gets its reminders
     again (the key is the start)."""
     rows: list[BookingNotification] = []
-    for kind, lead, until in REMINDERS:
+    for kind, lead, until in _reminders():
         due = Booking.objects.filter(
             status=BookingStatus.CONFIRMED,
             start__gt=now + until,
@@ -133,6 +128,17 @@ def reminders_enqueue(*, now: datetime) -> int:
             )
     BookingNotification.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
     return len(rows)
+
+
+def _reminders() -> tuple[tuple[str, timedelta, timedelta], ...]:
+    """The reminders: (kind, how long before the start, and when the next, closer one takes
+    over); 24 hours and 1 hour unless settings shorten them."""
+    first = timedelta(seconds=settings.BOOKING_REMINDER_FIRST_SECONDS)
+    last = timedelta(seconds=settings.BOOKING_REMINDER_LAST_SECONDS)
+    return (
+        (NotificationKind.REMINDER_24H, first, last),
+        (NotificationKind.REMINDER_1H, last, timedelta(0)),
+    )
 
 
 @dataclass(frozen=True, slots=True)

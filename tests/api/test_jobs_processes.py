@@ -13,10 +13,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.db import connection
+
+from tests.api.processes import database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,17 +44,6 @@ audit_record(action="test.jobs.process")
 """
 
 
-def _database_url(tmp_path: Path) -> str:
-    s = connection.settings_dict
-    if connection.vendor == "postgresql":
-        user = quote(s.get("USER") or "", safe="")
-        password = f":{quote(s['PASSWORD'], safe='')}" if s.get("PASSWORD") else ""
-        host = quote(s.get("HOST") or "/var/run/postgresql", safe="")
-        port = f":{s['PORT']}" if s.get("PORT") else ""
-        return f"postgres://{user}{password}@{host}{port}/{s['NAME']}"
-    return f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
-
-
 @pytest.fixture
 def frequent_seconds() -> str:
     return "1"
@@ -65,8 +55,9 @@ def env(tmp_path: Path, frequent_seconds: str) -> dict[str, str]:
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "api.settings",
         "DJANGO_DEBUG": "1",
-        "DATABASE_URL": _database_url(tmp_path),
+        "DATABASE_URL": database_url(tmp_path),
         "CELERY_BROKER_URL": "filesystem://",
+        "CELERY_TASK_ALWAYS_EAGER": "0",
         "JOBS_DIR": str(tmp_path / "jobs"),
         "JOBS_FREQUENT_SECONDS": frequent_seconds,
         "LOG_FORMAT": "text",

@@ -93,6 +93,7 @@ def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
         "JWT_ACCESS_TTL_SECONDS": "3600",  # outlives the run
         "LOG_LEVEL": "WARNING",
         "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
+        "CELERY_TASK_ALWAYS_EAGER": "1",  # no worker: after-commit emails are sent in-process
         "STRIPE_WEBHOOK_SECRET": "whsec_schemathesis_only",  # configured, as in production
     }
     manage(env, "migrate", "--no-input")

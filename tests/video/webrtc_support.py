@@ -299,6 +299,7 @@ def app_env(database_url: str, coturn: Coturn) -> dict[str, str]:
         "JWT_ACCESS_TTL_SECONDS": "3600",  # outlives the run
         "LOG_LEVEL": "WARNING",
         "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
+        "CELERY_TASK_ALWAYS_EAGER": "1",  # no worker: after-commit emails are sent in-process
         "VIDEO_TURN_URLS": coturn.url,
         "VIDEO_TURN_SECRET": coturn.secret,
         "PYTHONPATH": str(ROOT),
