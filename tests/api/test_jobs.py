@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from celery import current_app
+from celery.signals import task_prerun
 from django.conf import settings
+from django.core import mail
 from django.core.management import call_command
+from django.db import transaction
 
 from api import jobs
-from api.models import JobRun
+from api.models import JobRun, OutboundEmail
+from api.services.mail import emails_send_queued, mail_queue
 from audit.models import AuditSeal
 from audit.services import audit_record
+from tests.billing.stripe_doubles import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -195,3 +202,132 @@ def test_jobs_status_shows_each_job_and_its_failures() -> None:
         "failures",
     ]
     assert lines[1].split()[0] == "audit_checkpoint" and "never" in lines[1]
+
+
+# --- After-commit work (api.jobs.after_commit_task, enqueue_after_commit) -----------------------
+
+AFTER_COMMIT_TASKS = (
+    "deliver_emails",
+    "deliver_booking_emails",
+    "send_refund",
+    "deliver_dev_events",
+)
+MAIL_NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def task_runs() -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """Each task run (its name and keyword arguments), as Celery's ``task_prerun`` signal
+    reports it (the suite runs tasks where they are sent: CELERY_TASK_ALWAYS_EAGER)."""
+    runs: list[tuple[str, dict[str, Any]]] = []
+
+    def record(sender: Any = None, kwargs: dict[str, Any] | None = None, **_: Any) -> None:
+        runs.append((sender.name, dict(kwargs or {})))
+
+    task_prerun.connect(record, weak=False)
+    yield runs
+    task_prerun.disconnect(record)
+
+
+@pytest.fixture
+def broker_down(settings: Any) -> Iterator[None]:
+    """Tasks go to a broker that refuses connections: a loopback port nobody listens on."""
+    app = current_app
+    saved = (app.conf.task_always_eager, app.conf.broker_url)
+
+    def fresh_connections() -> None:
+        if app._pool is not None:
+            app._pool.force_close_all()
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    fresh_connections()
+    app.conf.task_always_eager = False
+    app.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager, app.conf.broker_url = saved
+        fresh_connections()
+
+
+def _queue_email(to: str = "alice.smith@example.test") -> None:
+    mail_queue(to=to, subject="Telehealth: a notice", body="Hello.", now=MAIL_NOW)
+
+
+@pytest.mark.parametrize("name", AFTER_COMMIT_TASKS)
+def test_after_commit_tasks_ignore_results_and_retry_with_back_off(name: str) -> None:
+    task = _task(name)
+    assert task.ignore_result is True
+    assert task.autoretry_for == (jobs.JobFailed,)
+    assert (task.retry_backoff, task.retry_jitter, task.max_retries) == (True, True, 5)
+
+
+def test_the_work_is_a_task_sent_once_the_change_commits_with_ids_and_an_instant(
+    django_capture_on_commit_callbacks: Any, task_runs: list[tuple[str, dict[str, Any]]]
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        _queue_email()
+        assert task_runs == []  # nothing before the commit
+    [row_id] = task_runs[0][1]["ids"]
+    assert task_runs == [("deliver_emails", {"ids": [row_id], "now": "2026-03-02T09:00:00+00:00"})]
+    assert json.loads(json.dumps(task_runs)) == [list(run) for run in task_runs]  # primitives
+    assert [m.to for m in mail.outbox] == [["alice.smith@example.test"]]
+    assert OutboundEmail.objects.count() == 0
+
+
+def test_a_rolled_back_change_sends_no_task(
+    django_capture_on_commit_callbacks: Any, task_runs: list[tuple[str, dict[str, Any]]]
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        with pytest.raises(RuntimeError), transaction.atomic():
+            _queue_email()
+            raise RuntimeError("the change failed")
+    assert (callbacks, task_runs, mail.outbox) == ([], [], [])
+    assert OutboundEmail.objects.count() == 0
+
+
+def test_a_second_run_of_the_task_sends_nothing_more(
+    django_capture_on_commit_callbacks: Any, task_runs: list[tuple[str, dict[str, Any]]]
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        _queue_email()
+    [(name, kwargs)] = task_runs
+    _task(name).apply(kwargs=kwargs, throw=True)
+    assert len(task_runs) == 2 and len(mail.outbox) == 1
+
+
+def test_a_broker_that_is_down_fails_nothing_and_the_sweep_sends_the_email(
+    broker_down: None,
+    django_capture_on_commit_callbacks: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        _queue_email()
+    assert mail.outbox == [] and OutboundEmail.objects.count() == 1
+    [record] = [r for r in caplog.records if r.name == "api.jobs"]
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == "task deliver_emails not enqueued: OperationalError"
+    assert "alice" not in caplog.text.lower()  # no address, no name: the task and the error type
+    assert emails_send_queued(now=MAIL_NOW) == {"sent": 1, "failed": 0, "given_up": 0}
+    assert [m.to for m in mail.outbox] == [["alice.smith@example.test"]]
+
+
+def test_a_failing_task_is_retried_and_logged_without_its_message(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    def failing(**kwargs: Any) -> Any:
+        raise ValueError("alice@example.test Alice Smith could not be reached")
+
+    monkeypatch.setattr("api.tasks.emails_deliver", failing)
+    task = _task("deliver_emails")
+    retries: list[dict[str, Any]] = []
+    monkeypatch.setattr(task, "retry", lambda **kw: retries.append(kw) or kw["exc"])
+    with pytest.raises(jobs.JobFailed) as raised:
+        task(ids=[1], now=MAIL_NOW.isoformat())
+    assert len(retries) == 1 and retries[0]["countdown"] >= 0
+    assert str(raised.value) == "deliver_emails failed: ValueError"
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    logged = capfd.readouterr().err
+    assert "task deliver_emails failed: ValueError" in logged
+    assert "alice" not in logged.lower()
