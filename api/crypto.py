@@ -69,6 +69,24 @@ def decrypt(ciphertext: str, *, associated_data: bytes = b"") -> str:
         raise DecryptionError("ciphertext failed authentication") from exc
 
 
+def encrypt_bytes(data: bytes, *, associated_data: bytes = b"") -> bytes:
+    """``encrypt`` for files: ``v1:<key id>:`` then nonce | ciphertext+tag, raw (no base64)."""
+    key_id = current_key_id()
+    nonce = os.urandom(12)
+    sealed = _key(key_id).encrypt(nonce, data, associated_data)
+    return f"{PREFIX}:{key_id}:".encode("ascii") + nonce + sealed
+
+
+def decrypt_bytes(sealed: bytes, *, associated_data: bytes = b"") -> bytes:
+    try:
+        prefix, key_id, raw = sealed.split(b":", 2)
+        if prefix.decode("ascii") != PREFIX:
+            raise DecryptionError("unknown ciphertext version")
+        return _key(key_id.decode("ascii")).decrypt(raw[:12], raw[12:], associated_data)
+    except (InvalidTag, ValueError, UnicodeDecodeError) as exc:
+        raise DecryptionError("ciphertext failed authentication") from exc
+
+
 def keyed_hash(value: str, *, purpose: str) -> str:
     """HMAC-SHA256 under ``HMAC_KEY``, domain-separated by ``purpose`` (blind indexes, codes)."""
     key = str(settings.HMAC_KEY).encode("utf-8")

@@ -300,6 +300,17 @@ VIDEO_WAITING_NOTE_INTERVAL_SECONDS = env_int("VIDEO_WAITING_NOTE_INTERVAL_SECON
 # Longest message (characters) and longest closing note.
 MESSAGING_MAX_MESSAGE_CHARS = env_int("MESSAGING_MAX_MESSAGE_CHARS", 10_000)
 MESSAGING_MAX_NOTE_CHARS = env_int("MESSAGING_MAX_NOTE_CHARS", 2_000)
+# Attachments (MSG-03): the largest file, and where files go: Django's storage API, local files
+# under MESSAGING_ATTACHMENTS_DIR by default, or any backend (django-storages' S3Storage on many
+# machines) named by MESSAGING_ATTACHMENT_STORAGE, {"BACKEND": "...", "OPTIONS": {...}}.
+MESSAGING_ATTACHMENT_MAX_BYTES = env_int("MESSAGING_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
+MESSAGING_ATTACHMENTS_DIR = env_str("MESSAGING_ATTACHMENTS_DIR") or str(
+    BASE_DIR / "var" / "attachments"
+)
+MESSAGING_ATTACHMENT_STORAGE = env_json("MESSAGING_ATTACHMENT_STORAGE", None) or {
+    "BACKEND": "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {"location": MESSAGING_ATTACHMENTS_DIR},
+}
 
 # --- REST conventions -------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -138,3 +138,35 @@ class MessageVersion(models.Model):
 
     def __str__(self) -> str:
         return f"Message {self.message_id} v{self.version}"
+
+
+@protected(
+    "messaging.attachment", patient=lambda attachment: attachment.message.conversation.client_id
+)
+class Attachment(models.Model):
+    """A file sent with a message: stored through Django's storage API (``messaging.storage``),
+    encrypted before it is stored (the file and its name; ``key_id`` in clear for rotation).
+    ``content_type`` is what its content was found to be, never what the sender declared."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    message = models.ForeignKey(Message, on_delete=models.PROTECT, related_name="attachments")
+    storage_name = models.CharField(max_length=255, unique=True)
+    name_encrypted = models.TextField()
+    content_type = models.CharField(max_length=64)
+    size = models.PositiveIntegerField()  # of the plaintext, in bytes
+    key_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(
+                    content_type__in=["application/pdf", "image/png", "image/jpeg", "text/plain"]
+                ),
+                name="messaging_attachment_allowed_type",
+            ),
+            models.CheckConstraint(condition=Q(size__gte=1), name="messaging_attachment_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Attachment {self.pk}"

@@ -12,10 +12,12 @@ from collections.abc import Iterable
 
 from django.db.models import Count, F, Q, QuerySet
 
+from api.errors import NotFoundError
 from api.models import User
+from messaging.attachments import file_read, name_open
 from messaging.crypto import body_open
 from messaging.errors import ConversationNotFound
-from messaging.models import Conversation, Message, MessageVersion
+from messaging.models import Attachment, Conversation, Message, MessageVersion
 
 
 def _mine(user: User) -> Q:
@@ -50,17 +52,24 @@ def conversation_for(*, conversation_id: uuid.UUID, user: User) -> Conversation:
 
 def visible_messages(*, conversation: Conversation, viewer: User) -> QuerySet[Message]:
     """The conversation's messages as ``viewer`` sees them (unordered: the caller pages)."""
-    return Message.objects.filter(conversation=conversation).exclude(
-        Q(deleted_at__isnull=False) & ~Q(sender=viewer)
+    return (
+        Message.objects.filter(conversation=conversation)
+        .exclude(Q(deleted_at__isnull=False) & ~Q(sender=viewer))
+        .prefetch_related("attachments")
     )
 
 
 def messages_decrypt(messages: Iterable[Message], *, conversation: Conversation) -> list[Message]:
     """Each message of ``conversation`` with ``body`` (its current text; ``None`` once
-    deleted)."""
+    deleted) and ``files`` (its attachments with their names; none once deleted)."""
     out = []
     for message in messages:
         message.conversation = conversation
+        message.files = (  # type: ignore[attr-defined]
+            []
+            if message.deleted_at is not None
+            else [_with_name(a, message) for a in message.attachments.all()]
+        )
         message.body = (  # type: ignore[attr-defined]
             None
             if message.deleted_at is not None
@@ -70,6 +79,40 @@ def messages_decrypt(messages: Iterable[Message], *, conversation: Conversation)
         )
         out.append(message)
     return out
+
+
+def message_complete(message: Message) -> Message:
+    """A message a service returned, with its text and files as the list shows them."""
+    return messages_decrypt([message], conversation=message.conversation)[0]
+
+
+def _with_name(attachment: Attachment, message: Message) -> Attachment:
+    attachment.message = message
+    attachment.name = name_open(  # type: ignore[attr-defined]
+        attachment_id=attachment.pk, sealed=attachment.name_encrypted
+    )
+    return attachment
+
+
+def attachment_for(
+    *, conversation: Conversation, attachment_id: uuid.UUID, viewer: User
+) -> tuple[Attachment, bytes]:
+    """An attachment of a message the viewer sees, named and with its decrypted bytes."""
+    attachment = (
+        Attachment.objects.filter(
+            pk=attachment_id,
+            message__in=visible_messages(conversation=conversation, viewer=viewer).filter(
+                deleted_at__isnull=True
+            ),
+        )
+        .select_related("message")
+        .first()
+    )
+    if attachment is None:
+        raise NotFoundError("No such attachment.")
+    attachment.message.conversation = conversation
+    _with_name(attachment, attachment.message)
+    return attachment, file_read(attachment_id=attachment.pk, storage_name=attachment.storage_name)
 
 
 def messages_after(

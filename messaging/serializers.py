@@ -7,7 +7,8 @@ from django.conf import settings
 from rest_framework import serializers
 
 from api.serializers import StrictInputSerializer
-from messaging.models import Conversation, Message, MessageVersion
+from messaging.attachments import ALLOWED
+from messaging.models import Attachment, Conversation, Message, MessageVersion
 
 
 def _text(max_length: int, help_text: str) -> serializers.CharField:
@@ -27,6 +28,23 @@ class MessageIn(StrictInputSerializer):
         help_text="Your app's id for this message: sending it again returns the same message"
     )
     body = _text(settings.MESSAGING_MAX_MESSAGE_CHARS, "Plain text (never rendered as HTML)")
+
+
+class MessageWithFileIn(StrictInputSerializer):
+    client_message_id = serializers.UUIDField(
+        help_text="Your app's id for this message: sending it again returns the same message"
+    )
+    body = serializers.CharField(
+        max_length=settings.MESSAGING_MAX_MESSAGE_CHARS,
+        trim_whitespace=False,
+        allow_blank=True,
+        default="",
+        help_text="Plain text to go with the file (may be empty)",
+    )
+    file = serializers.FileField(
+        allow_empty_file=False,
+        help_text="PDF, PNG, JPEG or plain text, judged by its content; size-limited",
+    )
 
 
 class MessageEditIn(StrictInputSerializer):
@@ -74,12 +92,22 @@ class ConversationOut(serializers.ModelSerializer):
         return conversation.closed_at is not None
 
 
+class AttachmentOut(serializers.ModelSerializer):
+    name = serializers.CharField(help_text="A safe name with the extension of what it is")
+    content_type = serializers.ChoiceField(choices=ALLOWED, help_text="Found from its content")
+
+    class Meta:
+        model = Attachment
+        fields = ["id", "name", "content_type", "size", "created_at"]
+
+
 class MessageOut(serializers.ModelSerializer):
     conversation = serializers.UUIDField(source="conversation_id")
     sender = serializers.UUIDField(source="sender_id")
     body = serializers.CharField(
         allow_null=True, help_text="The current text; null once its sender deleted it"
     )
+    attachments = AttachmentOut(many=True, source="files")
     deleted = serializers.SerializerMethodField()
     edited = serializers.SerializerMethodField()
 
@@ -93,6 +121,7 @@ class MessageOut(serializers.ModelSerializer):
             "kind",
             "client_message_id",
             "body",
+            "attachments",
             "version",
             "edited",
             "deleted",

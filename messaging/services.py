@@ -10,15 +10,29 @@ reaches a log, an audit event or an error: events carry ids, seq and version num
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
+from api import crypto
 from api.errors import ForbiddenError, NotFoundError
 from api.models import Role, User
 from audit.services import audit_access
+from messaging.attachments import (
+    AttachmentTooLarge,
+    content_type_of,
+    file_read,
+    file_store,
+    name_aad,
+    name_open,
+    safe_name,
+    storage,
+)
 from messaging.crypto import body_open, body_seal
 from messaging.errors import (
     ClientMessageIdReused,
@@ -28,9 +42,10 @@ from messaging.errors import (
     MessageNotFound,
     NoCareRelationship,
 )
-from messaging.models import Conversation, Message, MessageKind, MessageVersion
+from messaging.models import Attachment, Conversation, Message, MessageKind, MessageVersion
 from scheduling.bookings.selectors import booking_for_participant
 from scheduling.clients.selectors import RELATIONSHIP
+from scheduling.notes.rotation import RotationReport, reencrypt_in_batches
 
 
 def _audit(obj: Any, action: str, *, request: Any, actor: User, **details: Any) -> None:
@@ -132,6 +147,14 @@ def _append(
     return message
 
 
+@dataclass(frozen=True, slots=True)
+class FileIn:
+    """An uploaded file: the name its sender gave and its bytes (checked here, MSG-03)."""
+
+    name: str
+    data: bytes
+
+
 @transaction.atomic
 def message_send(
     *,
@@ -139,14 +162,23 @@ def message_send(
     sender: User,
     body: str,
     client_message_id: uuid.UUID,
+    file: FileIn | None = None,
     request: Any = None,
     now: datetime,
 ) -> tuple[Message, bool]:
-    """Send ``body``; returns the message and whether it is new.
+    """Send ``body`` (and ``file``); returns the message and whether it is new.
 
     ``client_message_id`` is the sender's app's id for the message: sent again (a retry after a
     lost answer), the stored message is returned and nothing is added (MSG-04); the same id
-    with a different text is a 422. A closed conversation takes no new messages (409)."""
+    with a different text is a 422. A closed conversation takes no new messages (409). A file
+    is checked by its content against the allow-list and its size (``messaging.attachments``),
+    then encrypted and stored (a file stored by a send that then rolls back stays as an
+    unreadable orphan under a random name)."""
+    content_type = None
+    if file is not None:
+        if len(file.data) > settings.MESSAGING_ATTACHMENT_MAX_BYTES:
+            raise AttachmentTooLarge()
+        content_type = content_type_of(file.data)
     conversation = _locked(conversation_id=conversation_id, user=sender)
     existing = Message.objects.filter(
         conversation=conversation, sender=sender, client_message_id=client_message_id
@@ -170,6 +202,21 @@ def message_send(
         client_message_id=client_message_id,
         now=now,
     )
+    if file is not None and content_type is not None:
+        attachment_id = uuid.uuid4()
+        attachment = Attachment.objects.create(
+            id=attachment_id,
+            message=message,
+            storage_name=file_store(attachment_id=attachment_id, data=file.data),
+            name_encrypted=crypto.encrypt(
+                safe_name(file.name, content_type), associated_data=name_aad(attachment_id)
+            ),
+            content_type=content_type,
+            size=len(file.data),
+            key_id=crypto.current_key_id(),
+            created_at=now,
+        )
+        _audit(attachment, "create", request=request, actor=sender, seq=message.seq)
     _audit(message, "create", request=request, actor=sender, seq=message.seq)
     return message, True
 
@@ -279,3 +326,56 @@ def conversation_close(
     conversation.save(update_fields=["closed_at"])
     _audit(conversation, "close", request=request, actor=therapist, seq=conversation.last_seq)
     return conversation
+
+
+# --- Key rotation (run by ``manage.py rotate_note_keys``) --------------------------------------
+
+
+def _reencrypt_message(row: Message) -> None:
+    row.body_encrypted, _ = body_seal(
+        message_id=row.pk,
+        version=row.version,
+        body=body_open(message_id=row.pk, version=row.version, sealed=row.body_encrypted),
+    )
+
+
+def _reencrypt_version(row: MessageVersion) -> None:
+    row.body_encrypted, _ = body_seal(
+        message_id=row.message_id,
+        version=row.version,
+        body=body_open(message_id=row.message_id, version=row.version, sealed=row.body_encrypted),
+    )
+
+
+def _reencrypt_attachment(row: Attachment) -> None:
+    """The file is stored again under a new name; the old one is removed once the batch has
+    committed (until then the row names it, so a failed batch leaves every file readable)."""
+    old_name = row.storage_name
+    data = file_read(attachment_id=row.pk, storage_name=old_name)
+    row.storage_name = file_store(attachment_id=row.pk, data=data)
+    row.name_encrypted = crypto.encrypt(
+        name_open(attachment_id=row.pk, sealed=row.name_encrypted),
+        associated_data=name_aad(row.pk),
+    )
+    transaction.on_commit(partial(storage().delete, old_name))
+
+
+def message_keys_rotate(
+    *, batch_size: int = 200, max_batches: int | None = None
+) -> list[RotationReport]:
+    """Re-encrypt messages, their earlier versions and attachments (files and names) written
+    under an older key with the current one: resumable, batch by batch, as session notes."""
+    return [
+        reencrypt_in_batches(
+            model=model,
+            fields=fields,
+            reencrypt=reencrypt,
+            batch_size=batch_size,
+            max_batches=max_batches,
+        )
+        for model, fields, reencrypt in (
+            (Message, ["body_encrypted"], _reencrypt_message),
+            (MessageVersion, ["body_encrypted"], _reencrypt_version),
+            (Attachment, ["storage_name", "name_encrypted"], _reencrypt_attachment),
+        )
+    ]

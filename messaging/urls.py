@@ -17,6 +17,16 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="conversation-messages",
     ),
     path(
+        "conversations/<uuid:conversation_id>/messages/with-file",
+        views.MessageWithFileView.as_view(),
+        name="conversation-message-with-file",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/attachments/<uuid:attachment_id>",
+        views.AttachmentView.as_view(),
+        name="conversation-attachment",
+    ),
+    path(
         "conversations/<uuid:conversation_id>/messages/<uuid:message_id>",
         views.MessageDetailView.as_view(),
         name="conversation-message",

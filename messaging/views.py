@@ -12,11 +12,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.conf import settings
+from django.http import HttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from django.utils.http import content_disposition_header
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -30,6 +35,7 @@ from api.serializers import problem_responses, represent
 from audit.mixins import AuditedMixin
 from audit.services import AccessScope, EventDraft, audit_access, touch
 from messaging import selectors, services
+from messaging.attachments import AttachmentTooLarge
 from messaging.models import Conversation, Message
 from messaging.serializers import (
     CloseIn,
@@ -39,6 +45,7 @@ from messaging.serializers import (
     MessageIn,
     MessageOut,
     MessageVersionOut,
+    MessageWithFileIn,
     ReadIn,
 )
 
@@ -214,7 +221,81 @@ class MessagesView(ConversationAuditMixin, ListAPIView):
         if not created:
             audit_access(obj=message, action="read", details=self.audit_details())
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-        return Response(represent(MessageOut, message), status=code)
+        return Response(represent(MessageOut, selectors.message_complete(message)), status=code)
+
+
+class MessageWithFileView(ConversationAuditMixin, APIView):
+    permission_classes = [IsParticipantRole]
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Send a message with a file",
+        request={"multipart/form-data": MessageWithFileIn},
+        responses={
+            200: MessageOut,
+            201: MessageOut,
+            **problem_responses(400, 403, 404, 409, 413, 415, 422),
+        },
+        description="The file is judged by its content (PDF, PNG, JPEG or plain text; 415 "
+        "otherwise), size-limited (413), encrypted before it is stored. client_message_id "
+        "dedupes as for a text message.",
+    )
+    def post(self, request: Request, conversation_id: uuid.UUID) -> Response:
+        data = MessageWithFileIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        if upload.size > settings.MESSAGING_ATTACHMENT_MAX_BYTES:  # before reading it
+            raise AttachmentTooLarge()
+        message, created = services.message_send(
+            conversation_id=conversation_id,
+            sender=user_of(request),
+            body=data.validated_data["body"],
+            client_message_id=data.validated_data["client_message_id"],
+            file=services.FileIn(name=upload.name or "", data=upload.read()),
+            request=request,
+            now=timezone.now(),
+        )
+        if not created:
+            audit_access(obj=message, action="read", details=self.audit_details())
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(represent(MessageOut, selectors.message_complete(message)), status=code)
+
+
+class AttachmentView(ConversationAuditMixin, APIView):
+    permission_classes = [IsParticipantRole]
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Download an attachment",
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(
+                OpenApiTypes.BINARY,
+                description="The file, as an attachment (never shown inline), not cached",
+            ),
+            **problem_responses(403, 404),
+        },
+    )
+    def get(
+        self, request: Request, conversation_id: uuid.UUID, attachment_id: uuid.UUID
+    ) -> HttpResponse:
+        user = user_of(request)
+        conversation = selectors.conversation_for(conversation_id=conversation_id, user=user)
+        attachment, data = selectors.attachment_for(
+            conversation=conversation, attachment_id=attachment_id, viewer=user
+        )
+        audit_access(obj=attachment, action="read", details=self.audit_details())
+        response = HttpResponse(data, content_type=attachment.content_type)
+        response["Content-Disposition"] = (
+            content_disposition_header(
+                as_attachment=True,
+                filename=attachment.name,  # type: ignore[attr-defined]
+            )
+            or "attachment"
+        )
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 class MessageDetailView(ConversationAuditMixin, APIView):
@@ -241,7 +322,7 @@ class MessageDetailView(ConversationAuditMixin, APIView):
             request=request,
             now=timezone.now(),
         )
-        return Response(represent(MessageOut, message))
+        return Response(represent(MessageOut, selectors.message_complete(message)))
 
     @extend_schema(
         tags=TAGS,
@@ -261,8 +342,7 @@ class MessageDetailView(ConversationAuditMixin, APIView):
             request=request,
             now=timezone.now(),
         )
-        message.body = None  # type: ignore[attr-defined]
-        return Response(represent(MessageOut, message))
+        return Response(represent(MessageOut, selectors.message_complete(message)))
 
 
 class MessageVersionsView(ConversationAuditMixin, APIView):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +40,13 @@ def conversation(booking: Booking, client_user: User, fixed_clock: datetime) -> 
         booking_id=booking.pk, user=client_user, now=fixed_clock
     )
     return conversation
+
+
+@pytest.fixture(autouse=True)
+def attachments_dir(settings, tmp_path) -> Path:
+    """Each test's attachments in its own directory (the default storage: local files)."""
+    settings.MESSAGING_ATTACHMENT_STORAGE = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(tmp_path / "attachments")},
+    }
+    return tmp_path / "attachments"
