@@ -9,21 +9,54 @@ from typing import Any
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail
 
 from api.errors import PROBLEM_CONTENT_TYPE
 
+NOT_TEXT = "Not a valid string."
+
+
+def _is_text(field: serializers.Field, value: Any) -> bool:
+    """Whether ``value`` is what a text field (or a list of text) takes: a JSON string.
+
+    DRF's ``CharField`` (and ``EmailField``, ``RegexField``, ``URLField``... built on it)
+    turns a number into its text, so ``{"full_name": 0}`` would be saved as ``"0"`` although
+    the schema says ``type: string``."""
+    if value is None or value is serializers.empty:
+        return True  # null and absence are the field's own business (allow_null, required)
+    if isinstance(field, serializers.CharField):
+        return isinstance(value, str)
+    if isinstance(field, serializers.ListField) and isinstance(value, list):
+        return all(_is_text(field.child, item) for item in value)
+    return True
+
 
 class StrictInputSerializer(serializers.Serializer):
-    """An input serializer that refuses fields it does not know (400, not silently ignored)."""
+    """An input serializer that refuses fields it does not know (400, not silently ignored),
+    and text fields given anything but a string (400 ``invalid``, not coerced)."""
 
     def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError(
-                    {name: ["This field is not allowed."] for name in unknown}, code="unknown_field"
-                )
-        return super().to_internal_value(data)
+        if not isinstance(data, dict):
+            return super().to_internal_value(data)
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {name: ["This field is not allowed."] for name in unknown}, code="unknown_field"
+            )
+        not_text = {
+            name: [ErrorDetail(NOT_TEXT, code="invalid")]
+            for name, field in self.fields.items()
+            if not field.read_only and not _is_text(field, data.get(name))
+        }
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if not_text and isinstance(exc.detail, dict):  # every invalid field is reported
+                raise serializers.ValidationError({**exc.detail, **not_text}) from exc
+            raise
+        if not_text:
+            raise serializers.ValidationError(not_text)
+        return value
 
 
 # In a query string an unencoded "+" arrives as a space: "...T09:00:00 02:00" means "+02:00".
@@ -34,9 +67,19 @@ _MAX_DATETIME_LENGTH = 40
 THIS_CENTURY = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 
+def _years(bounds: tuple[datetime, datetime]) -> str:
+    """The pattern of the years in ``bounds``, which must be one whole century: for
+    ``THIS_CENTURY``, ``^20[0-9]{2}-``."""
+    first = bounds[0].year - bounds[0].year % 100
+    if bounds != (datetime(first, 1, 1, tzinfo=UTC), datetime(first + 100, 1, 1, tzinfo=UTC)):
+        raise ValueError("bounds must be one whole century")
+    return f"^{first // 100}[0-9]{{2}}-"
+
+
 class OffsetDateTimeField(serializers.DateTimeField):
-    """An ISO 8601 instant with its UTC offset (``Z`` or ``+02:00``), optionally within
-    ``bounds`` (``[earliest, latest)``).
+    """An ISO 8601 instant with its UTC offset (``Z`` or ``+02:00``), optionally written
+    within ``bounds`` (``[earliest, latest)``, one whole century, which the schema's pattern
+    states).
 
     Refused with 400, never a 500 (API-05): a bare local time, anything that does not parse,
     and text that looks like a date-time but names no real instant (30 February, 29 February of
@@ -52,6 +95,11 @@ class OffsetDateTimeField(serializers.DateTimeField):
     def __init__(self, *, bounds: tuple[datetime, datetime] | None = None, **kwargs: Any):
         self.bounds = bounds
         super().__init__(**kwargs)
+        if bounds is not None:
+            # The schema says which years pass (API-04: a generator then sends only those).
+            self._spectacular_annotation = {
+                "field": {"type": "string", "format": "date-time", "pattern": _years(bounds)}
+            }
 
     def to_internal_value(self, value: Any) -> datetime:
         if isinstance(value, datetime):
@@ -67,9 +115,12 @@ class OffsetDateTimeField(serializers.DateTimeField):
             self.fail("not_a_time")
         if parsed.tzinfo is None:
             self.fail("naive")
-        if self.bounds is not None and not self.bounds[0] <= parsed < self.bounds[1]:
-            earliest, latest = self.bounds
-            self.fail("range", earliest=earliest.year, latest=latest.year - 1)
+        if self.bounds is not None:
+            # The date as written is what the schema's pattern sees: 2000-01-01T00:30+01:00
+            # passes, though it is 1999 in UTC.
+            earliest, latest = (bound.replace(tzinfo=None) for bound in self.bounds)
+            if not earliest <= parsed.replace(tzinfo=None) < latest:
+                self.fail("range", earliest=earliest.year, latest=latest.year - 1)
         return self.enforce_timezone(parsed)
 
 

@@ -114,6 +114,18 @@ def test_invalid_patch_is_400_and_changes_nothing(client_user, body):
     assert _row(client_user) == before
 
 
+@pytest.mark.parametrize("value", [0, 12.5, True, {"a": "b"}])
+def test_api_04_a_name_that_is_not_text_is_400_not_coerced(client_user, value):
+    """API-04 (found by schemathesis): ``{"full_name": 0}`` was saved as "0"."""
+    before = _row(client_user)
+    response = _api(client_user, ["pwd"]).patch(ME, {"full_name": value}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"field": "full_name", "code": "invalid", "message": "Not a valid string."}
+    ]
+    assert _row(client_user) == before
+
+
 def test_other_methods_are_not_allowed(client_user):
     api = _api(client_user, ["pwd"])
     assert api.put(ME, {"full_name": "x"}, format="json").status_code == 405

@@ -471,6 +471,17 @@ def test_slots_of_an_unlisted_therapist_or_foreign_session_type_are_404(
     assert response.status_code == 404
 
 
+def test_api_04_a_licence_number_that_is_not_text_is_400_and_unchanged(profile, therapist_api):
+    """API-04 (found by schemathesis): ``{"number": 12345}`` was saved as "12345"."""
+    licence = Licence.objects.get(therapist=profile)
+    response = therapist_api.patch(f"{ME}/licences/{licence.pk}", {"number": 12345}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"field": "number", "code": "invalid", "message": "Not a valid string."}
+    ]
+    assert Licence.objects.get(pk=licence.pk).number == licence.number
+
+
 def test_a_licence_changed_into_a_duplicate_is_409_and_unchanged(profile, therapist_api):
     """Found by the schemathesis run: this was a 500 (unique constraint)."""
     body = {"jurisdiction": "US-CA", "number": "A-1", "expires_on": "2031-01-01"}
