@@ -21,6 +21,7 @@ from billing import gateways
 from billing.gateways.stripe import StripeGateway
 from billing.models import Payment, Refund
 from billing.services.lifecycle import billing_settle, fee_request_process, payment_refresh
+from billing.tasks import send_refund
 from scheduling.bookings.services import (
     booking_cancel,
     booking_mark_no_show,
@@ -94,6 +95,10 @@ def test_paid_after_the_hold_ran_out_is_refunded_and_the_client_told(
     assert message.to == [client_user.email]
     assert "120.00 USD is being refunded" in message.body
     assert client_user.full_name not in message.body
+    # The refund was sent by its task; a second run (a retry, a late duplicate) sends nothing.
+    send_refund.apply(kwargs={"refund_id": str(refund.pk)}, throw=True)
+    assert refunds_sent(stripe_wire) == [f"billing:refund:{payment.pk}:1"]
+    assert Refund.objects.get(pk=refund.pk).state == "succeeded"
 
 
 def test_paid_after_the_hold_ran_out_with_stripe_down_still_tells_the_client_at_once(

@@ -24,6 +24,7 @@ from scheduling.bookings.notifications import (
 )
 from scheduling.bookings.services import SlotUnavailable
 from scheduling.models import BookingNotification, NotificationKind
+from scheduling.tasks import deliver_booking_emails
 from tests.factories import make_user
 from tests.scheduling.bookings.conftest import NOW, book, open_starts, session_type_of
 from tests.scheduling.conftest import make_therapist
@@ -143,6 +144,32 @@ def test_reminders_24_h_and_1_h_before_are_sent_once_each(profile, client_user, 
         ]
     )
     assert all(not m.attachments for m in mail.outbox)
+
+
+def test_the_reminder_leads_come_from_settings(settings, profile, client_user, slot):
+    settings.BOOKING_REMINDER_FIRST_SECONDS = 600
+    settings.BOOKING_REMINDER_LAST_SECONDS = 120
+    _confirmed(client_user, profile, slot)
+    assert _run_sender(slot - timedelta(minutes=11)).sent == 0
+    assert _run_sender(slot - timedelta(minutes=9)).sent == 2
+    assert _run_sender(slot - timedelta(minutes=3)).sent == 0
+    assert _run_sender(slot - timedelta(minutes=1)).sent == 2
+    assert sorted({m.subject for m in mail.outbox}) == sorted(
+        {SUBJECTS[NotificationKind.REMINDER_24H], SUBJECTS[NotificationKind.REMINDER_1H]}
+    )
+
+
+def test_the_emails_task_run_again_sends_nothing_more(
+    profile, client_user, slot, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        booking = book(client_user, profile, slot)
+    assert len(mail.outbox) == 2
+    deliver_booking_emails.apply(
+        kwargs={"booking_ids": [str(booking.pk)], "now": NOW.isoformat()}, throw=True
+    )
+    assert len(mail.outbox) == 2
+    assert not BookingNotification.objects.filter(sent_at__isnull=True).exists()
 
 
 def test_a_moved_session_drops_the_old_reminder_and_gets_new_ones(profile, client_user, slot):
