@@ -12,9 +12,11 @@ Used by the tests, bots and benchmarks (docs/video.md, "Python client")::
 
 It negotiates as the server says (``peer-joined`` names the offerer of each round): it offers
 with every candidate in the SDP (aiortc gathers before ``setLocalDescription`` returns), answers
-an offer, and takes trickled candidates from a browser. aiortc has no ICE restart: each round
-gets a new RTCPeerConnection. Media are synthetic (a small blank video, silent audio); what
-arrives is counted in ``frames_received``.
+an offer, and takes trickled candidates from a browser. A therapist prepares its next offer
+(a peer connection with its tracks, candidates gathered, TURN allocations made) as soon as
+someone is in the waiting room, so admitting them does not wait for the gathering. aiortc has
+no ICE restart: each round gets a new RTCPeerConnection. Media are synthetic (a small blank
+video, silent audio); what arrives is counted in ``frames_received``.
 
 It always passes an explicit RTCConfiguration (the join's ICE servers, or none): never aiortc's
 default public STUN server. ``relay_only`` gathers and uses relayed (TURN) candidates only.
@@ -125,16 +127,13 @@ def ice_configuration(
     )
 
 
-def _http_post(url: str, token: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def http_post(url: str, token: str | None, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """POST JSON (with the access token as Bearer when given): the status and the JSON answer."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(  # noqa: S310 - the caller's API base
-        url,
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={
-            "Authorization": f"Bearer {token}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        },
+        url, data=json.dumps(body).encode(), method="POST", headers=headers
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
@@ -174,6 +173,7 @@ class VideoClient:
         self.round: int | None = None
         self.peer: dict[str, Any] | None = None
         self.pc: RTCPeerConnection | None = None
+        self._prepared: asyncio.Task[RTCPeerConnection] | None = None
         self.frames_received: dict[str, int] = {"audio": 0, "video": 0}
         self.messages: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
@@ -196,7 +196,7 @@ class VideoClient:
         """``POST /api/v1/video/rooms/{booking_id}/join``; ``JoinRefused`` on any refusal."""
         url = api_base.rstrip("/") + JOIN_PATH.format(booking_id=booking_id)
         body = {"jurisdiction": jurisdiction} if jurisdiction else {}
-        status, data = await asyncio.to_thread(_http_post, url, access_token, body)
+        status, data = await asyncio.to_thread(http_post, url, access_token, body)
         if status != 200:
             logger.info("%s: join refused (%s)", self.name, status)
             raise JoinRefused(status, data)
@@ -279,13 +279,17 @@ class VideoClient:
             self.resume = message.get("resume") or self.resume
         elif kind == "admitted":
             self.state = "in_call"
+        elif kind == "waiting-list":
+            if message.get("waiting") and self._prepared is None:
+                self._prepared = asyncio.create_task(self._prepared_offer())
         elif kind == "peer-joined":
             self.state = "in_call"
             self.peer = message.get("peer")
             self.round = int(message["round"])
-            await self._new_peer_connection()
             if message.get("offerer"):
                 await self._offer()
+            else:
+                await self._new_peer_connection()
         elif kind == "offer":
             await self._answer(message)
         elif kind == "answer":
@@ -369,6 +373,10 @@ class VideoClient:
     async def close(self) -> None:
         await self.drop()
         await self._close_peer_connection()
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await (await prepared).close()
 
     # --- Negotiation ------------------------------------------------------------------------
 
@@ -383,6 +391,9 @@ class VideoClient:
     async def _new_peer_connection(self) -> None:
         """A fresh RTCPeerConnection for a new round (aiortc cannot restart ICE)."""
         await self._close_peer_connection()
+        self.pc = self._peer_connection()
+
+    def _peer_connection(self) -> RTCPeerConnection:
         assert self.info is not None
         pc = RTCPeerConnection(
             configuration=ice_configuration(self.info.ice_servers, relay_only=self.relay_only)
@@ -399,26 +410,34 @@ class VideoClient:
             async with self._changed:
                 self._changed.notify_all()
 
-        self.pc = pc
+        return pc
 
-    def _add_tracks(self) -> None:
-        assert self.pc is not None
+    def _add_tracks(self, pc: RTCPeerConnection) -> None:
         if self.send_audio:
-            self.pc.addTrack(AudioStreamTrack())
+            pc.addTrack(AudioStreamTrack())
         else:
-            self.pc.addTransceiver("audio", direction="recvonly")
+            pc.addTransceiver("audio", direction="recvonly")
         if self.send_video and (self.info is None or self.info.mode != "audio"):
-            self.pc.addTrack(SmallVideoTrack())
+            pc.addTrack(SmallVideoTrack())
         elif self.info is None or self.info.mode != "audio":
-            self.pc.addTransceiver("video", direction="recvonly")
+            pc.addTransceiver("video", direction="recvonly")
 
     def _outgoing(self, sdp: str) -> str:
         return self.outgoing_sdp(sdp) if self.outgoing_sdp is not None else sdp
 
+    async def _prepared_offer(self) -> RTCPeerConnection:
+        """A peer connection with our tracks and its offer set (aiortc gathers every candidate
+        before ``setLocalDescription`` returns)."""
+        pc = self._peer_connection()
+        self._add_tracks(pc)
+        await pc.setLocalDescription(await pc.createOffer())
+        return pc
+
     async def _offer(self) -> None:
-        assert self.pc is not None
-        self._add_tracks()
-        await self.pc.setLocalDescription(await self.pc.createOffer())  # gathers every candidate
+        """Offer in this round: the prepared offer if there is one, else a new one."""
+        await self._close_peer_connection()
+        prepared, self._prepared = self._prepared, None
+        self.pc = await (prepared if prepared is not None else self._prepared_offer())
         await self.send("offer", round=self.round, sdp=self._outgoing(self.pc.localDescription.sdp))
 
     async def _answer(self, message: dict[str, Any]) -> None:

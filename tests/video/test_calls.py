@@ -93,8 +93,44 @@ def test_a_leave_followed_at_once_by_a_close_still_tells_the_other_side(
             )
             await client.send("leave")
             await client.drop()  # closes the socket at once, without waiting for the server
-            left = await therapist.wait_for("peer-left", timeout=15)
+            try:
+                left = await therapist.wait_for("peer-left", timeout=15)
+            except TimeoutError:
+                raise AssertionError(video_server.log_tail()) from None
             assert (left["participant"], left["reason"]) == (client.participant_id, "left")
+        finally:
+            await close_all(therapist, client)
+
+    run_async(scenario())
+
+
+def test_the_therapist_offers_what_it_prepared_while_the_client_waited(
+    video_app: LiveApp, video_server: Server
+) -> None:
+    """The therapist's client gathers its offer while someone waits; admitting them sends that
+    offer (no gathering after the admit), and the call connects on it."""
+    call = video_app.claim()
+
+    async def scenario() -> None:
+        therapist, client = VideoClient(name="therapist"), VideoClient(name="client")
+        try:
+            await therapist.join(video_server.base_url, call.therapist_token, call.booking)
+            await therapist.connect()
+            await client.join(
+                video_server.base_url, call.client_token, call.booking, jurisdiction="US-NY"
+            )
+            await client.connect()
+            assert client.participant_id in await therapist.waiting_participants(1)
+            assert therapist._prepared is not None
+            prepared = await therapist._prepared
+            assert prepared.localDescription is not None  # gathered before the admit
+            assert therapist.pc is None
+            await therapist.admit(client.participant_id or "")
+            await asyncio.gather(therapist.wait_until_in_call(), client.wait_until_in_call())
+            await media_flows_both_ways(therapist, client)
+            assert therapist.pc is prepared
+            offered = next(m for m in client.messages if m["type"] == "offer")
+            assert offered["sdp"] == prepared.localDescription.sdp
         finally:
             await close_all(therapist, client)
 
