@@ -92,6 +92,18 @@ class TooManyRequestsError(DomainError):
         self.retry_after = retry_after
 
 
+class ServiceUnavailableError(DomainError):
+    """503: the service is at capacity for now; ``retry_after`` seconds is when to try again."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    code = "service_unavailable"
+    title = "Service unavailable"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int, code: str | None = None):
+        super().__init__(detail, code=code, extra={"retry_after": retry_after})
+        self.retry_after = retry_after
+
+
 class PayloadTooLargeError(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."
@@ -181,7 +193,7 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
             request=request,
             **exc.extra,
         )
-        if isinstance(exc, TooManyRequestsError):
+        if isinstance(exc, TooManyRequestsError | ServiceUnavailableError):
             headers["Retry-After"] = str(exc.retry_after)
         return Response(
             body, status=exc.status_code, content_type=PROBLEM_CONTENT_TYPE, headers=headers

@@ -13,7 +13,8 @@ drf-spectacular builds from the view and its ``extend_schema``:
 - every error answer is ``application/problem+json``: ``ValidationProblem`` (a ``Problem``
   with the ``errors`` member) for 400, ``Problem`` for the others;
 - headers: ``X-Request-ID`` on every answer (and accepted on every request), ``Retry-After``
-  on every 429, ``Idempotency-Key`` and ``Idempotency-Replayed`` on ``@idempotent`` POSTs;
+  on every 429 and 503, ``Idempotency-Key`` and ``Idempotency-Replayed`` on ``@idempotent``
+  POSTs;
 - names: operationIds as client methods read (``bookings_cancel``, not
   ``bookings_cancel_create``), a summary on every operation, and ``security`` listing the
   anonymous option first where a caller may be anonymous, so generated clients do not demand
@@ -110,6 +111,7 @@ _DESCRIPTIONS = {
     415: "The request body is not JSON",
     422: "Understood but refused (or an Idempotency-Key reused with another request)",
     429: "Too many requests: retry after Retry-After seconds",
+    503: "At capacity for now: retry after Retry-After seconds",
 }
 
 REQUEST_ID_HEADER = {
@@ -243,7 +245,7 @@ class ApiAutoSchema(AutoSchema):
     def _complete_response(self, code: int, response: dict[str, Any], *, idempotent: bool) -> None:
         headers = response.setdefault("headers", {})
         headers["X-Request-ID"] = self._component("headers", "X-Request-ID", REQUEST_ID_HEADER)
-        if code == 429:
+        if code in (429, 503):
             headers["Retry-After"] = self._component("headers", "Retry-After", RETRY_AFTER_HEADER)
         if idempotent and 200 <= code < 300:
             headers["Idempotency-Replayed"] = self._component(

@@ -295,6 +295,26 @@ VIDEO_HELLO_TIMEOUT_SECONDS = env_int("VIDEO_HELLO_TIMEOUT_SECONDS", 10)
 # Waiting-room notes from a client to the therapist: longest note, and one per this many seconds.
 VIDEO_WAITING_NOTE_MAX_CHARS = env_int("VIDEO_WAITING_NOTE_MAX_CHARS", 280)
 VIDEO_WAITING_NOTE_INTERVAL_SECONDS = env_int("VIDEO_WAITING_NOTE_INTERVAL_SECONDS", 30)
+# The pre-call test (video/precall/): an echo peer in a media worker. "inprocess" runs it in the
+# web process (make run); "channels" sends each test to `manage.py run_media_worker` processes
+# through the channel layer (needs REDIS_URL). Per worker: at most VIDEO_PRECALL_MAX_TESTS at
+# once, video capped at WIDTHxHEIGHT and FPS, each test at most VIDEO_PRECALL_MAX_SECONDS.
+VIDEO_PRECALL_MEDIA_WORKER = env_str("VIDEO_PRECALL_MEDIA_WORKER", "inprocess") or "inprocess"
+if VIDEO_PRECALL_MEDIA_WORKER not in ("inprocess", "channels"):
+    raise ImproperlyConfigured("VIDEO_PRECALL_MEDIA_WORKER must be inprocess or channels.")
+if VIDEO_PRECALL_MEDIA_WORKER == "channels" and not REDIS_URL:
+    raise ImproperlyConfigured("VIDEO_PRECALL_MEDIA_WORKER=channels needs REDIS_URL.")
+VIDEO_PRECALL_MAX_TESTS = env_int("VIDEO_PRECALL_MAX_TESTS", 10)
+VIDEO_PRECALL_WIDTH = env_int("VIDEO_PRECALL_WIDTH", 320)
+VIDEO_PRECALL_HEIGHT = env_int("VIDEO_PRECALL_HEIGHT", 240)
+VIDEO_PRECALL_FPS = env_int("VIDEO_PRECALL_FPS", 15)
+VIDEO_PRECALL_SECONDS = env_int("VIDEO_PRECALL_SECONDS", 15)
+VIDEO_PRECALL_MAX_SECONDS = env_int("VIDEO_PRECALL_MAX_SECONDS", 30)
+# A test whose media has not connected this long after the answer is ended (its slot freed).
+VIDEO_PRECALL_CONNECT_SECONDS = env_int("VIDEO_PRECALL_CONNECT_SECONDS", 10)
+# How long a pre-call token may wait before its offer; how long an offer waits for a free worker.
+VIDEO_PRECALL_TOKEN_TTL_SECONDS = env_int("VIDEO_PRECALL_TOKEN_TTL_SECONDS", 120)
+VIDEO_PRECALL_QUEUE_SECONDS = env_int("VIDEO_PRECALL_QUEUE_SECONDS", 3)
 
 # --- Messaging (docs/messaging.md) -----------------------------------------------------------
 # Longest message (characters) and longest closing note.

@@ -25,7 +25,8 @@ ACCESS = "access"
 REFRESH = "refresh"
 MFA_PENDING = "mfa_pending"
 VIDEO_ROOM = "video_room"  # for one video room's socket, with its own audience (video/tokens.py)
-TOKEN_TYPES = frozenset({ACCESS, REFRESH, MFA_PENDING, VIDEO_ROOM})
+VIDEO_PRECALL = "video_precall"  # one pre-call test's offer (video/precall/tokens.py)
+TOKEN_TYPES = frozenset({ACCESS, REFRESH, MFA_PENDING, VIDEO_ROOM, VIDEO_PRECALL})
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti", "typ")
 # Three unpadded base64url segments, the signature not empty (RFC 7515 §7.1): anything else
 # (padding, "+/", stray characters, more or fewer segments) is refused before any decoding.

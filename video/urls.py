@@ -1,9 +1,10 @@
 """Video routes, included under ``/api/v1/`` (the sockets are in ``video/routing.py``)."""
 
-from django.urls import URLPattern, URLResolver, path
+from django.urls import URLPattern, URLResolver, include, path
 
 from video import views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("video/rooms/<uuid:booking_id>/join", views.RoomJoinView.as_view(), name="video-join"),
+    path("", include("video.precall.urls")),
 ]

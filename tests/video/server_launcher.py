@@ -4,6 +4,8 @@
 ``aiortc.RTCPeerConnection.__init__`` so that every peer connection made in this process adds a
 line to ``$PEER_CONNECTION_LOG`` (VID-09: no server-side peer joins a session room).
 
+``media-worker``: ``manage.py run_media_worker`` with the same wrapping and loopback ICE.
+
 ``seed --calls N``: run once against a migrated database; creates N confirmed video bookings,
 each between a new client and a new listed therapist, whose room is open now (real clock), and
 an outsider client; prints one JSON object with the booking ids and access tokens.
@@ -40,15 +42,44 @@ def count_peer_connections(log: Path) -> None:
     aiortc.RTCPeerConnection.__init__ = counting_init  # type: ignore[method-assign]
 
 
+def loopback_ice() -> None:
+    """In the loopback-only namespace, server-side peers (the pre-call echo) offer 127.0.0.1,
+    as the tests' own peers do (tests/video/conftest.py): aioice leaves loopback out."""
+    import socket
+
+    if [name for _, name in socket.if_nameindex()] != ["lo"]:
+        return
+    import aioice.ice
+    import aioice.stun
+
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+    aioice.stun.RETRY_MAX = 2
+    aioice.stun.RETRY_RTO = 0.1
+
+
 def serve(port: int) -> None:
     import uvicorn
 
     log = os.environ.get("PEER_CONNECTION_LOG")
     if log:
         count_peer_connections(Path(log))
+    loopback_ice()
     uvicorn.run(
         "api.asgi:application", host="127.0.0.1", port=port, access_log=False, log_level="warning"
     )
+
+
+def media_worker() -> None:
+    """``manage.py run_media_worker`` with loopback ICE and the peer-connection log."""
+    import django
+    from django.core.management import call_command
+
+    log = os.environ.get("PEER_CONNECTION_LOG")
+    if log:
+        count_peer_connections(Path(log))
+    loopback_ice()
+    django.setup()
+    call_command("run_media_worker")
 
 
 def seed(calls: int) -> dict[str, Any]:
@@ -140,10 +171,13 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve").add_argument("--port", type=int, required=True)
     commands.add_parser("seed").add_argument("--calls", type=int, required=True)
+    commands.add_parser("media-worker")
     args = parser.parse_args()
     os.chdir(ROOT)
     if args.command == "serve":
         serve(args.port)
+    elif args.command == "media-worker":
+        media_worker()
     else:
         sys.stdout.write(json.dumps(seed(args.calls)) + "\n")
 

@@ -255,6 +255,7 @@ class LiveApp:
     outsider_token: str
     coturn: Coturn
     servers: list[Server] = field(default_factory=list)
+    started: int = 0  # processes started so far: each gets its own log files
 
     def claim(self) -> Call:
         """A booking no other test has used (each room is used by one test)."""
@@ -264,7 +265,8 @@ class LiveApp:
 
     def start_server(self, **extra_env: str) -> Server:
         port = free_port()
-        n = len(self.servers) + 1
+        self.started += 1
+        n = self.started
         log = self.workdir / f"uvicorn-{n}.log"
         peer_log = self.workdir / f"peer-connections-{n}.log"
         env = {**self.env, "PEER_CONNECTION_LOG": str(peer_log), **extra_env}
@@ -284,6 +286,27 @@ class LiveApp:
     def stop_server(self, server: Server) -> None:
         _stop(server.process)
         self.servers.remove(server)
+
+    def start_media_worker(self, **extra_env: str) -> Server:
+        """``manage.py run_media_worker`` (pre-call echo peers), up once it says so; stopped
+        with the servers. Its ``base_url`` is empty: it serves no HTTP."""
+        self.started += 1
+        n = self.started
+        log = self.workdir / f"media-worker-{n}.log"
+        peer_log = self.workdir / f"peer-connections-{n}.log"
+        env = {**self.env, "PEER_CONNECTION_LOG": str(peer_log), **extra_env}
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-u", str(LAUNCHER), "media-worker"],
+                cwd=ROOT,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        worker = Server("", log, peer_log, process)
+        self.servers.append(worker)
+        _poll(lambda: "media worker: up" in worker.log_tail(), process, log, "run_media_worker")
+        return worker
 
     def stop_all(self) -> None:
         for server in list(self.servers):

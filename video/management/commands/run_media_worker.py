@@ -1,0 +1,54 @@
+"""``manage.py run_media_worker``: a media worker process for the pre-call test.
+
+Takes pre-call offers from the channel layer (``VIDEO_PRECALL_MEDIA_WORKER=channels``, Redis)
+while it has a free slot and runs their echo peers (video/precall/workers.py); run as many as
+the load needs, on any machine that reaches Redis, the database and the users (UDP). SIGTERM or
+SIGINT: stop taking offers, end the running tests (each reports and is recorded), exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from video.precall.echo import EchoLimits
+from video.precall.workers import EchoPool, serve
+
+
+class Command(BaseCommand):
+    help = "Run pre-call echo tests taken from the channel layer (a media worker)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--max-tests",
+            type=int,
+            default=None,
+            help="Tests at once in this worker (default VIDEO_PRECALL_MAX_TESTS).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if settings.VIDEO_PRECALL_MEDIA_WORKER != "channels":
+            raise CommandError("Set VIDEO_PRECALL_MEDIA_WORKER=channels (and REDIS_URL).")
+        capacity = options["max_tests"] or settings.VIDEO_PRECALL_MAX_TESTS
+        asyncio.run(self._run(capacity))
+
+    async def _run(self, capacity: int) -> None:
+        pool = EchoPool(capacity=capacity, limits=EchoLimits.from_settings())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        self.stdout.write(f"media worker: up to {capacity} pre-call tests at once")
+        self.stdout.flush()
+        serving = asyncio.create_task(serve(pool, stop=stop))
+        await stop.wait()
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+        await pool.stop()
+        self.stdout.write(f"media worker: stopped after {pool.finished} tests")
