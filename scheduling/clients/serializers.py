@@ -4,23 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from api.serializers import StrictInputSerializer
 from scheduling.bookings.serializers import JURISDICTION
-from scheduling.clients.services import E164, normalize_phone
+from scheduling.clients.services import E164, PHONE_TEXT, normalize_phone
 
 
 class PhoneField(serializers.CharField):
-    """A phone number in E.164 once spaces, dashes, dots and brackets are removed."""
+    """A phone number in E.164 once spaces, dashes, dots and brackets are removed (the schema
+    states it as a pattern)."""
 
     default_error_messages = {"e164": "Give the number in international form: +<country><number>."}
+    MAX_LENGTH = 32
 
     def __init__(self, **kwargs: Any):
-        super().__init__(max_length=32, **kwargs)
+        super().__init__(
+            max_length=self.MAX_LENGTH, validators=[RegexValidator(PHONE_TEXT)], **kwargs
+        )
 
     def to_internal_value(self, data: Any) -> str:
-        value = normalize_phone(super().to_internal_value(data))
+        text = super().to_internal_value(data)
+        if len(text) > self.MAX_LENGTH:  # as typed: max_length alone would see the digits only
+            self.fail("max_length", max_length=self.MAX_LENGTH)
+        value = normalize_phone(text)
         if not E164.match(value):
             self.fail("e164")
         return value

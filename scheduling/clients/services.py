@@ -27,7 +27,11 @@ logger = logging.getLogger(__name__)
 
 PHONE_INDEX_PURPOSE = "scheduling.client_profile.phone"
 _PHONE_NOISE = re.compile(r"[\s().\-]")
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+# ASCII digits only: \d would also take other scripts' digits (٣), which no dialler dials.
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+# What a client may type: E.164 with spaces, dashes, dots and brackets anywhere (the schema's
+# pattern; normalize_phone removes them).
+PHONE_TEXT = r"^[\s().-]*\+[\s().-]*[1-9](?:[\s().-]*[0-9]){6,14}[\s().-]*$"
 
 
 class ProfileUnreadable(DomainError):

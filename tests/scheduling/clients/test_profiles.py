@@ -7,8 +7,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 
 import pytest
+import yaml
+from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 
@@ -18,6 +21,7 @@ from audit.models import AuditEvent, Outcome
 from scheduling.bookings import services as booking_services
 from scheduling.clients.services import (
     PHONE_INDEX_PURPOSE,
+    PHONE_TEXT,
     ProfileUnreadable,
     client_profile_keys_rotate,
 )
@@ -101,6 +105,39 @@ def test_phones_must_be_international_numbers(client_api, phone):
     response = client_api.put(ME, {**PROFILE, "phone": phone}, format="json")
     assert response.status_code == 400
     assert phone not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("phone", "valid"),
+    [
+        ("+1 (212) 555-0100", True),
+        ("+44.20.7946.0000", True),
+        ("  +1 212 555 0100", True),
+        ("+1 212 555", True),  # seven digits: the shortest E.164 number
+        ("+1 212 55", False),
+        ("+1 212 555 0100 1234", True),  # fifteen digits: the longest
+        ("+1 212 555 0100 12345", False),
+        ("+1 ٢١٢ ٥٥٥ ٠١٠٠", False),  # digits of another script: \d took them
+        ("+1" + " " * 29 + "2125550100", False),  # over 32 characters as typed
+        ("0", False),
+    ],
+)
+def test_api_04_the_schema_pattern_accepts_what_the_server_accepts(client_api, phone, valid):
+    """API-04: the E.164 rule is in the schema (with the separators a person types), and the
+    server takes exactly what it describes."""
+    document = yaml.safe_load((settings.BASE_DIR / "openapi.yaml").read_text())
+    schema = document["components"]["schemas"]["EmergencyContactInRequest"]["properties"]
+    assert schema["phone"] == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 32,
+        "pattern": PHONE_TEXT,
+    }
+    in_schema = bool(re.match(PHONE_TEXT, phone)) and 1 <= len(phone) <= 32
+    assert in_schema is valid
+    contact = {"name": "Robin Example", "phone": phone}
+    response = client_api.put(ME, {**PROFILE, "emergency_contact": contact}, format="json")
+    assert response.status_code == (200 if valid else 400), response.content
 
 
 def test_visible_to_therapists_with_a_confirmed_session_and_nobody_else(
