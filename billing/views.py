@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView
@@ -249,11 +249,25 @@ class PaymentAuthenticateView(AuditedPaymentView):
         return Response(AuthenticateOut(started).data)
 
 
+YEARS = (2000, 2100)
+MONTH_PARAMETERS = [
+    OpenApiParameter(
+        "year",
+        {"type": "integer", "minimum": YEARS[0], "maximum": YEARS[1]},
+        OpenApiParameter.PATH,
+    ),
+    OpenApiParameter(
+        "month", {"type": "integer", "minimum": 1, "maximum": 12}, OpenApiParameter.PATH
+    ),
+]
+
+
 def _month(year: int, month: int) -> None:
-    """Each part is blamed on its own: a bad year is not a bad month."""
+    """Each part is blamed on its own: a bad year is not a bad month (``MONTH_PARAMETERS``
+    state the ranges in the schema)."""
     errors = {}
-    if not 2000 <= year <= 2100:
-        errors["year"] = ["Give a year between 2000 and 2100."]
+    if not YEARS[0] <= year <= YEARS[1]:
+        errors["year"] = [f"Give a year between {YEARS[0]} and {YEARS[1]}."]
     if not 1 <= month <= 12:
         errors["month"] = ["Give a month from 1 to 12."]
     if errors:
@@ -283,6 +297,7 @@ class SuperbillView(AuditedSuperbillView):
     @extend_schema(
         operation_id="billing_superbill",
         summary="A client's monthly superbill",
+        parameters=MONTH_PARAMETERS,
         responses={200: SuperbillOut, **problem_responses(400, 401, 403)},
         tags=["billing"],
     )
@@ -300,6 +315,7 @@ class SuperbillPrintView(AuditedSuperbillView):
     @extend_schema(
         operation_id="billing_superbill_print",
         summary="A client's monthly superbill, as printable HTML",
+        parameters=MONTH_PARAMETERS,
         responses={(200, "text/html"): OpenApiTypes.STR, **problem_responses(400, 401, 403)},
         tags=["billing"],
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
+from django.conf import settings
 from rest_framework.test import APIClient
 
 from api.models import User
@@ -243,6 +245,19 @@ def test_a_superbill_for_no_month_is_400(client_user: User, path: str, blamed: s
     errors = response.json()["errors"]
     assert {e["field"] for e in errors} == blamed
     assert {e["code"] for e in errors} == {"invalid"}
+
+
+def test_api_04_the_schema_bounds_a_superbill_month_as_the_server_does() -> None:
+    """API-04: a generator that keeps to the document asks for real months only."""
+    document = yaml.safe_load((settings.BASE_DIR / "openapi.yaml").read_text())
+    bill = "/api/v1/billing/superbills/{year}/{month}"
+    for path in (bill, f"{bill}/print"):
+        bounds = {
+            p["name"]: (p["schema"]["minimum"], p["schema"]["maximum"])
+            for p in document["paths"][path]["get"]["parameters"]
+            if p["in"] == "path"
+        }
+        assert bounds == {"year": (2000, 2100), "month": (1, 12)}
 
 
 def test_superbills_are_for_clients(therapist: User) -> None:
