@@ -48,9 +48,11 @@ class RoomJoinView(ServiceReportedAuditMixin, APIView):
         "VIDEO_ROOM_OPENS_MINUTES_BEFORE before the start to VIDEO_ROOM_GRACE_MINUTES after "
         "the end). Returns a room token for the socket's hello, the socket's URL and the ICE "
         "servers (TURN credentials valid until the window closes). Each join replaces the "
-        "participant's token: older ones no longer open a socket. 404 booking_not_found also "
-        "for someone else's booking; 409 booking_not_confirmed, room_not_open (with opens_at), "
-        "room_closed, no_video; 403 not_licensed_in_jurisdiction (client) or mfa_required.",
+        "participant's token: older ones no longer open a socket. A client must send "
+        "jurisdiction (where they are now): without it, 400 validation_error naming it; a "
+        "therapist may omit it. 404 booking_not_found also for someone else's booking; 409 "
+        "booking_not_confirmed, room_not_open (with opens_at), room_closed, no_video; 403 "
+        "not_licensed_in_jurisdiction (client) or mfa_required.",
         tags=TAGS,
         request=JoinIn,
         responses={200: JoinOut, **problem_responses(400, 401, 403, 404, 409)},
