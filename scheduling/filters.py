@@ -13,6 +13,7 @@ import django_filters
 from django import forms
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
+from drf_spectacular.contrib.django_filters import DjangoFilterExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
@@ -26,6 +27,21 @@ from scheduling.models import (
 )
 from scheduling.selectors import current_licences
 from scheduling.services import SUMMARY_DAYS
+
+
+class EmptyFiltersNothing(DjangoFilterExtension):
+    """django-filter ignores a parameter sent empty (``?delivery=`` filters nothing, as a web
+    form sends it): the schema says so with ``allowEmptyValue``, so a generated empty value is
+    valid (API-04). Replaces drf-spectacular's own extension for every ``FilterSet``."""
+
+    priority = 1
+
+    def get_schema_operation_parameters(self, auto_schema: Any, *args: Any, **kwargs: Any) -> Any:
+        parameters = super().get_schema_operation_parameters(auto_schema, *args, **kwargs)
+        for parameter in parameters:
+            if parameter.get("in") == "query":
+                parameter["allowEmptyValue"] = True
+        return parameters
 
 
 class _DirectoryForm(forms.Form):

@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
+from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -15,6 +17,7 @@ from django.utils import timezone
 
 from api.models import Role
 from scheduling import services
+from scheduling.filters import TherapistDirectoryFilter
 from scheduling.models import NO_OPEN_SLOT_RANK, Licence, OpenSlotRun
 from tests.factories import make_user
 from tests.scheduling.conftest import make_booking, make_therapist
@@ -235,3 +238,15 @@ def test_api_03_directory_parameters_outside_their_schema_are_a_400(anon_api, qu
     response = anon_api.get(URL, query)
     assert response.status_code == 400
     assert {e["field"] for e in response.json()["errors"]} == set(query)
+
+
+def test_api_04_a_filter_sent_empty_filters_nothing_as_the_schema_says(anon_api):
+    """API-04: ``?delivery=`` is a filter left blank (as a web form sends it), not an error;
+    the schema marks every filter ``allowEmptyValue``, so a generator may send it too."""
+    visible = listed()
+    document = yaml.safe_load((settings.BASE_DIR / "openapi.yaml").read_text())
+    parameters = document["paths"][URL]["get"]["parameters"]
+    filters = TherapistDirectoryFilter.base_filters
+    for parameter in parameters:
+        assert parameter.get("allowEmptyValue", False) is (parameter["name"] in filters)
+    assert ids(anon_api.get(URL, dict.fromkeys(filters, ""))) == [str(visible.pk)]
