@@ -119,3 +119,59 @@ class Participant(models.Model):
 
     def __str__(self) -> str:
         return f"Participant {self.pk}"
+
+
+class AttendanceKind(models.TextChoices):
+    """What an interval says of a participant (docs/video.md, "Attendance")."""
+
+    PRESENT = "present", "A socket held their place (waiting room or call)"
+    IN_CALL = "in_call", "In the call (admitted)"
+    MEDIA = "media", "Media connected (reported by their peer connection)"
+
+
+class IntervalEnd(models.TextChoices):
+    """Why an interval closed."""
+
+    REPORTED = "reported", "The client reported its connection down"
+    DETACHED = "detached", "The socket closed"
+    REPLACED = "replaced", "Another socket took the place"
+    LEFT = "left", "Left for good"
+    DENIED = "denied", "Turned away from the waiting room"
+    ENDED = "ended", "The room ended"
+
+
+class AttendanceInterval(models.Model):
+    """One stretch of a participant's presence, admission or media connection, in server time.
+
+    Opened and closed only by ``video.signalling`` with the room row locked; at most one open
+    interval per participant and kind. ``ended_at`` is null while it lasts."""
+
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="intervals")
+    kind = models.CharField(max_length=8, choices=AttendanceKind.choices)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=8, choices=IntervalEnd.choices, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=[k.value for k in AttendanceKind]),
+                name="video_interval_kind_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True, end_reason="")
+                | Q(ended_at__gte=models.F("started_at")) & ~Q(end_reason=""),
+                name="video_interval_ends_after_start_with_reason",
+            ),
+            models.UniqueConstraint(
+                fields=["participant", "kind"],
+                condition=Q(ended_at__isnull=True),
+                name="video_interval_one_open_per_kind",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["participant", "started_at"], name="video_interval_participant"),
+        ]
+
+    def __str__(self) -> str:
+        return f"AttendanceInterval {self.pk}"
