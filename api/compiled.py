@@ -1,12 +1,23 @@
 """Statements built once and run many times: the ORM's queries, without their build cost.
 
-Django builds and compiles a queryset again on every evaluation. For the statements on a hot
-path (the booking's locking read with its EXISTS sub-queries, the slot engine's UNION reads)
-that is milliseconds of Python before a query that runs in a fraction of one. A ``CompiledRead``
-keeps what the ORM made of a queryset, for each database: the SQL, its parameters, and how to
-turn rows into what the queryset yields. Each run puts that run's values in their places and
-executes the kept SQL; the rows come back through the compiler's own converters, as model
-instances (``select_related`` and annotations included) or as ``values_list`` tuples.
+Kept only where the booking benchmark shows it pays (docs/adr/0004-compiled-statements.md, with
+the condition for removing it). Django builds and compiles a queryset again on every
+evaluation: for these two statements that is about 2 ms of Python before a query that runs in
+a fraction of one. ``CompiledRead`` is used for exactly:
+
+- the booking's locking read (``scheduling.bookings.services._LOCKING_READ``: the therapist
+  locked through the session type, with EXISTS facts about the parties);
+- the slot engine's read (``scheduling.selectors._SLOT_INPUT_ROWS``: rules, overrides, bookings
+  and imported busy times in one UNION ALL), on every slot list and every booking.
+
+A ``CompiledRead`` keeps what the ORM made of a queryset, for each database: the SQL, its
+parameters, and how to turn rows into what the queryset yields. Each run puts that run's values
+in their places and executes the kept SQL; the rows come back through the compiler's own
+converters, as model instances (``select_related`` and annotations included) or as
+``values_list`` tuples. That reaches into Django's private query API (``klass_info``,
+``select``, ``annotation_col_map``, ``get_related_populators``, ``_iterable_class``): the
+module is checked against each Django minor version in ``CHECKED_DJANGO`` and a test fails on
+any other, so an upgrade is a deliberate act.
 
 A locking read (``select_for_update``) is refused outside ``transaction.atomic()`` on every
 engine, SQLite included, where the ORM lets it run. Each value must be of its parameter's
@@ -22,14 +33,15 @@ built twice, with two sets of stand-ins, and refused unless both give the same S
 parameter is found in the same places and the other parameters are equal. A branch taken on
 the real value only (``if jurisdiction == "US-NY"``) cannot be seen that way: don't write one.
 
-``insert_rows`` is the same idea for an INSERT of model instances: its SQL is made once per
-model, number of rows and database from the model's metadata, and each run binds the values
-as ``Model.save`` would (each field's ``pre_save`` and ``get_db_prep_save``).
+``insert_rows`` and ``update_row`` do the same for an INSERT of model instances and an UPDATE
+of one row by key (the booking's, its transition's and emails' inserts, the idempotency claim
+and its stored response): their SQL is made once per model (and number of rows, or field
+names) and database from the model's public metadata, and each run binds the values as
+``Model.save`` would (each field's ``pre_save`` and ``get_db_prep_save``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 import itertools
@@ -51,6 +63,9 @@ from django.db.models.query import (  # type: ignore[attr-defined]  # not in the
 from django.db.transaction import TransactionManagementError
 
 T = TypeVar("T")
+# Django minor versions this module was read against (the private names above and in
+# ``_Plan``) and tested on; tests/api/test_compiled.py fails on any other.
+CHECKED_DJANGO = frozenset({(5, 2)})
 _SERIAL = itertools.count(1)
 
 
@@ -265,45 +280,6 @@ def insert_rows(
     for obj in objs if keyed and inserted == len(objs) else ():
         obj._state.adding, obj._state.db = False, using
     return inserted
-
-
-@dataclasses.dataclass(frozen=True)
-class Rows:
-    """One part of ``insert_together``: instances of one model."""
-
-    objs: Sequence[Model]
-    ignore_conflicts: bool = False
-
-
-def insert_together(*parts: Rows, using: str = DEFAULT_DB_ALIAS) -> None:
-    """INSERT every part, as ``insert_rows`` each, in one statement on PostgreSQL (a ``WITH``
-    of data-modifying statements: one round trip instead of one a part) and one statement a
-    part elsewhere. The parts must not need each other's database-made values (a row refers to
-    another by a key made in Python, such as a UUID); an auto-increment key is not read back,
-    so instances with one stay unsaved. A constraint's refusal raises ``IntegrityError`` and
-    inserts nothing of any part (foreign keys are checked at commit, as Django declares them)."""
-    parts = tuple(part for part in parts if part.objs)
-    if not parts:
-        return
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        for part in parts:
-            insert_rows(part.objs, ignore_conflicts=part.ignore_conflicts, using=using)
-        return
-    statements, params = [], []
-    for part in parts:
-        model = type(part.objs[0])
-        sql, fields, _ = _insert_sql(model, using, len(part.objs), part.ignore_conflicts, False)
-        statements.append(sql)
-        params.extend(_insert_params(part.objs, fields, connection))
-    *first, last = statements
-    ctes = ", ".join(f"p{i} AS ({sql})" for i, sql in enumerate(first))
-    with connection.cursor() as cursor:
-        cursor.execute(f"WITH {ctes} {last}" if ctes else last, params)
-    for part in parts:
-        if type(part.objs[0])._meta.auto_field is None:
-            for obj in part.objs:
-                obj._state.adding, obj._state.db = False, using
 
 
 @functools.lru_cache(maxsize=64)

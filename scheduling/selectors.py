@@ -106,7 +106,7 @@ def _slot_input_rows(
     return rules.union(overrides, booked, imported, all=True)
 
 
-# On every slot list and booking: built and compiled once.
+# On every slot list and booking: built and compiled once (docs/adr/0004-compiled-statements.md).
 _SLOT_INPUT_ROWS = CompiledRead(_slot_input_rows)
 
 

@@ -17,21 +17,13 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from api.compiled import CompiledRead
 from api.models import User
 from scheduling.models import Booking, SessionType, TherapistProfile
 
 
-def _client_row(*, client_id: uuid.UUID) -> QuerySet[User, tuple[Any, ...]]:
-    return User.objects.select_for_update(no_key=True).filter(pk=client_id).values_list("pk")
-
-
-_CLIENT_ROW = CompiledRead(_client_row)  # on every booking write: built and compiled once
-
-
 def lock_client(*, client_id: uuid.UUID) -> None:
     """Lock the client's user row (the first level)."""
-    _CLIENT_ROW.list(client_id=client_id)
+    list(User.objects.select_for_update(no_key=True).filter(pk=client_id).values_list("pk"))
 
 
 def lock_parties(*, client_id: uuid.UUID, therapist_id: uuid.UUID) -> TherapistProfile | None:

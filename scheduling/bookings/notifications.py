@@ -28,7 +28,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.db.models import F, Q
 
-from api.compiled import Rows, insert_together
+from api.compiled import insert_rows
 from api.jobs import enqueue_after_commit
 from api.services.outbox import outbox_claim, outbox_drain
 from scheduling import ics
@@ -81,10 +81,8 @@ def notify(
     kind: str,
     now: datetime,
     dedupe_key: str | None = None,
-    batch: list[Rows] | None = None,
 ) -> None:
-    """Queue ``kind`` emails to both participants of each booking (in the caller's transaction:
-    inserted now, or added to the caller's ``batch`` of rows to insert together).
+    """Queue ``kind`` emails to both participants of each booking (in the caller's transaction).
 
     ``dedupe_key`` defaults to the booking's current ICS sequence; the series announcement uses
     ``series:<id>`` on the series' first booking and lists every occurrence in its ``.ics``.
@@ -92,11 +90,7 @@ def notify(
     bookings = list(bookings)
     if not bookings:
         return
-    rows = Rows(_rows(bookings, kind=kind, now=now, dedupe_key=dedupe_key), ignore_conflicts=True)
-    if batch is None:
-        insert_together(rows)
-    else:
-        batch.append(rows)
+    insert_rows(_rows(bookings, kind=kind, now=now, dedupe_key=dedupe_key), ignore_conflicts=True)
     if settings.BOOKING_EMAILS_AFTER_COMMIT:
         from scheduling.tasks import deliver_booking_emails  # the task module imports this one
 

@@ -33,7 +33,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.http import HttpRequest
 
-from api.compiled import CompiledRead, Rows, insert_together
+from api.compiled import CompiledRead, insert_rows
 from api.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
 from api.models import Role, User
 from audit.services import audit_access
@@ -169,9 +169,8 @@ def _transition(
     reason: str,
     now: datetime,
     previous_start: datetime | None = None,
-    batch: list[Rows] | None = None,
 ) -> None:
-    """Record a change of ``booking``: one INSERT, or its rows added to ``batch`` (``_write``)."""
+    """Record a change of ``booking`` (one INSERT)."""
     transition = BookingTransition(
         booking=booking,
         from_status=from_status,
@@ -182,22 +181,7 @@ def _transition(
         previous_start=previous_start,
         occurred_at=now,
     )
-    _write([Rows([transition])], batch=batch)
-
-
-def _write(rows: list[Rows], *, batch: list[Rows] | None = None) -> None:
-    """Insert ``rows`` now in one statement (``insert_together``), or add them to ``batch`` for
-    the caller to write with the rest. An overlap the exclusion constraint refuses is
-    ``SlotUnavailable``."""
-    if batch is not None:
-        batch.extend(rows)
-        return
-    try:
-        insert_together(*rows)
-    except IntegrityError as exc:
-        if is_overlap_violation(exc):
-            raise SlotUnavailable() from exc
-        raise
+    insert_rows([transition])
 
 
 def _change(
@@ -425,9 +409,9 @@ def _insert(
     jurisdiction: str,
     series: BookingSeries | None,
     now: datetime,
-    batch: list[Rows] | None = None,
 ) -> Booking:
-    """The booking, inserted (or added to ``batch``: see ``_write``) with the terms in force."""
+    """The booking, inserted with the terms in force. An overlap the exclusion constraint
+    refuses is ``SlotUnavailable``."""
     end = start + timedelta(minutes=session_type.duration_minutes)
     paid = session_type.price_minor > 0
     booking = Booking(
@@ -450,7 +434,12 @@ def _insert(
         late_fee_value=policy.late_fee_value,
         series=series,
     )
-    _write([Rows([booking])], batch=batch)
+    try:
+        insert_rows([booking])
+    except IntegrityError as exc:
+        if is_overlap_violation(exc):
+            raise SlotUnavailable() from exc
+        raise
     return booking
 
 
@@ -460,7 +449,6 @@ def _created(
     client: User,
     request: HttpRequest | None,
     now: datetime,
-    batch: list[Rows] | None = None,
 ) -> None:
     reason = "booked" if booking.status == BookingStatus.HELD else "booked_free"
     _transition(
@@ -470,7 +458,6 @@ def _created(
         actor=client,
         reason=reason,
         now=now,
-        batch=batch,
     )
     details: dict[str, Any] = {"to": booking.status}
     if booking.series_id is not None:
@@ -525,7 +512,7 @@ def _locking_read(
     )
 
 
-# Built and compiled once per database: the statement's Python cost was most of a booking's.
+# Built and compiled once per database (docs/adr/0004-compiled-statements.md).
 _LOCKING_READ = CompiledRead(_locking_read)
 _LOCKING_READ_FACTS = ("licensed", "overlapping", "holds_expired")
 
@@ -628,7 +615,6 @@ def _booking_create(
         return refusal
     if holds_expired:  # out of the exclusion constraint's way before the insert
         _expire_holds(therapist=therapist, now=now)
-    batch: list[Rows] = []  # the booking, its transition and its emails: one statement
     booking = _insert(
         client=client,
         therapist=therapist,
@@ -638,11 +624,9 @@ def _booking_create(
         jurisdiction=jurisdiction,
         series=None,
         now=now,
-        batch=batch,
     )
-    _created(booking, client=client, request=request, now=now, batch=batch)
-    notifications.notify(bookings=[booking], kind=NotificationKind.BOOKED, now=now, batch=batch)
-    _write(batch)
+    _created(booking, client=client, request=request, now=now)
+    notifications.notify(bookings=[booking], kind=NotificationKind.BOOKED, now=now)
     _availability_changed(therapist=therapist)
     return booking
 

@@ -5,7 +5,7 @@ transaction, the token check, the idempotency claim (one statement), the client'
 therapist's lock (which also reads the session type, the policy, the licence / new-client /
 overlap facts and whether any hold ran out), the slot engine's read (the therapist's rules and
 overrides, bookings and imported busy times: one query), the booking, transition and
-notification inserts (one statement on PostgreSQL: ``insert_together``), marking the directory
+notification inserts, marking the directory
 summary stale, the answer's ``payment`` (one read: a list prefetches it for a whole page), the
 stored response and the request's one audit INSERT (through the service alone the audit event
 is its own INSERT). Counted inside the test's transaction, so
@@ -13,13 +13,14 @@ BEGIN/COMMIT show as SAVEPOINT/RELEASE.
 
 Before these budgets: 24 statements over HTTP, 17 through the service; then 19 and 14, 16
 and 11, 15 and 10, and 13 and 8 before the three inserts went as one on PostgreSQL; 14 over
-HTTP since the answer carries the booking's payment.
+HTTP since the answer carries the booking's payment. Putting the three inserts in one statement
+on PostgreSQL saved two statements and no CPU a booking (docs/adr/0004-compiled-statements.md):
+it was removed.
 """
 
 from __future__ import annotations
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from scheduling.bookings import services
@@ -30,11 +31,6 @@ pytestmark = pytest.mark.django_db
 
 HTTP_BOOKING_MAX_QUERIES = 14
 SERVICE_BOOKING_MAX_QUERIES = 8
-INSERTS_SAVED_ON_POSTGRESQL = 2
-
-
-def _budget(queries: int) -> int:
-    return queries - (INSERTS_SAVED_ON_POSTGRESQL if connection.vendor == "postgresql" else 0)
 
 
 def test_a_booking_over_http_stays_within_its_query_budget(
@@ -47,7 +43,7 @@ def test_a_booking_over_http_stays_within_its_query_budget(
         "start": start.isoformat(),
         "jurisdiction": "US-NY",
     }
-    with django_assert_max_num_queries(_budget(HTTP_BOOKING_MAX_QUERIES)):
+    with django_assert_max_num_queries(HTTP_BOOKING_MAX_QUERIES):
         response = client_api.post(
             "/api/v1/bookings/", body, format="json", HTTP_IDEMPOTENCY_KEY="budget-1"
         )
@@ -59,7 +55,7 @@ def test_a_booking_through_the_service_stays_within_its_query_budget(
 ):
     start = open_starts(profile)[0]
     session_type = session_type_of(profile)
-    with django_assert_max_num_queries(_budget(SERVICE_BOOKING_MAX_QUERIES)):
+    with django_assert_max_num_queries(SERVICE_BOOKING_MAX_QUERIES):
         booking = services.booking_create(
             client=client_user,
             therapist_id=profile.pk,
