@@ -11,6 +11,7 @@ from django.utils import timezone
 from api.jobs import after_commit_task, periodic_job
 from billing.services.dev_events import dev_events_deliver
 from billing.services.lifecycle import billing_settle as lifecycle_settle
+from billing.services.payouts import payout_reverse_due
 from billing.services.refunds import refund_submit
 
 
@@ -20,6 +21,13 @@ def send_refund(*, refund_id: str) -> None:
     twice, a refund Stripe has is not sent again). Retried with back-off while Stripe cannot
     take it; ``billing_settle`` sends any that is still pending a minute on."""
     refund_submit(refund_id=uuid.UUID(refund_id), now=timezone.now())
+
+
+@after_commit_task("reverse_payout")
+def reverse_payout(*, payment_id: str, why: str) -> None:
+    """Take back from a payment's sent transfer what a committed refund or dispute calls for
+    (safe to run twice: only what is still due is reversed, each reversal with its own key)."""
+    payout_reverse_due(payment_id=uuid.UUID(payment_id), why=why, now=timezone.now())
 
 
 @after_commit_task("deliver_dev_events")

@@ -18,9 +18,9 @@ from datetime import datetime
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 
 from api.errors import ConflictError, DomainError
+from api.jobs import enqueue_after_commit
 from audit.models import Outcome
 from audit.services import audit_record
 from billing.models import Payment, ProviderBilling, Transfer
@@ -144,26 +144,40 @@ def payout_reverse(*, payment: Payment, amount_minor: int, why: str, now: dateti
     return amount
 
 
-def payout_reverse_after_commit(
-    *, payment_id: uuid.UUID, why: str, amount_minor: int | None = None
-) -> None:
-    """Reverse ``amount_minor`` (by default all that is left) of a payment's transfer once the
-    current transaction commits (a webhook answers Stripe at once; the reversal is a call to
-    Stripe of its own)."""
+def payout_reversal_due(*, payment: Payment, transfer: Transfer) -> int:
+    """What is still to be taken back from a sent transfer: all of it once the payment is
+    disputed; else what was refunded since the payout (by us or in the Dashboard: the transfer
+    was the net after the refunds made before it), less what was reversed already."""
+    if payment.disputed_at is not None:
+        target = transfer.amount_minor
+    else:
+        refunded_before = payment.amount_captured_minor - transfer.amount_minor - transfer.fee_minor
+        target = min(transfer.amount_minor, payment.amount_refunded_minor - refunded_before)
+    return max(0, target - transfer.amount_reversed_minor)
 
-    def reverse() -> None:
-        with transaction.atomic():
-            payment = Payment.objects.select_for_update().get(pk=payment_id)
-            payout_reverse(
-                payment=payment,
-                amount_minor=payment.amount_captured_minor
-                if amount_minor is None
-                else amount_minor,
-                why=why,
-                now=timezone.now(),
-            )
 
-    transaction.on_commit(reverse)
+def payout_reverse_due(*, payment_id: uuid.UUID, why: str, now: datetime) -> int:
+    """Take back from a payment's sent transfer what its refunds or its dispute call for
+    (``payout_reversal_due``). Safe to run twice, or after a newer event: it reverses only what
+    is still due, decided under the payment's lock. Returns what was reversed."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        transfer = Transfer.objects.filter(payment=payment, state=Transfer.State.SENT).first()
+        if transfer is None:
+            return 0
+        due = payout_reversal_due(payment=payment, transfer=transfer)
+        if due <= 0:
+            return 0
+        return payout_reverse(payment=payment, amount_minor=due, why=why, now=now)
+
+
+def payout_reverse_after_commit(*, payment_id: uuid.UUID, why: str) -> None:
+    """Once the current transaction commits, a worker takes back what is due from the payment's
+    transfer (the ``reverse_payout`` task): a webhook answers Stripe at once; the reversal is a
+    call to Stripe of its own."""
+    from billing.tasks import reverse_payout  # the task module imports this one
+
+    enqueue_after_commit(reverse_payout, payment_id=str(payment_id), why=why)
 
 
 def provider_account_update(*, account_id: str, payouts_enabled: bool, now: datetime) -> bool:

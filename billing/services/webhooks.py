@@ -188,7 +188,7 @@ def _apply_charge_refunded(event: WebhookEvent, *, now: datetime) -> tuple[str, 
             patient_id=payment.client_id,
             details={"amount_minor": external, "stripe_event": event.id},
         )
-        payout_reverse_after_commit(payment_id=payment.pk, why="refund", amount_minor=external)
+        payout_reverse_after_commit(payment_id=payment.pk, why="refund")
     payment.stripe_charge_id = str(charge["id"])
     target = states.state_of_amounts(
         captured=payment.amount_captured_minor, refunded=payment.amount_refunded_minor

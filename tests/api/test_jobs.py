@@ -210,6 +210,7 @@ AFTER_COMMIT_TASKS = (
     "deliver_emails",
     "deliver_booking_emails",
     "send_refund",
+    "reverse_payout",
     "deliver_dev_events",
 )
 MAIL_NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

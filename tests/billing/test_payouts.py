@@ -21,6 +21,7 @@ from billing.models import Payment, ProviderBilling, Transfer
 from billing.services.lifecycle import billing_settle
 from billing.services.payouts import payout_create, platform_fee
 from billing.services.refunds import refund_create
+from billing.tasks import reverse_payout
 from scheduling.models import Booking
 from tests.billing.conftest import make_payment, post_webhook
 from tests.billing.stripe_doubles import (
@@ -302,6 +303,43 @@ def test_pay_15_a_dispute_reverses_what_is_left_and_is_flagged(
     assert completed.disputed_at is not None
     assert AuditEvent.objects.filter(action="billing.payment.disputed").count() == 1
     assert AuditEvent.objects.filter(action="billing.payout.reversed").count() == 1
+    # The reversal's task run again (a retry, a late duplicate): nothing is due, nothing sent.
+    reverse_payout.apply(kwargs={"payment_id": str(completed.pk), "why": "dispute"}, throw=True)
+    assert len(sent(stripe_server, "/v1/transfers/tr_1/reversals")) == 1
+    assert AuditEvent.objects.filter(action="billing.payout.reversed").count() == 1
+
+
+@pytest.mark.usefixtures("connect")
+def test_pay_15_a_dispute_after_a_dashboard_refund_reverses_only_the_rest(
+    completed: Payment, stripe_server: ScriptedStripe, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Both events committed before either reversal ran (a worker busy, or down): each task
+    reverses what is due when it runs, so the two add up to the transfer, never more."""
+    stripe_server.replies = [transfer_reply()]
+    transfer = payout_create(payment_id=completed.pk, now=NOW)
+    assert transfer is not None
+    refunded = event(
+        "charge.refunded",
+        charge_object(charge_id="ch_1", intent_id="pi_x", amount_refunded=3000),
+        event_id="evt_refund_then_dispute",
+    )
+    dispute = event(
+        "charge.dispute.created",
+        dispute_object(dispute_id="dp_3", charge_id="ch_1", intent_id="pi_x"),
+        event_id="evt_dispute_after_refund",
+    )
+    with django_capture_on_commit_callbacks() as queued:
+        assert post_webhook(*signed(refunded)).status_code == 200
+        assert post_webhook(*signed(dispute)).status_code == 200
+    assert len(queued) == 2
+    stripe_server.replies = [reversal_reply(transfer.amount_minor)]
+    for callback in queued:
+        callback()
+    transfer.refresh_from_db()
+    assert (transfer.amount_reversed_minor, transfer.state) == (transfer.amount_minor, "reversed")
+    assert sent(stripe_server, "/v1/transfers/tr_1/reversals") == [
+        (f"billing:transfer_reversal:{transfer.pk}:1", {"amount": str(transfer.amount_minor)})
+    ]
 
 
 @pytest.mark.usefixtures("connect")
