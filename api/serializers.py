@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from django.http import QueryDict
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
@@ -36,6 +37,18 @@ class StrictInputSerializer(serializers.Serializer):
     and text fields given anything but a string (400 ``invalid``, not coerced)."""
 
     def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, QueryDict):
+            # A query string is judged as a body is: a parameter sent empty (?resource=) is a
+            # value, refused unless its field allows blank, not DRF's "absent" of HTML forms.
+            # A parameter's last value is read, or every value for a list.
+            data = {
+                name: (
+                    data.getlist(name)
+                    if isinstance(self.fields.get(name), serializers.ListField)
+                    else data[name]
+                )
+                for name in data
+            }
         if not isinstance(data, dict):
             return super().to_internal_value(data)
         unknown = sorted(set(data) - set(self.fields))
