@@ -30,7 +30,13 @@ import re
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.plumbing import ResolvedComponent, get_doc
+from drf_spectacular.plumbing import (
+    ResolvedComponent,
+    force_instance,
+    get_doc,
+    is_list_serializer,
+    is_serializer,
+)
 from rest_framework import permissions
 
 from api.errors import _TITLES, PROBLEM_CONTENT_TYPE
@@ -201,6 +207,24 @@ class ApiAutoSchema(AutoSchema):
         return operation
 
     # --- Request and field schemas (API-03) ------------------------------------------------------
+
+    def _get_request_for_media_type(self, serializer: Any, direction: str = "request") -> Any:
+        """A PATCH body is partial where the view validates it so (it declares
+        ``X(partial=True)``, or ``X`` requires nothing); otherwise it requires what its
+        serializer requires, as the view does (``PATCH .../messages/{id}`` needs ``body``).
+        drf-spectacular makes every PATCH body partial."""
+        instance = force_instance(serializer)
+        required = is_serializer(instance) and not is_list_serializer(instance)
+        required = required and not instance.partial
+        if self.method != "PATCH" or not required:
+            return super()._get_request_for_media_type(serializer, direction)
+        if not any(field.required for field in instance.fields.values()):
+            return super()._get_request_for_media_type(serializer, direction)
+        self.method = "PUT"  # the one place drf-spectacular reads the method here
+        try:
+            return super()._get_request_for_media_type(instance, direction)
+        finally:
+            self.method = "PATCH"
 
     def _map_basic_serializer(self, serializer: Any, direction: str) -> dict[str, Any]:
         """A ``StrictInputSerializer`` refuses unknown fields (400): its body says so."""

@@ -347,7 +347,8 @@ class MyLicenceView(_Therapist):
     @extend_schema(
         tags=["therapist"],
         request=LicenceUpdateIn,
-        responses={200: LicenceOut, **_errors(400, 404)},
+        description="409 licence_exists: the change would list the same licence twice.",
+        responses={200: LicenceOut, **_errors(400, 404, 409)},
     )
     def patch(self, request: Request, pk: uuid.UUID) -> Response:
         licence = _own(Licence, self.profile(request), pk)

@@ -238,6 +238,23 @@ def test_api_03_field_schemas_match_what_is_enforced(document):
     )
 
 
+def test_api_04_a_patch_body_is_partial_only_where_the_view_makes_it_so(document):
+    """drf-spectacular makes every PATCH body partial; editing a message needs its body, as
+    the view's serializer does (schemathesis's valid ``{}`` was a 400)."""
+    paths = document["paths"]
+    edit = paths["/api/v1/conversations/{conversation_id}/messages/{message_id}"]["patch"]
+    body = edit["requestBody"]
+    assert body["required"] is True
+    schema = resolve(document, body["content"]["application/json"]["schema"])
+    assert schema["required"] == ["body"]
+    # Views that validate with partial=True keep a partial body.
+    for path in ("/api/v1/me", "/api/v1/therapists/me/profile"):
+        schema = resolve(
+            document, paths[path]["patch"]["requestBody"]["content"]["application/json"]["schema"]
+        )
+        assert "required" not in schema, path
+
+
 # --- Responses say what the server returns (API-05) -------------------------------------------
 
 
