@@ -12,11 +12,12 @@ Used by the tests, bots and benchmarks (docs/video.md, "Python client")::
 
 It negotiates as the server says (``peer-joined`` names the offerer of each round): it offers
 with every candidate in the SDP (aiortc gathers before ``setLocalDescription`` returns), answers
-an offer, and takes trickled candidates from a browser. A therapist prepares its next offer
-(a peer connection with its tracks, candidates gathered, TURN allocations made) as soon as
-someone is in the waiting room, so admitting them does not wait for the gathering. aiortc has
-no ICE restart: each round gets a new RTCPeerConnection. Media are synthetic (a small blank
-video, silent audio); what arrives is counted in ``frames_received``.
+an offer, and takes trickled candidates from a browser. When its media path fails (a network
+change, a laptop waking up) it asks for a new round (``restart``); aiortc has no ICE restart,
+so each round gets a new RTCPeerConnection. A therapist prepares its next offer (a peer
+connection with its tracks, candidates gathered, TURN allocations made) as soon as someone is
+in the waiting room, so admitting them does not wait for the gathering. Media are synthetic (a
+small blank video, silent audio); what arrives is counted in ``frames_received``.
 
 It always passes an explicit RTCConfiguration (the join's ICE servers, or none): never aiortc's
 default public STUN server. ``relay_only`` gathers and uses relayed (TURN) candidates only.
@@ -30,6 +31,7 @@ import contextlib
 import fractions
 import json
 import logging
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -55,6 +57,7 @@ from websockets.typing import Origin
 logger = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
+RESTART_INTERVAL_S = 1.0  # the least time between two restarts asked by one client
 JOIN_PATH = "/api/v1/video/rooms/{booking_id}/join"
 
 
@@ -174,6 +177,7 @@ class VideoClient:
         self.peer: dict[str, Any] | None = None
         self.pc: RTCPeerConnection | None = None
         self._prepared: asyncio.Task[RTCPeerConnection] | None = None
+        self._last_restart = float("-inf")
         self.frames_received: dict[str, int] = {"audio": 0, "video": 0}
         self.messages: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
@@ -304,6 +308,7 @@ class VideoClient:
             self.errors.append(message)
         elif kind in {"peer-left", "ended"}:
             logger.info("%s: %s (%s)", self.name, kind, message.get("reason"))
+            await self._close_peer_connection()  # nobody to restart with
 
     async def wait_for(
         self,
@@ -384,9 +389,9 @@ class VideoClient:
         for task in self._consumers:
             task.cancel()
         self._consumers.clear()
-        if self.pc is not None:
-            await self.pc.close()
-            self.pc = None
+        pc, self.pc = self.pc, None  # before closing: its state changes are not a failure
+        if pc is not None:
+            await pc.close()
 
     async def _new_peer_connection(self) -> None:
         """A fresh RTCPeerConnection for a new round (aiortc cannot restart ICE)."""
@@ -407,6 +412,11 @@ class VideoClient:
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             logger.info("%s: connection %s", self.name, pc.connectionState)
+            # aiortc has no "disconnected": a lost path is "failed", or "closed" when the
+            # lapsed consent closed the transports first (a peer connection we close ourselves
+            # is no longer ``self.pc`` by then).
+            if pc.connectionState in ("failed", "closed") and pc is self.pc:
+                await self._restart(self.round)
             async with self._changed:
                 self._changed.notify_all()
 
@@ -424,6 +434,22 @@ class VideoClient:
 
     def _outgoing(self, sdp: str) -> str:
         return self.outgoing_sdp(sdp) if self.outgoing_sdp is not None else sdp
+
+    async def _restart(self, round_: int | None) -> None:
+        """The media path of ``round_`` failed (a network change, a sleeping laptop): ask the
+        server for a new round, at most once per ``RESTART_INTERVAL_S``. Both sides may ask;
+        the server makes one new round (the later request is ``stale_round``). aiortc cannot
+        restart ICE: the new round gets a new peer connection."""
+        if round_ is None or self._ws is None or self._closed:
+            return
+        wait = self._last_restart + RESTART_INTERVAL_S - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+            if round_ != self.round or self._closed:
+                return  # the other side restarted meanwhile, or we are gone
+        self._last_restart = time.monotonic()
+        logger.info("%s: media path failed in round %s: restart", self.name, round_)
+        await self.send("restart", round=round_)
 
     async def _prepared_offer(self) -> RTCPeerConnection:
         """A peer connection with our tracks and its offer set (aiortc gathers every candidate

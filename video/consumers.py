@@ -224,7 +224,7 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
         elif kind == "notes":
             call, extra = signalling.room_notes_set, {"allow": fields["allow"]}
         elif kind == "restart":
-            call = signalling.room_restart
+            call, extra = signalling.room_restart, dict(fields)
         elif kind == "media":
             call, extra = signalling.participant_media, dict(fields)
         elif kind == "mode":
@@ -233,6 +233,8 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
             call = signalling.participant_leave
         elif kind == "end":
             call = signalling.room_end
+        elif kind == "connection":
+            call, extra = signalling.participant_connection, {"state": fields["state"]}
         else:  # pragma: no cover - message_parse knows no other type
             raise SignalRefused("unknown_type", "Unknown message type.")
         effects = await in_db_thread(call)(**common, **extra, now=now)

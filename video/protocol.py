@@ -233,11 +233,13 @@ _FIELDS: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
     "offer": {"round": (_round, True), "sdp": (_str(_SDP_TYPE_MAX), True)},
     "answer": {"round": (_round, True), "sdp": (_str(_SDP_TYPE_MAX), True)},
     "candidate": {"round": (_round, True), "candidate": (_candidate, True)},
-    "restart": {},
+    "restart": {"round": (_round, False)},
     "media": {"audio": (_bool, True), "video": (_bool, True)},
     "mode": {"mode": (_choice("video", "audio"), True)},
     "leave": {},
     "end": {},
+    # attendance: the peer connection's state (no time: the server's receipt time counts)
+    "connection": {"state": (_choice("connected", "disconnected"), True)},
 }
 CLIENT_TYPES = tuple(_FIELDS)
 

@@ -32,8 +32,11 @@ from django.db import transaction
 from api.tokens import TokenError
 from audit.services import audit_record
 from video import locks
+from video.intervals import interval_open, intervals_close
 from video.models import (
+    AttendanceKind,
     EndReason,
+    IntervalEnd,
     Participant,
     ParticipantRole,
     PresenceState,
@@ -54,6 +57,7 @@ __all__ = [
     "TherapistChanged",
     "participant_admit",
     "participant_attach",
+    "participant_connection",
     "participant_deny",
     "participant_detach",
     "participant_leave",
@@ -393,6 +397,10 @@ def participant_attach(
                 "channel_name",
             ]
         )
+        intervals_close(participant=me, reason=IntervalEnd.REPLACED, now=now)
+        interval_open(participant=me, kind=AttendanceKind.PRESENT, now=now)
+        if me.state == PresenceState.IN_CALL:
+            interval_open(participant=me, kind=AttendanceKind.IN_CALL, now=now)
         reconnect = bool(replaced) or resumed
         _audit(
             "video.room.reconnected" if reconnect else "video.room.connected",
@@ -460,6 +468,8 @@ def participant_detach(
         me.channel_name = ""
         me.resume_until = now + timedelta(seconds=settings.VIDEO_RESUME_SECONDS)
         me.save(update_fields=["state", "channel_name", "resume_until"])
+        intervals_close(participant=me, reason=IntervalEnd.DETACHED, now=now)
+        _audit("video.room.disconnected", room=room, participant=me, actor=_user(me), was=was)
         effects: list[Effect] = []
         if was == PresenceState.IN_CALL:
             effects.extend(_peer_left(people, me, "disconnected"))
@@ -498,6 +508,7 @@ def participant_admit(
         target.state = PresenceState.IN_CALL
         target.admitted_at = now
         target.save(update_fields=["state", "admitted_at"])
+        interval_open(participant=target, kind=AttendanceKind.IN_CALL, now=now)
         _audit(
             "video.room.admitted",
             room=locked.room,
@@ -538,6 +549,7 @@ def participant_deny(
                 "admitted_at",
             ]
         )
+        intervals_close(participant=target, reason=IntervalEnd.DENIED, now=now)
         _audit("video.room.denied", room=locked.room, participant=target, actor=_user(locked.me))
         effects: list[Effect] = [
             Send(channel, str(target.pk), server_message("denied"), close=Close.FORBIDDEN)
@@ -607,11 +619,18 @@ def _in_call_check(locked: _Locked, channel_name: str) -> None:
         raise SignalRefused("not_admitted", "Wait to be admitted.")
 
 
-def room_restart(*, participant_id: uuid.UUID, channel_name: str, now: datetime) -> list[Effect]:
-    """Either side asks for a new negotiation round."""
+def room_restart(
+    *, participant_id: uuid.UUID, channel_name: str, now: datetime, round: int | None = None
+) -> list[Effect]:
+    """Either side asks for a new negotiation round (its media path failed: a network change,
+    a laptop waking up). With ``round``, the round it wants replaced: when both sides ask at
+    once, the first replaces it and the second is ``stale_round`` (already done), so one
+    failure makes one new round."""
     with transaction.atomic():
         locked = _lock(participant_id=participant_id)
         _in_call_check(locked, channel_name)
+        if round is not None and round != locked.room.round:
+            raise SignalRefused("stale_round", f"The current round is {locked.room.round}.")
         effects = _new_round(locked.room, locked.people)
         if not effects:
             raise SignalRefused("no_peer", "Nobody else is in the call.")
@@ -630,6 +649,33 @@ def participant_media(
         me.save(update_fields=["audio", "video"])
         message = server_message("peer-media", participant=str(me.pk), audio=audio, video=video)
         return [Send(p.channel_name, str(p.pk), message) for p in _in_call(locked.people, but=me)]
+
+
+def participant_connection(
+    *, participant_id: uuid.UUID, channel_name: str, state: str, now: datetime
+) -> list[Effect]:
+    """The client's peer connection is ``connected`` or ``disconnected`` (attendance): a media
+    interval opens or closes at ``now``, the server's receipt time. Only from the socket that
+    holds the place of someone in the call (``not_admitted`` while waiting); a report that
+    changes nothing (connected twice) is accepted and not recorded again. Tells nobody."""
+    with transaction.atomic():
+        locked = _lock(participant_id=participant_id)
+        _in_call_check(locked, channel_name)
+        me = locked.me
+        if state == "connected":
+            changed = interval_open(participant=me, kind=AttendanceKind.MEDIA, now=now)
+        else:
+            changed = bool(
+                intervals_close(
+                    participant=me,
+                    reason=IntervalEnd.REPORTED,
+                    now=now,
+                    kinds=(AttendanceKind.MEDIA,),
+                )
+            )
+        if changed:
+            _audit(f"video.room.media_{state}", room=locked.room, participant=me, actor=_user(me))
+        return []
 
 
 def room_mode_set(
@@ -668,8 +714,10 @@ def participant_leave(
         return effects
 
 
-def _mark_left(p: Participant, now: datetime) -> None:
-    """Gone for good: no token opens a socket for it any more, no resume takes its place."""
+def _mark_left(p: Participant, now: datetime, reason: IntervalEnd = IntervalEnd.LEFT) -> None:
+    """Gone for good: no token opens a socket for it any more, no resume takes its place;
+    its attendance intervals close."""
+    intervals_close(participant=p, reason=reason, now=now)
     p.state = PresenceState.LEFT
     p.token_jti = p.channel_name = p.resume_hash = ""
     p.resume_until = None
@@ -684,7 +732,7 @@ def _end(room: Room, people: list[Participant], reason: str, now: datetime) -> l
     room.save(update_fields=["ended_at", "end_reason"])
     for p in people:
         if p.state != PresenceState.LEFT:
-            _mark_left(p, now)
+            _mark_left(p, now, IntervalEnd.ENDED)
     effects: list[Effect] = [
         Broadcast(str(room.pk), server_message("ended", reason=reason), close=Close.ENDED)
     ]

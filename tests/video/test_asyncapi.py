@@ -71,8 +71,10 @@ def payload_schema(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def operation_messages(action: str) -> dict[str, dict[str, Any]]:
-    (operation,) = [op for op in DOC["operations"].values() if op["action"] == action]
-    assert operation["channel"] == {"$ref": "#/channels/room"}
+    room = {"$ref": "#/channels/room"}  # the messaging channel: tests/messaging/test_asyncapi.py
+    (operation,) = [
+        op for op in DOC["operations"].values() if op["action"] == action and op["channel"] == room
+    ]
     return {
         message["name"]: message
         for message in (resolve(resolve(m["$ref"])["$ref"]) for m in operation["messages"])
@@ -112,11 +114,12 @@ CLIENT_SAMPLES: dict[str, list[dict[str, Any]]] = {
     "offer": [{"round": 1, "sdp": CHROME_SDP}],
     "answer": [{"round": 2, "sdp": CHROME_SDP}],
     "candidate": [{"round": 1, "candidate": CANDIDATE}, {"round": 1, "candidate": None}],
-    "restart": [{}],
+    "restart": [{}, {"round": 3}],
     "media": [{"audio": False, "video": True}],
     "mode": [{"mode": "audio"}],
     "leave": [{}],
     "end": [{}],
+    "connection": [{"state": "connected"}, {"state": "disconnected"}],
 }
 SERVER_SAMPLES: dict[str, list[dict[str, Any]]] = {
     "joined": [

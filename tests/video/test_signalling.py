@@ -475,6 +475,24 @@ async def test_wrong_state_messages_are_refused_and_not_relayed(setup: Setup) ->
 
 
 @run_async
+async def test_both_sides_restarting_the_same_round_make_one_new_round(setup: Setup) -> None:
+    """A failed media path is seen by both sides at once: each asks to replace the round it is
+    in; the first makes the next round, the second is told it is stale, and nobody gets a
+    second peer-joined."""
+    therapist, client, current = await in_call(setup)
+    await send(client, "restart", round=current)
+    assert (await receive(client, "peer-joined"))["round"] == current + 1
+    assert (await receive(therapist, "peer-joined"))["round"] == current + 1
+    await send(therapist, "restart", round=current)  # the same failure, seen a moment later
+    refused = await receive(therapist, "error")
+    assert (refused["code"], refused["ref"]) == ("stale_round", "restart")
+    await nothing(therapist, client)
+    assert (await Room.objects.aget(pk=setup.room.pk)).round == current + 1
+    await therapist.disconnect()
+    await client.disconnect()
+
+
+@run_async
 async def test_insecure_sdp_is_refused_and_not_relayed(setup: Setup) -> None:
     """VID-05: an offer whose SDP is insecure or unparsable is refused and not relayed."""
     therapist, client, current = await in_call(setup)

@@ -612,7 +612,7 @@
       } else if (pc.connectionState === "failed") {
         // restart: ask the server for a new negotiation round.
         showStatus("The connection failed. Trying again…");
-        send({ type: "restart" });
+        send({ type: "restart", round: pc.round });
       }
     });
     return pc;
