@@ -11,11 +11,14 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from api.metrics import track_websockets  # noqa: E402
 from api.websocket import SocketOriginValidator  # noqa: E402
-from video.routing import websocket_urlpatterns  # noqa: E402
+from messaging.routing import websocket_urlpatterns as messaging_sockets  # noqa: E402
+from video.routing import websocket_urlpatterns as video_sockets  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": track_websockets(SocketOriginValidator(URLRouter(websocket_urlpatterns))),
+        "websocket": track_websockets(
+            SocketOriginValidator(URLRouter([*video_sockets, *messaging_sockets]))
+        ),
     }
 )

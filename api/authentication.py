@@ -15,6 +15,25 @@ from api import tokens
 from api.models import TokenFamily, User
 
 
+def access_token_user(raw: str) -> tuple[User, tokens.TokenClaims] | None:
+    """The active user of an access token of a live family, with its claims; else None.
+
+    For a bearer header here, and for sockets, which get their token in the first message."""
+    try:
+        claims = tokens.decode(raw, expected_typ=tokens.ACCESS, now=timezone.now())
+        family_id, user_id = uuid.UUID(str(claims.fam)), uuid.UUID(claims.sub)
+    except (tokens.TokenError, ValueError):
+        return None
+    family = (
+        TokenFamily.objects.select_related("user")
+        .filter(pk=family_id, user_id=user_id, revoked_at__isnull=True)
+        .first()
+    )
+    if family is None or not family.user.is_active:
+        return None
+    return family.user, claims
+
+
 class JWTAuthentication(BaseAuthentication):
     """Accepts only ``typ=access`` tokens of a live family whose user is active.
 
@@ -30,18 +49,12 @@ class JWTAuthentication(BaseAuthentication):
             raise AuthenticationFailed("Invalid authorization header.", code="invalid_token")
         try:
             raw = header[1].decode("ascii")
-            claims = tokens.decode(raw, expected_typ=tokens.ACCESS, now=timezone.now())
-            family_id, user_id = uuid.UUID(str(claims.fam)), uuid.UUID(claims.sub)
-        except (UnicodeDecodeError, tokens.TokenError, ValueError) as exc:
+        except UnicodeDecodeError as exc:
             raise AuthenticationFailed("Invalid or expired token.", code="invalid_token") from exc
-        family = (
-            TokenFamily.objects.select_related("user")
-            .filter(pk=family_id, user_id=user_id, revoked_at__isnull=True)
-            .first()
-        )
-        if family is None or not family.user.is_active:
+        found = access_token_user(raw)
+        if found is None:
             raise AuthenticationFailed("Invalid or expired token.", code="invalid_token")
-        return family.user, claims
+        return found
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'

@@ -42,6 +42,7 @@ from messaging.errors import (
     MessageNotFound,
     NoCareRelationship,
 )
+from messaging.events import publish_on_commit
 from messaging.models import Attachment, Conversation, Message, MessageKind, MessageVersion
 from scheduling.bookings.selectors import booking_for_participant
 from scheduling.clients.selectors import RELATIONSHIP
@@ -98,6 +99,33 @@ def conversation_open(
     if created:
         _audit(existing, "create", request=request, actor=user)
     return existing, created
+
+
+def _participants(conversation: Conversation) -> list[uuid.UUID]:
+    return [conversation.client_id, conversation.therapist_id]
+
+
+def _role_in(conversation: Conversation, user: User) -> str:
+    return "client" if user.pk == conversation.client_id else "therapist"
+
+
+def _publish_message(conversation: Conversation, message: Message) -> None:
+    publish_on_commit(
+        _participants(conversation),
+        kind="message",
+        conversation=str(conversation.pk),
+        seq=message.seq,
+        message=str(message.pk),
+    )
+
+
+def _publish_change(conversation: Conversation, message: Message) -> None:
+    publish_on_commit(
+        _participants(conversation),
+        kind="changed",
+        conversation=str(conversation.pk),
+        message=str(message.pk),
+    )
 
 
 def _own_message(*, conversation: Conversation, message_id: uuid.UUID, user: User) -> Message:
@@ -218,6 +246,7 @@ def message_send(
         )
         _audit(attachment, "create", request=request, actor=sender, seq=message.seq)
     _audit(message, "create", request=request, actor=sender, seq=message.seq)
+    _publish_message(conversation, message)
     return message, True
 
 
@@ -256,6 +285,7 @@ def message_edit(
     message.save(update_fields=["version", "body_encrypted", "key_id", "edited_at"])
     message.body = body  # type: ignore[attr-defined]
     _audit(message, "update", request=request, actor=editor, version=message.version)
+    _publish_change(conversation, message)
     return message
 
 
@@ -275,6 +305,7 @@ def message_delete(
     message.deleted_at = now
     message.save(update_fields=["deleted_at"])
     _audit(message, "delete", request=request, actor=by, version=message.version)
+    _publish_change(conversation, message)
     return message
 
 
@@ -294,6 +325,13 @@ def conversation_mark_read(
     if target != getattr(conversation, field):
         setattr(conversation, field, target)
         conversation.save(update_fields=[field])
+        publish_on_commit(
+            _participants(conversation),
+            kind="receipt",
+            conversation=str(conversation.pk),
+            by=_role_in(conversation, reader),
+            seq=target,
+        )
     _audit(conversation, "read_receipt", request=request, actor=reader, seq=target)
     return conversation
 
@@ -314,7 +352,7 @@ def conversation_close(
         raise ForbiddenError("Only the therapist closes a conversation.", code="not_therapist")
     if conversation.closed_at is not None:
         raise ConversationClosed()
-    _append(
+    closure = _append(
         conversation=conversation,
         sender=therapist,
         kind=MessageKind.CLOSURE,
@@ -324,6 +362,7 @@ def conversation_close(
     )
     conversation.closed_at = now
     conversation.save(update_fields=["closed_at"])
+    _publish_message(conversation, closure)
     _audit(conversation, "close", request=request, actor=therapist, seq=conversation.last_seq)
     return conversation
 
