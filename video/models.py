@@ -175,3 +175,43 @@ class AttendanceInterval(models.Model):
 
     def __str__(self) -> str:
         return f"AttendanceInterval {self.pk}"
+
+
+class QualitySample(models.Model):
+    """One call-quality summary a participant's client sent (``stats``), in server time: what
+    support needs to explain a bad call, never where it came from (no address, no candidate).
+    ``relay``: the media went through TURN. Null when the client could not measure it."""
+
+    participant = models.ForeignKey(
+        Participant, on_delete=models.PROTECT, related_name="quality_samples"
+    )
+    at = models.DateTimeField()
+    rtt_ms = models.FloatField(null=True, blank=True)
+    loss = models.FloatField(null=True, blank=True)  # fraction of packets lost, 0 to 1
+    jitter_ms = models.FloatField(null=True, blank=True)
+    bitrate_in_kbps = models.FloatField(null=True, blank=True)
+    bitrate_out_kbps = models.FloatField(null=True, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    relay = models.BooleanField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(loss__isnull=True) | Q(loss__gte=0, loss__lte=1),
+                name="video_quality_loss_fraction",
+            ),
+            models.CheckConstraint(
+                condition=(Q(rtt_ms__isnull=True) | Q(rtt_ms__gte=0))
+                & (Q(jitter_ms__isnull=True) | Q(jitter_ms__gte=0))
+                & (Q(bitrate_in_kbps__isnull=True) | Q(bitrate_in_kbps__gte=0))
+                & (Q(bitrate_out_kbps__isnull=True) | Q(bitrate_out_kbps__gte=0)),
+                name="video_quality_not_negative",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["participant", "at"], name="video_quality_participant_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"QualitySample {self.pk}"
