@@ -295,6 +295,11 @@ VIDEO_HELLO_TIMEOUT_SECONDS = env_int("VIDEO_HELLO_TIMEOUT_SECONDS", 10)
 # Waiting-room notes from a client to the therapist: longest note, and one per this many seconds.
 VIDEO_WAITING_NOTE_MAX_CHARS = env_int("VIDEO_WAITING_NOTE_MAX_CHARS", 280)
 VIDEO_WAITING_NOTE_INTERVAL_SECONDS = env_int("VIDEO_WAITING_NOTE_INTERVAL_SECONDS", 30)
+# Attendance (docs/video.md): someone not in the room by the start + this many minutes has not
+# come (the client's no-show may be marked; the therapist's is recorded by video_no_shows), and
+# a session with less attended time than this many seconds was not held (it cannot be completed).
+VIDEO_NO_SHOW_MINUTES = env_int("VIDEO_NO_SHOW_MINUTES", 15)
+VIDEO_ATTENDED_MIN_SECONDS = env_int("VIDEO_ATTENDED_MIN_SECONDS", 60)
 # The pre-call test (video/precall/): an echo peer in a media worker. "inprocess" runs it in the
 # web process (make run); "channels" sends each test to `manage.py run_media_worker` processes
 # through the channel layer (needs REDIS_URL). Per worker: at most VIDEO_PRECALL_MAX_TESTS at

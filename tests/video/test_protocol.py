@@ -43,6 +43,7 @@ VALID: dict[str, dict[str, Any]] = {
     "mode": {"mode": "audio"},
     "leave": {},
     "end": {},
+    "connection": {"state": "connected"},
 }
 
 
@@ -179,6 +180,8 @@ def test_missing_field_refused(kind: str) -> None:
         ("candidate", {"round": 1, "candidate": {**CANDIDATE, "usernameFragment": "u" * 257}}),
         ("media", {"audio": None, "video": True}),
         ("mode", {"mode": "screen"}),
+        ("connection", {"state": "failed"}),
+        ("connection", {"state": True}),
     ],
 )
 def test_field_types_and_bounds(kind: str, fields: dict[str, Any]) -> None:
@@ -201,6 +204,13 @@ def test_error_detail_never_quotes_the_message() -> None:
     with pytest.raises(ProtocolError) as caught:
         message_parse(frame("candidate", round=1, candidate={"candidate": secret, "x": 1}))
     assert "203.0.113.7" not in caught.value.detail
+
+
+def test_a_connection_report_carries_no_client_time() -> None:
+    """Attendance: the server's time of receipt counts, so a client's clock has no field to
+    travel in; a report with one is refused (bad_message), never read."""
+    sent = frame("connection", state="connected", at="2020-01-01T00:00:00Z")
+    assert code_of(sent) == "bad_message"
 
 
 def test_frame_size(settings: Any) -> None:
