@@ -161,7 +161,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # channels_redis blocks 5 s on a pop while a channel is empty; redis-py's default
+                # socket timeout is 5 s too, so an idle receive could time out: give it room.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
                 "prefix": env_str("CHANNEL_LAYER_PREFIX", "telehealth"),
             },
         }

@@ -78,6 +78,9 @@ def media_worker() -> None:
     if log:
         count_peer_connections(Path(log))
     loopback_ice()
+    cpus = os.environ.get("MEDIA_WORKER_CPUS")  # the benchmark keeps the worker on its own core
+    if cpus:
+        os.sched_setaffinity(0, {int(cpu) for cpu in cpus.split(",")})
     django.setup()
     call_command("run_media_worker")
 

@@ -22,6 +22,8 @@ import contextlib
 import fractions
 import json
 import logging
+import operator
+import random
 import time
 from typing import Any
 
@@ -36,6 +38,7 @@ logger = logging.getLogger(__name__)
 START_PATH = "/api/v1/video/precall"
 VIDEO_CLOCK = 90_000
 PATTERN_FRAMES = 30
+NOISE_LEVELS = 12  # luma steps of the sensor noise
 
 
 class PrecallRefused(Exception):
@@ -48,16 +51,21 @@ class PrecallRefused(Exception):
 
 
 def _pattern(width: int, height: int) -> list[bytes]:
-    """Luma planes of a diagonal gradient with a bright bar moving across it."""
+    """Luma planes of a diagonal gradient with a bright bar moving across it, and a camera
+    sensor's faint noise, new in every frame (what makes a real camera's video cost bits)."""
     rows = [
-        bytes(((x + y) * 219 // (width + height)) + 16 for x in range(width)) for y in range(height)
+        bytes(((x + y) * 208 // (width + height)) + 16 for x in range(width)) for y in range(height)
     ]
     bar = max(2, width // 10)
+    noise = random.Random(PATTERN_FRAMES)  # noqa: S311 - a picture, not a secret
+    faint = bytes(value % NOISE_LEVELS for value in range(256))
     planes = []
     for k in range(PATTERN_FRAMES):
         left = k * (width - bar) // (PATTERN_FRAMES - 1)
-        block = bytes([235]) * bar
-        planes.append(b"".join(row[:left] + block + row[left + bar :] for row in rows))
+        block = bytes([224]) * bar
+        picture = b"".join(row[:left] + block + row[left + bar :] for row in rows)
+        grain = noise.randbytes(len(picture)).translate(faint)
+        planes.append(bytes(map(operator.add, picture, grain)))
     return planes
 
 
@@ -72,7 +80,8 @@ class PatternVideoTrack(VideoStreamTrack):
         self._started: float | None = None
         self.frames_sent = 0
 
-    async def recv(self) -> VideoFrame:
+    async def pace(self) -> int:
+        """Wait for the next frame's time (as a camera does); its pts in 1/90000 s."""
         now = time.monotonic()
         if self._started is None:
             self._started = now
@@ -80,11 +89,15 @@ class PatternVideoTrack(VideoStreamTrack):
             delay = self._started + self.frames_sent / self.fps - now
             if delay > 0:
                 await asyncio.sleep(delay)
+        return self.frames_sent * VIDEO_CLOCK // self.fps
+
+    async def recv(self) -> VideoFrame:
+        pts = await self.pace()
         frame = VideoFrame(width=self.width, height=self.height)
         frame.planes[0].update(self._planes[self.frames_sent % PATTERN_FRAMES])
         frame.planes[1].update(self._chroma)
         frame.planes[2].update(self._chroma)
-        frame.pts = self.frames_sent * VIDEO_CLOCK // self.fps
+        frame.pts = pts
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
         self.frames_sent += 1
         return frame
@@ -103,7 +116,10 @@ class PrecallClient:
         audio: bool = True,
         video: bool = True,
         data_channel: bool = True,
+        camera: PatternVideoTrack | None = None,
     ) -> None:
+        """``camera``: another video source (the benchmark's pre-encoded one) instead of a
+        ``PatternVideoTrack`` of ``width``x``height`` at ``fps``."""
         self.name = name
         self.width, self.height, self.fps = width, height, fps
         self.send_audio, self.send_video, self.data_channel = audio, video, data_channel
@@ -111,7 +127,7 @@ class PrecallClient:
         self.answer: dict[str, Any] | None = None
         self.pc: RTCPeerConnection | None = None
         self.channel: RTCDataChannel | None = None
-        self.camera: PatternVideoTrack | None = None
+        self.camera = camera
         self.frames_received: dict[str, int] = {"audio": 0, "video": 0}
         self.received_sizes: set[tuple[int, int]] = set()
         self.stats: list[dict[str, Any]] = []
@@ -152,7 +168,8 @@ class PrecallClient:
         if self.send_audio:
             pc.addTrack(AudioStreamTrack())
         if self.send_video:
-            self.camera = PatternVideoTrack(width=self.width, height=self.height, fps=self.fps)
+            if self.camera is None:
+                self.camera = PatternVideoTrack(width=self.width, height=self.height, fps=self.fps)
             pc.addTrack(self.camera)
         if self.data_channel:
             self.channel = pc.createDataChannel("precall")

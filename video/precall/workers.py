@@ -226,7 +226,9 @@ class ChannelLayerMediaWorker:
     async def echo(self, request: EchoRequest) -> str:
         layer = get_channel_layer()
         assert layer is not None
-        reply = await layer.new_channel("video.precall.reply.")
+        # A plain channel of its own (not a process-specific one from ``new_channel``): each
+        # offer waits on its own key, with no receive loop shared between the offers.
+        reply = f"video.precall.reply.{request.test_id}"
         await layer.send(
             OFFERS_CHANNEL, {"type": "precall.offer", "reply_to": reply, **request.as_message()}
         )
