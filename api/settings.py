@@ -338,6 +338,24 @@ MESSAGING_ATTACHMENT_STORAGE = env_json("MESSAGING_ATTACHMENT_STORAGE", None) or
     "BACKEND": "django.core.files.storage.FileSystemStorage",
     "OPTIONS": {"location": MESSAGING_ATTACHMENTS_DIR},
 }
+# Notifications (MSG-05): how long the newest unread message waits before its recipient is
+# emailed (one email for everything waiting); MESSAGING_PUSH_HOOK, a dotted path to a callable
+# taking (user_id=, kind=), is told too (mobile push; no content is ever passed).
+MESSAGING_NOTIFY_DELAY_SECONDS = env_int("MESSAGING_NOTIFY_DELAY_SECONDS", 5 * 60)
+MESSAGING_PUSH_HOOK = env_str("MESSAGING_PUSH_HOOK", "") or ""
+# Shown when a conversation opens: messaging is not for emergencies, and the crisis line of the
+# client's jurisdiction (ISO 3166-2 first, then its country; "default" otherwise).
+MESSAGING_CRISIS_LINES: dict[str, str] = env_json("MESSAGING_CRISIS_LINES", None) or {
+    "US": "Call or text 988 (988 Suicide & Crisis Lifeline), or call 911.",
+    "CA": "Call or text 988 (9-8-8 Suicide Crisis Helpline), or call 911.",
+    "GB": "Call 111 (NHS, option 2 for mental health) or Samaritans on 116 123, or call 999.",
+    "IE": "Call Samaritans on 116 123, or call 112 or 999.",
+    "AU": "Call Lifeline on 13 11 14, or call 000.",
+    "default": "Call your local emergency number or go to the nearest emergency department.",
+}
+# Records policy: messages (with their versions and attachments) of a conversation whose last
+# activity is older than this many days are erased by `manage.py messaging_retention`.
+MESSAGING_RETENTION_DAYS = env_int("MESSAGING_RETENTION_DAYS", 7 * 366)
 
 # --- REST conventions -------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -528,6 +546,7 @@ CELERY_BEAT_SCHEDULE = {
         "send_emails": JOBS_FREQUENT_SECONDS,
         "billing_settle": JOBS_FREQUENT_SECONDS,
         "refresh_availability": JOBS_FREQUENT_SECONDS,
+        "send_message_notifications": JOBS_FREQUENT_SECONDS,
         "sync_calendars": CALENDAR_SYNC_INTERVAL_MINUTES * 60,
         "expire_holds": 15 * 60,
         "audit_checkpoint": 60 * 60,

@@ -44,6 +44,11 @@ class Conversation(models.Model):
     # Read receipts: the highest seq each participant has read.
     client_read_seq = models.PositiveBigIntegerField(default=0)
     therapist_read_seq = models.PositiveBigIntegerField(default=0)
+    # Notifications (MSG-05): the seq up to which each participant was told something waits.
+    client_notified_seq = models.PositiveBigIntegerField(default=0)
+    therapist_notified_seq = models.PositiveBigIntegerField(default=0)
+    # Where the client was for the booking that opened it: the crisis line shown.
+    jurisdiction = models.CharField(max_length=6, blank=True)
     created_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
 
@@ -170,3 +175,36 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return f"Attachment {self.pk}"
+
+
+class MessagingProfile(models.Model):
+    """A person's messaging settings: quiet hours for notifications (anyone) and, for a
+    therapist, the expectations shown to clients: a response-time promise, office hours (weekly
+    windows in ``time_zone``) and the automatic reply sent to a message outside them."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="messaging_profile",
+    )
+    time_zone = models.CharField(max_length=64, default="UTC")
+    quiet_start = models.TimeField(null=True, blank=True)
+    quiet_end = models.TimeField(null=True, blank=True)
+    response_time_hours = models.PositiveSmallIntegerField(null=True, blank=True)
+    # [{"weekday": 0-6 (Monday 0), "start": "09:00", "end": "17:00"}, ...]
+    office_hours = models.JSONField(default=list, blank=True)
+    auto_reply = models.TextField(blank=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quiet_start__isnull=True, quiet_end__isnull=True)
+                | Q(quiet_start__isnull=False, quiet_end__isnull=False),
+                name="messaging_quiet_hours_both_or_none",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Messaging profile {self.pk}"

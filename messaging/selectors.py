@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.db.models import Count, F, Q, QuerySet
 
 from api.errors import NotFoundError
@@ -17,7 +18,7 @@ from api.models import User
 from messaging.attachments import file_read, name_open
 from messaging.crypto import body_open
 from messaging.errors import ConversationNotFound
-from messaging.models import Attachment, Conversation, Message, MessageVersion
+from messaging.models import Attachment, Conversation, Message, MessageVersion, MessagingProfile
 
 
 def _mine(user: User) -> Q:
@@ -37,7 +38,7 @@ def conversations_of(*, user: User) -> QuerySet[Conversation]:
     )
     return (
         Conversation.objects.filter(_mine(user))
-        .select_related("client", "therapist")
+        .select_related("client", "therapist", "therapist__messaging_profile")
         .annotate(unread=unread)
     )
 
@@ -135,3 +136,18 @@ def message_versions(
             message_id=version.message_id, version=version.version, sealed=version.body_encrypted
         )
     return versions
+
+
+def crisis_line(jurisdiction: str) -> str:
+    """The crisis line of a jurisdiction (US-NY, then US, then the default)."""
+    lines: dict[str, str] = settings.MESSAGING_CRISIS_LINES
+    for key in (jurisdiction, jurisdiction.split("-", 1)[0]):
+        if key and key in lines:
+            return lines[key]
+    return lines.get("default", "")
+
+
+def messaging_profile_of(*, user: User) -> MessagingProfile:
+    """The user's settings (defaults, unsaved, when they never set any)."""
+    found = MessagingProfile.objects.filter(user=user).first()
+    return found or MessagingProfile(user=user, updated_at=user.date_joined)

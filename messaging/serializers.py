@@ -3,12 +3,19 @@ strings, never HTML (MSG-06); the server renders none of it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from api.serializers import StrictInputSerializer
 from messaging.attachments import ALLOWED
-from messaging.models import Attachment, Conversation, Message, MessageVersion
+from messaging.models import Attachment, Conversation, Message, MessageVersion, MessagingProfile
+from messaging.selectors import crisis_line
+from scheduling.serializers import validate_zone
+
+NOT_FOR_EMERGENCIES = "Messages are not watched around the clock: do not use them in an emergency."
 
 
 def _text(max_length: int, help_text: str) -> serializers.CharField:
@@ -64,8 +71,71 @@ class CloseIn(StrictInputSerializer):
     )
 
 
+_HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class OfficeHoursWindow(StrictInputSerializer):
+    weekday = serializers.IntegerField(min_value=0, max_value=6, help_text="Monday 0 … Sunday 6")
+    start = serializers.RegexField(_HHMM, max_length=5, help_text="HH:MM, local time")
+    end = serializers.RegexField(_HHMM, max_length=5, help_text="HH:MM, after start")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["start"] >= attrs["end"]:
+            raise serializers.ValidationError({"end": ["Must be after start."]})
+        return attrs
+
+
+class MessagingProfileIn(StrictInputSerializer):
+    time_zone = serializers.CharField(max_length=64, validators=[validate_zone])
+    quiet_start = serializers.TimeField(
+        allow_null=True, required=False, help_text="No notifications from (local time)"
+    )
+    quiet_end = serializers.TimeField(allow_null=True, required=False, help_text="… until")
+    response_time_hours = serializers.IntegerField(
+        min_value=1, max_value=168, allow_null=True, required=False, help_text="Therapists"
+    )
+    office_hours = OfficeHoursWindow(many=True, required=False, max_length=21)  # type: ignore[call-arg]
+    auto_reply = serializers.CharField(
+        max_length=1000, allow_blank=True, required=False, trim_whitespace=False
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if (attrs.get("quiet_start") is None) != (attrs.get("quiet_end") is None):
+            raise serializers.ValidationError(
+                {"quiet_end": ["Give both ends of the quiet hours, or neither."]}
+            )
+        return attrs
+
+
+class MessagingProfileOut(serializers.ModelSerializer):
+    office_hours = OfficeHoursWindow(many=True)
+
+    class Meta:
+        model = MessagingProfile
+        fields = [
+            "time_zone",
+            "quiet_start",
+            "quiet_end",
+            "response_time_hours",
+            "office_hours",
+            "auto_reply",
+        ]
+
+
+class ExpectationsOut(serializers.Serializer):
+    response_time_hours = serializers.IntegerField(allow_null=True)
+    office_hours = OfficeHoursWindow(many=True)
+    time_zone = serializers.CharField()
+
+
 class ConversationOut(serializers.ModelSerializer):
     unread = serializers.IntegerField(help_text="Messages from the other participant not read")
+    notice = serializers.SerializerMethodField(
+        help_text="Shown when the conversation opens: not for emergencies, and where to call"
+    )
+    expectations = serializers.SerializerMethodField(
+        help_text="The therapist's response-time promise and office hours"
+    )
     client_name = serializers.CharField(source="client.full_name")
     therapist_name = serializers.CharField(source="therapist.full_name")
     closed = serializers.SerializerMethodField()
@@ -86,10 +156,27 @@ class ConversationOut(serializers.ModelSerializer):
             "created_at",
             "closed",
             "closed_at",
+            "notice",
+            "expectations",
         ]
 
     def get_closed(self, conversation: Conversation) -> bool:
         return conversation.closed_at is not None
+
+    def get_notice(self, conversation: Conversation) -> str:
+        return f"{NOT_FOR_EMERGENCIES} {crisis_line(conversation.jurisdiction)}"
+
+    @extend_schema_field(ExpectationsOut)
+    def get_expectations(self, conversation: Conversation) -> dict[str, Any]:
+        try:
+            profile: MessagingProfile | None = conversation.therapist.messaging_profile  # type: ignore[attr-defined]
+        except MessagingProfile.DoesNotExist:
+            profile = None
+        return {
+            "response_time_hours": profile.response_time_hours if profile else None,
+            "office_hours": profile.office_hours if profile else [],
+            "time_zone": profile.time_zone if profile else "UTC",
+        }
 
 
 class AttachmentOut(serializers.ModelSerializer):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -43,7 +43,15 @@ from messaging.errors import (
     NoCareRelationship,
 )
 from messaging.events import publish_on_commit
-from messaging.models import Attachment, Conversation, Message, MessageKind, MessageVersion
+from messaging.hours import within_office_hours
+from messaging.models import (
+    Attachment,
+    Conversation,
+    Message,
+    MessageKind,
+    MessageVersion,
+    MessagingProfile,
+)
 from scheduling.bookings.selectors import booking_for_participant
 from scheduling.clients.selectors import RELATIONSHIP
 from scheduling.notes.rotation import RotationReport, reencrypt_in_batches
@@ -90,7 +98,11 @@ def conversation_open(
     if existing is not None:
         return existing, False
     made = Conversation(
-        client_id=client_id, therapist_id=therapist_id, created_at=now, activity_at=now
+        client_id=client_id,
+        therapist_id=therapist_id,
+        jurisdiction=booking.client_jurisdiction,
+        created_at=now,
+        activity_at=now,
     )
     # A concurrent open may have made the pair's row meanwhile: then that one is read.
     Conversation.objects.bulk_create([made], ignore_conflicts=True)
@@ -247,7 +259,59 @@ def message_send(
         _audit(attachment, "create", request=request, actor=sender, seq=message.seq)
     _audit(message, "create", request=request, actor=sender, seq=message.seq)
     _publish_message(conversation, message)
+    if sender.pk == conversation.client_id:
+        _auto_reply(conversation=conversation, now=now)
     return message, True
+
+
+AUTO_REPLY_QUIET = timedelta(hours=12)
+
+
+def _auto_reply(*, conversation: Conversation, now: datetime) -> None:
+    """Outside the therapist's office hours, their automatic reply follows a client's message
+    (once in ``AUTO_REPLY_QUIET``: ten messages at night get one reply)."""
+    profile = MessagingProfile.objects.filter(user_id=conversation.therapist_id).first()
+    if profile is None or not profile.auto_reply or not profile.office_hours:
+        return
+    if within_office_hours(windows=profile.office_hours, time_zone=profile.time_zone, now=now):
+        return
+    recent = Message.objects.filter(
+        conversation=conversation,
+        kind=MessageKind.AUTO_REPLY,
+        created_at__gt=now - AUTO_REPLY_QUIET,
+    )
+    if recent.exists():
+        return
+    reply = _append(
+        conversation=conversation,
+        sender=conversation.therapist,
+        kind=MessageKind.AUTO_REPLY,
+        body=profile.auto_reply,
+        client_message_id=uuid.uuid4(),
+        now=now,
+    )
+    audit_access(obj=reply, action="create", actor_label="system", details={"seq": reply.seq})
+    _publish_message(conversation, reply)
+
+
+@transaction.atomic
+def messaging_profile_update(*, user: User, now: datetime, **fields: Any) -> MessagingProfile:
+    """Set the user's messaging settings (only therapists have expectations to set)."""
+    if user.role != Role.THERAPIST:
+        expectations = {"response_time_hours", "office_hours", "auto_reply"} & set(fields)
+        if expectations:
+            raise ForbiddenError(
+                "Only therapists set office hours, a response time or an automatic reply.",
+                code="not_therapist",
+            )
+    profile, _ = MessagingProfile.objects.select_for_update().get_or_create(
+        user=user, defaults={"updated_at": now}
+    )
+    for name, value in fields.items():
+        setattr(profile, name, value)
+    profile.updated_at = now
+    profile.save()
+    return profile
 
 
 def _first_text(message: Message) -> str:

@@ -5,6 +5,7 @@ from django.urls import URLPattern, URLResolver, path
 from messaging import views
 
 urlpatterns: list[URLPattern | URLResolver] = [
+    path("messaging/profile", views.MessagingProfileView.as_view(), name="messaging-profile"),
     path("conversations/", views.ConversationsView.as_view(), name="conversations"),
     path(
         "conversations/<uuid:conversation_id>",

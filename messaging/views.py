@@ -46,6 +46,8 @@ from messaging.serializers import (
     MessageOut,
     MessageVersionOut,
     MessageWithFileIn,
+    MessagingProfileIn,
+    MessagingProfileOut,
     ReadIn,
 )
 
@@ -417,3 +419,35 @@ class ConversationCloseView(ConversationAuditMixin, APIView):
         )
         conversation = selectors.conversation_for(conversation_id=conversation_id, user=user)
         return Response(represent(ConversationOut, conversation))
+
+
+class MessagingProfileView(APIView):
+    """The caller's messaging settings (no protected data: quiet hours and, for therapists,
+    the expectations their clients see)."""
+
+    permission_classes = [IsParticipantRole]
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Get my messaging settings",
+        responses={200: MessagingProfileOut, **problem_responses(403)},
+    )
+    def get(self, request: Request) -> Response:
+        profile = selectors.messaging_profile_of(user=user_of(request))
+        return Response(MessagingProfileOut(profile).data)
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Set my messaging settings",
+        request=MessagingProfileIn,
+        responses={200: MessagingProfileOut, **problem_responses(400, 403)},
+        description="Quiet hours (no notification emails then) for anyone; office hours, a "
+        "response-time promise and an automatic reply outside office hours for therapists.",
+    )
+    def put(self, request: Request) -> Response:
+        data = MessagingProfileIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        profile = services.messaging_profile_update(
+            user=user_of(request), now=timezone.now(), **data.validated_data
+        )
+        return Response(MessagingProfileOut(profile).data)

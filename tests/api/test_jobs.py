@@ -36,6 +36,7 @@ SERVICES = {
     "sync_calendars": ("scheduling.tasks", "external_calendars_sync_due"),
     "expire_holds": ("scheduling.tasks", "holds_expire"),
     "billing_settle": ("billing.tasks", "lifecycle_settle"),
+    "send_message_notifications": ("messaging.tasks", "message_notifications_send"),
 }
 
 
@@ -52,6 +53,7 @@ def test_every_scheduled_job_is_a_task_and_the_schedule_is_as_documented() -> No
         "send_emails": minute,
         "billing_settle": minute,
         "refresh_availability": minute,
+        "send_message_notifications": minute,
         "sync_calendars": settings.CALENDAR_SYNC_INTERVAL_MINUTES * 60,
         "expire_holds": 15 * 60,
         "audit_checkpoint": 3600,

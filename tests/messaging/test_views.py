@@ -344,3 +344,72 @@ def test_the_therapist_closes_and_the_client_is_told_where_to_go(
     twice = therapist_api.post(_url(conversation, "/close"), {"note": note}, format="json")
     assert twice.status_code == 409
     assert Message.objects.count() == 1
+
+
+# --- Expectations: notice, office hours, automatic reply --------------------------------------
+
+
+def test_a_conversation_opens_with_the_crisis_line_of_the_clients_jurisdiction(
+    booking, client_api, settings
+):
+    type(booking).objects.filter(pk=booking.pk).update(client_jurisdiction="US-NY")
+    opened = client_api.post("/api/v1/conversations/", {"booking": str(booking.pk)}, format="json")
+    notice = opened.json()["notice"]
+    assert "emergency" in notice and settings.MESSAGING_CRISIS_LINES["US"] in notice
+    assert opened.json()["expectations"] == {
+        "response_time_hours": None,
+        "office_hours": [],
+        "time_zone": "UTC",
+    }
+
+
+def test_outside_office_hours_the_therapist_s_automatic_reply_follows_once(
+    conversation, client_api, therapist_api
+):
+    # The fixed clock is Tuesday 14:20 UTC: office hours in Tokyo (23:20 there) are closed.
+    settings_in = {
+        "time_zone": "Asia/Tokyo",
+        "response_time_hours": 24,
+        "office_hours": [{"weekday": 1, "start": "09:00", "end": "17:00"}],
+        "auto_reply": "Thanks for your message. I reply within one working day.",
+        "quiet_start": None,
+        "quiet_end": None,
+    }
+    saved = therapist_api.put("/api/v1/messaging/profile", settings_in, format="json")
+    assert saved.status_code == 200, saved.content
+    assert saved.json()["office_hours"] == settings_in["office_hours"]
+    for text in ("one", "two"):
+        _send(client_api, conversation, text)
+    history = client_api.get(_url(conversation, "/messages")).json()["results"]
+    assert [(m["kind"], m["body"]) for m in reversed(history)] == [
+        ("text", "one"),
+        ("auto_reply", settings_in["auto_reply"]),
+        ("text", "two"),
+    ]
+    expectations = client_api.get(_url(conversation)).json()["expectations"]
+    assert expectations["response_time_hours"] == 24
+    assert expectations["time_zone"] == "Asia/Tokyo"
+
+
+def test_only_therapists_set_expectations_and_bad_settings_are_400(client_api, therapist_api):
+    refused = client_api.put(
+        "/api/v1/messaging/profile",
+        {"time_zone": "UTC", "auto_reply": "I am a client"},
+        format="json",
+    )
+    assert (refused.status_code, refused.json()["code"]) == (403, "not_therapist")
+    quiet = client_api.put(
+        "/api/v1/messaging/profile",
+        {"time_zone": "Europe/Paris", "quiet_start": "22:00", "quiet_end": "07:00"},
+        format="json",
+    )
+    assert quiet.status_code == 200 and quiet.json()["quiet_start"] == "22:00:00"
+    for bad in (
+        {"time_zone": "Mars/Olympus"},
+        {"time_zone": "UTC", "quiet_start": "22:00"},
+        {"time_zone": "UTC", "office_hours": [{"weekday": 7, "start": "09:00", "end": "17:00"}]},
+        {"time_zone": "UTC", "office_hours": [{"weekday": 1, "start": "17:00", "end": "09:00"}]},
+        {"time_zone": "UTC", "office_hours": [{"weekday": 1, "start": "9", "end": "17:00"}]},
+    ):
+        answer = therapist_api.put("/api/v1/messaging/profile", bad, format="json")
+        assert answer.status_code == 400, (bad, answer.content)
