@@ -22,7 +22,7 @@ written at once for ``actor``, or for ``actor_label`` (``"billing"``, ``"system"
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -62,6 +62,7 @@ from scheduling.models import (
     SessionType,
     TherapistProfile,
 )
+from video import evidence as video_evidence
 
 SYSTEM = "system"
 BILLING = "billing"
@@ -195,8 +196,10 @@ def _change(
     request: HttpRequest | None,
     now: datetime,
     fields: dict[str, Any] | None = None,
+    evidence: dict[str, Any] | None = None,
 ) -> Booking:
-    """Move a locked booking to ``to_status`` (checked against ``_NEXT``), recorded and audited.
+    """Move a locked booking to ``to_status`` (checked against ``_NEXT``), recorded and audited
+    (with ``evidence``, e.g. the video room's attendance, in the audit details).
 
     Bumps the ICS sequence, since every change of status shows in a calendar."""
     from_status = booking.status
@@ -222,7 +225,7 @@ def _change(
         request=request,
         actor=actor,
         actor_label=actor_label,
-        details={"from": from_status, "to": to_status, "reason": reason},
+        details={"from": from_status, "to": to_status, "reason": reason, **(evidence or {})},
     )
     return booking
 
@@ -975,17 +978,26 @@ def booking_reschedule(
 def _after_start(
     *,
     booking_id: uuid.UUID,
-    by: User,
+    by: User | None,
     to_status: str,
     action: str,
     request: HttpRequest | None,
     now: datetime,
+    evidence: Callable[..., dict[str, Any]],
 ) -> Booking:
-    booking = _participant(locks.lock_booking(booking_id=booking_id), by)
-    if not _is_therapist(booking, by):
-        raise ForbiddenError("Only the therapist records how a session went.")
+    """The therapist (or, with ``by`` None, the system) records how a started session went;
+    ``evidence`` (``video.evidence``: the room's attendance) may refuse, else its details are
+    audited with the change."""
+    booking = locks.lock_booking(booking_id=booking_id)
+    if by is not None:
+        booking = _participant(booking, by)
+        if not _is_therapist(booking, by):
+            raise ForbiddenError("Only the therapist records how a session went.")
+    if booking is None:
+        raise NotFoundError("No such booking.")
     if booking.start > now:
         raise ConflictError("The session has not started yet.", code="not_started")
+    found = evidence(booking=booking, now=now) if booking.status == BookingStatus.CONFIRMED else {}
     return _change(
         booking,
         to_status=to_status,
@@ -994,14 +1006,17 @@ def _after_start(
         reason=action,
         request=request,
         now=now,
+        evidence=found,
     )
 
 
 @transaction.atomic
 def booking_complete(
-    *, booking_id: uuid.UUID, by: User, request: HttpRequest | None = None, now: datetime
+    *, booking_id: uuid.UUID, by: User | None, request: HttpRequest | None = None, now: datetime
 ) -> Booking:
-    """confirmed → completed, by the therapist, once the session has started."""
+    """confirmed → completed, by the therapist (or the system, from the video room's
+    attendance), once the session has started; for a video or audio session, only if the room
+    did not record it unattended (``video.evidence.completion_evidence``)."""
     return _after_start(
         booking_id=booking_id,
         by=by,
@@ -1009,6 +1024,7 @@ def booking_complete(
         action="complete",
         request=request,
         now=now,
+        evidence=video_evidence.completion_evidence,
     )
 
 
@@ -1016,8 +1032,10 @@ def booking_complete(
 def booking_mark_no_show(
     *, booking_id: uuid.UUID, by: User, request: HttpRequest | None = None, now: datetime
 ) -> Booking:
-    """confirmed → no_show (the client did not come), by the therapist, once it has started.
-    Billing is asked for the no-show fee (the booking's late fee; the rest is refunded)."""
+    """confirmed → no_show (the client did not come), by the therapist, once it has started;
+    for a video or audio session only from the no-show deadline and if the client was not in
+    the room by then (``video.evidence.client_no_show_evidence``). Billing is asked for the
+    no-show fee (the booking's late fee; the rest is refunded)."""
     booking = _after_start(
         booking_id=booking_id,
         by=by,
@@ -1025,6 +1043,7 @@ def booking_mark_no_show(
         action="no_show",
         request=request,
         now=now,
+        evidence=video_evidence.client_no_show_evidence,
     )
     _fee_request(booking, no_show_settlement(terms=_terms(booking), by_therapist=False), now=now)
     return booking
@@ -1032,13 +1051,19 @@ def booking_mark_no_show(
 
 @transaction.atomic
 def booking_therapist_no_show(
-    *, booking_id: uuid.UUID, by: User, request: HttpRequest | None = None, now: datetime
+    *,
+    booking_id: uuid.UUID,
+    by: User | None,
+    request: HttpRequest | None = None,
+    now: datetime,
+    evidence: dict[str, Any] | None = None,
 ) -> Booking:
     """The therapist did not come: confirmed → cancelled (reason ``therapist_no_show``), once
-    the session has started, recorded by the therapist themselves or by an admin after the
-    client complained. Billing refunds everything; no fee. Anyone else: 404."""
+    the session has started, recorded by the therapist themselves, by an admin after the
+    client complained, or (``by`` None, with the room's ``evidence``) by the system
+    (``video.no_shows``). Billing refunds everything; no fee. Anyone else: 404."""
     booking = locks.lock_booking_and_parties(booking_id=booking_id)
-    if by.role != Role.ADMIN:
+    if by is not None and by.role != Role.ADMIN:
         booking = _participant(booking, by)
         if not _is_therapist(booking, by):
             raise ForbiddenError("Only the therapist, or an admin, records this.")
@@ -1056,6 +1081,7 @@ def booking_therapist_no_show(
         reason="therapist_no_show",
         request=request,
         now=now,
+        evidence=evidence,
     )
     _fee_request(booking, no_show_settlement(terms=_terms(booking), by_therapist=True), now=now)
     notifications.notify(bookings=[booking], kind=NotificationKind.CANCELLED, now=now)

@@ -36,6 +36,7 @@ SERVICES = {
     "sync_calendars": ("scheduling.tasks", "external_calendars_sync_due"),
     "expire_holds": ("scheduling.tasks", "holds_expire"),
     "billing_settle": ("billing.tasks", "lifecycle_settle"),
+    "video_no_shows": ("video.tasks", "therapist_no_shows_record"),
     "send_message_notifications": ("messaging.tasks", "message_notifications_send"),
 }
 
@@ -53,6 +54,7 @@ def test_every_scheduled_job_is_a_task_and_the_schedule_is_as_documented() -> No
         "send_emails": minute,
         "billing_settle": minute,
         "refresh_availability": minute,
+        "video_no_shows": minute,
         "send_message_notifications": minute,
         "sync_calendars": settings.CALENDAR_SYNC_INTERVAL_MINUTES * 60,
         "expire_holds": 15 * 60,

@@ -355,8 +355,9 @@ def test_final_states_allow_no_further_transition(profile, therapist, client_use
         services.booking_cancel(booking_id=booking.pk, by=client_user, reason="other", now=NOW)
     elif final == "completed":
         services.booking_complete(booking_id=booking.pk, by=therapist, now=slot)
-    else:
-        services.booking_mark_no_show(booking_id=booking.pk, by=therapist, now=slot)
+    else:  # a video session: from its no-show deadline on
+        after = slot + timedelta(minutes=settings.VIDEO_NO_SHOW_MINUTES)
+        services.booking_mark_no_show(booking_id=booking.pk, by=therapist, now=after)
     before = _snapshot()
     attempts = [
         lambda: services.booking_confirm(booking_id=booking.pk, now=slot),
@@ -638,7 +639,8 @@ def test_a_client_no_show_asks_billing_for_the_late_fee_as_a_no_show_fee(
     booking = book(client_user, profile, slot)
     services.booking_confirm(booking_id=booking.pk, now=NOW)
 
-    services.booking_mark_no_show(booking_id=booking.pk, by=therapist, now=slot)
+    after = slot + timedelta(minutes=settings.VIDEO_NO_SHOW_MINUTES)  # a video session's deadline
+    services.booking_mark_no_show(booking_id=booking.pk, by=therapist, now=after)
 
     fee_request = FeeRequest.objects.get(booking=booking)
     assert (
