@@ -385,6 +385,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "BookingStatusEnum": "scheduling.models.BookingStatus",
         "FeeRequestKindEnum": "scheduling.models.FeeRequestKind",
+        "MessageKindEnum": "messaging.models.MessageKind",
         "OverrideKindEnum": "scheduling.models.OverrideKind",
         "PaymentStateEnum": "billing.states.ApiState",
     },

@@ -151,3 +151,46 @@ def messaging_profile_of(*, user: User) -> MessagingProfile:
     """The user's settings (defaults, unsaved, when they never set any)."""
     found = MessagingProfile.objects.filter(user=user).first()
     return found or MessagingProfile(user=user, updated_at=user.date_joined)
+
+
+def conversation_export(*, conversation: Conversation, viewer: User) -> list[Message]:
+    """Every message the viewer sees, oldest first, decrypted, each with ``earlier``: the texts
+    it had before its edits (the whole record, as the client downloads it)."""
+    messages = messages_decrypt(
+        visible_messages(conversation=conversation, viewer=viewer)
+        .select_related(None)
+        .order_by("seq"),
+        conversation=conversation,
+    )
+    by_message: dict[uuid.UUID, list[MessageVersion]] = {}
+    edited = [m.pk for m in messages if m.version > 1 and m.deleted_at is None]
+    for version in MessageVersion.objects.filter(message_id__in=edited).order_by("version"):
+        version.body = body_open(  # type: ignore[attr-defined]
+            message_id=version.message_id, version=version.version, sealed=version.body_encrypted
+        )
+        by_message.setdefault(version.message_id, []).append(version)
+    for message in messages:
+        message.earlier = by_message.get(message.pk, [])  # type: ignore[attr-defined]
+    return messages
+
+
+def compliance_conversations() -> QuerySet[Conversation]:
+    """Every conversation, for compliance officers: who wrote to whom and when, never content."""
+    return Conversation.objects.all()
+
+
+def compliance_conversation(*, conversation_id: uuid.UUID) -> Conversation:
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    if conversation is None:
+        raise ConversationNotFound()
+    return conversation
+
+
+def compliance_message_metadata(*, conversation: Conversation) -> QuerySet[Message]:
+    """The conversation's messages as metadata (sender, kind, times, version, attachment
+    count): the bodies are not read, so never decrypted."""
+    return (
+        Message.objects.filter(conversation=conversation)
+        .annotate(attachment_count=Count("attachments"))
+        .defer("body_encrypted")
+    )

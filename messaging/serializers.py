@@ -230,3 +230,44 @@ class MessageVersionOut(serializers.ModelSerializer):
     class Meta:
         model = MessageVersion
         fields = ["version", "body", "created_at"]
+
+
+class ExportMessageOut(MessageOut):
+    earlier = MessageVersionOut(many=True, help_text="The texts it had before its edits")
+
+    class Meta(MessageOut.Meta):
+        fields = [*MessageOut.Meta.fields, "earlier"]
+
+
+class ConversationExportOut(serializers.Serializer):
+    """A participant's whole conversation: the record as they download it."""
+
+    conversation = ConversationOut()
+    exported_at = serializers.DateTimeField()
+    messages = ExportMessageOut(many=True)
+
+
+class ComplianceConversationOut(serializers.ModelSerializer):
+    """Metadata only: who and when, never content or names."""
+
+    class Meta:
+        model = Conversation
+        fields = ["id", "client", "therapist", "created_at", "activity_at", "last_seq", "closed_at"]
+
+
+class MessageMetadataOut(serializers.ModelSerializer):
+    attachment_count = serializers.IntegerField()
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "seq",
+            "sender",
+            "kind",
+            "version",
+            "attachment_count",
+            "created_at",
+            "edited_at",
+            "deleted_at",
+        ]

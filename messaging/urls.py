@@ -43,6 +43,26 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="conversation-read",
     ),
     path(
+        "conversations/<uuid:conversation_id>/export",
+        views.ConversationExportView.as_view(),
+        name="conversation-export",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/export/print",
+        views.ConversationPrintView.as_view(),
+        name="conversation-export-print",
+    ),
+    path(
+        "compliance/conversations/",
+        views.ComplianceConversationsView.as_view(),
+        name="compliance-conversations",
+    ),
+    path(
+        "compliance/conversations/<uuid:conversation_id>/messages",
+        views.ComplianceMessagesView.as_view(),
+        name="compliance-conversation-messages",
+    ),
+    path(
         "conversations/<uuid:conversation_id>/close",
         views.ConversationCloseView.as_view(),
         name="conversation-close",

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpResponse
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
@@ -39,10 +40,13 @@ from messaging.attachments import AttachmentTooLarge
 from messaging.models import Conversation, Message
 from messaging.serializers import (
     CloseIn,
+    ComplianceConversationOut,
+    ConversationExportOut,
     ConversationOpenIn,
     ConversationOut,
     MessageEditIn,
     MessageIn,
+    MessageMetadataOut,
     MessageOut,
     MessageVersionOut,
     MessageWithFileIn,
@@ -451,3 +455,104 @@ class MessagingProfileView(APIView):
             user=user_of(request), now=timezone.now(), **data.validated_data
         )
         return Response(MessagingProfileOut(profile).data)
+
+
+class ConversationExportView(ConversationAuditMixin, APIView):
+    permission_classes = [IsParticipantRole]
+    audit_verb = "export"
+
+    def _export(self, request: Request, conversation_id: uuid.UUID) -> dict[str, Any]:
+        user = user_of(request)
+        conversation = selectors.conversation_for(conversation_id=conversation_id, user=user)
+        messages = selectors.conversation_export(conversation=conversation, viewer=user)
+        audit_access(
+            obj=conversation,
+            action="export",
+            details={**self.audit_details(), "messages": len(messages)},
+        )
+        return {"conversation": conversation, "exported_at": timezone.now(), "messages": messages}
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Download the whole conversation (JSON)",
+        responses={200: ConversationExportOut, **problem_responses(403, 404)},
+        description="Every message you see, oldest first, with the texts edited messages had "
+        "before: your copy of the record. Audited as an export.",
+    )
+    def get(self, request: Request, conversation_id: uuid.UUID) -> Response:
+        export = self._export(request, conversation_id)
+        response = Response(ConversationExportOut(export).data)
+        response["Content-Disposition"] = 'attachment; filename="conversation.json"'
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class ConversationPrintView(ConversationExportView):
+    @extend_schema(
+        tags=TAGS,
+        summary="Download the whole conversation (printable HTML)",
+        responses={(200, "text/html"): OpenApiTypes.STR, **problem_responses(403, 404)},
+        description="The same record as a page to print or save. Message text is escaped and "
+        "the page runs no script (Content-Security-Policy).",
+    )
+    def get(self, request: Request, conversation_id: uuid.UUID) -> HttpResponse:  # type: ignore[override]
+        export = self._export(request, conversation_id)
+        page = render_to_string("messaging/conversation.html", export)
+        response = HttpResponse(page, content_type="text/html; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="conversation.html"'
+        response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+IsCompliance = has_role(Role.COMPLIANCE_OFFICER)
+
+
+class ComplianceConversationsView(ConversationAuditMixin, ListAPIView):
+    """Compliance officers: every conversation's metadata (who, when), never content."""
+
+    permission_classes = [IsCompliance]
+    serializer_class = ComplianceConversationOut
+    pagination_class = ConversationPagination
+
+    def get_queryset(self) -> Any:
+        return selectors.compliance_conversations()
+
+    @extend_schema(
+        tags=TAGS,
+        summary="List conversations' metadata (compliance)",
+        responses={200: ComplianceConversationOut(many=True), **problem_responses(403)},
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class ComplianceMessagesView(ConversationAuditMixin, ListAPIView):
+    """Compliance officers: a conversation's messages as metadata (who wrote when, edits,
+    deletions, attachment counts); the text is never read."""
+
+    permission_classes = [IsCompliance]
+    serializer_class = MessageMetadataOut
+    pagination_class = MessagePagination
+
+    def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):
+            return Message.objects.none()
+        self.conversation = selectors.compliance_conversation(
+            conversation_id=self.kwargs["conversation_id"]
+        )
+        return selectors.compliance_message_metadata(conversation=self.conversation)
+
+    @extend_schema(
+        tags=TAGS,
+        summary="List a conversation's message metadata (compliance)",
+        responses={200: MessageMetadataOut(many=True), **problem_responses(403, 404)},
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        audit_access(
+            obj=self.conversation,
+            action="read",
+            details={**self.audit_details(), "metadata": True, "messages": len(page or [])},
+        )
+        return self.get_paginated_response(MessageMetadataOut(page, many=True).data)

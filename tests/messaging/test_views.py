@@ -413,3 +413,74 @@ def test_only_therapists_set_expectations_and_bad_settings_are_400(client_api, t
     ):
         answer = therapist_api.put("/api/v1/messaging/profile", bad, format="json")
         assert answer.status_code == 400, (bad, answer.content)
+
+
+# --- The client's copy of the record; compliance sees metadata only ---------------------------
+
+
+def test_the_client_downloads_the_whole_conversation_as_json_and_escaped_html(
+    conversation, client_api, therapist_api, client_user
+):
+    script = '<script>alert("x")</script> & <img src=x onerror=alert(1)>'
+    first = _send(client_api, conversation, script).json()
+    client_api.patch(
+        _url(conversation, f"/messages/{first['id']}"), {"body": "edited text"}, format="json"
+    )
+    gone = _send(therapist_api, conversation, "withdrawn by the therapist").json()
+    therapist_api.delete(_url(conversation, f"/messages/{gone['id']}"))
+    _send(therapist_api, conversation, "Thursday at 10.")
+    before = AuditEvent.objects.count()
+
+    exported = client_api.get(_url(conversation, "/export"))
+    assert exported.status_code == 200
+    assert exported["Content-Disposition"].startswith("attachment;")
+    assert "no-store" in exported["Cache-Control"]
+    record = exported.json()
+    assert record["conversation"]["id"] == str(conversation.pk)
+    assert [(m["seq"], m["body"]) for m in record["messages"]] == [
+        (1, "edited text"),
+        (3, "Thursday at 10."),
+    ]
+    assert [v["body"] for v in record["messages"][0]["earlier"]] == [script]
+
+    page = client_api.get(_url(conversation, "/export/print"))
+    assert page.status_code == 200 and page["Content-Type"].startswith("text/html")
+    assert page["Content-Disposition"].startswith("attachment;")
+    assert "default-src 'none'" in page["Content-Security-Policy"]
+    html = page.content.decode()
+    assert "<script>" not in html and "<img" not in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+    assert "Thursday at 10." in html and "withdrawn" not in html
+    exports = AuditEvent.objects.order_by("id")[before:]
+    assert [(e.action, e.patient_id) for e in exports] == [("export", client_user.pk)] * 2
+
+
+def test_compliance_sees_who_wrote_when_never_what(
+    conversation, client_api, compliance_api, client_user, therapist_api
+):
+    _send(client_api, conversation)
+    listed = compliance_api.get("/api/v1/compliance/conversations/")
+    assert listed.status_code == 200
+    assert [(c["id"], c["client"], c["last_seq"]) for c in listed.json()["results"]] == [
+        (str(conversation.pk), str(client_user.pk), 1)
+    ]
+    messages = compliance_api.get(f"/api/v1/compliance/conversations/{conversation.pk}/messages")
+    assert messages.status_code == 200
+    [row] = messages.json()["results"]
+    assert set(row) == {
+        "id",
+        "seq",
+        "sender",
+        "kind",
+        "version",
+        "attachment_count",
+        "created_at",
+        "edited_at",
+        "deleted_at",
+    }
+    for answer in (listed, messages):
+        assert SECRET not in answer.content.decode() and "relapsed" not in answer.content.decode()
+    read = AuditEvent.objects.filter(action="read", details__metadata=True).get()
+    assert read.patient_id == client_user.pk
+    for api in (client_api, therapist_api):
+        assert api.get("/api/v1/compliance/conversations/").status_code == 403
