@@ -297,6 +297,10 @@ VIDEO_HELLO_TIMEOUT_SECONDS = env_int("VIDEO_HELLO_TIMEOUT_SECONDS", 10)
 # Waiting-room notes from a client to the therapist: longest note, and one per this many seconds.
 VIDEO_WAITING_NOTE_MAX_CHARS = env_int("VIDEO_WAITING_NOTE_MAX_CHARS", 280)
 VIDEO_WAITING_NOTE_INTERVAL_SECONDS = env_int("VIDEO_WAITING_NOTE_INTERVAL_SECONDS", 30)
+# Call quality (video/quality.py): clients send `stats` every VIDEO_STATS_INTERVAL_SECONDS; one
+# sooner than VIDEO_STATS_MIN_SECONDS after the last is refused (rate_limited).
+VIDEO_STATS_INTERVAL_SECONDS = env_int("VIDEO_STATS_INTERVAL_SECONDS", 10)
+VIDEO_STATS_MIN_SECONDS = env_int("VIDEO_STATS_MIN_SECONDS", 5)
 # Attendance (docs/video.md): someone not in the room by the start + this many minutes has not
 # come (the client's no-show may be marked; the therapist's is recorded by video_no_shows), and
 # a session with less attended time than this many seconds was not held (it cannot be completed).

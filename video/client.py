@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
 RESTART_INTERVAL_S = 1.0  # the least time between two restarts asked by one client
+CLOCK_RATES = {"audio": 48_000, "video": 90_000}  # RTP clocks of Opus and the video codecs
 JOIN_PATH = "/api/v1/video/rooms/{booking_id}/join"
 
 
@@ -179,6 +180,8 @@ class VideoClient:
         self._prepared: asyncio.Task[RTCPeerConnection] | None = None
         self._last_restart = float("-inf")
         self.frames_received: dict[str, int] = {"audio": 0, "video": 0}
+        self.video_size: tuple[int, int] | None = None  # of the last video frame received
+        self._bytes_at: tuple[Any, float, int, int] | None = None  # pc, time, in, out
         self.messages: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
         self.close_code: int | None = None
@@ -509,13 +512,58 @@ class VideoClient:
     async def _count(self, track: MediaStreamTrack) -> None:
         while True:
             try:
-                await track.recv()
+                frame = await track.recv()
             except MediaStreamError:
                 return
+            if isinstance(frame, VideoFrame):
+                self.video_size = (frame.width, frame.height)
             self.frames_received[track.kind] += 1
             if self.frames_received[track.kind] % 10 == 0:
                 async with self._changed:
                     self._changed.notify_all()
+
+    # --- Call quality ------------------------------------------------------------------------
+
+    async def stats(self) -> dict[str, Any]:
+        """The ``stats`` message's fields, measured on the current peer connection: round-trip
+        time (the peer's RTCP receiver reports), the fraction of packets lost, audio jitter,
+        bitrates since the last call, the last received video frame's size, and whether media
+        goes through TURN. Never an address (docs/video.md, "Call quality")."""
+        pc = self.pc
+        assert pc is not None, "not in a call"
+        values = list((await pc.getStats()).values())
+        now = time.monotonic()
+        rtts = [s.roundTripTime for s in values if s.type == "remote-inbound-rtp"]
+        inbound = [s for s in values if s.type == "inbound-rtp"]
+        received = sum(s.packetsReceived for s in inbound)
+        lost = sum(max(0, s.packetsLost) for s in inbound)
+        jitters = [s.jitter / CLOCK_RATES[s.kind] * 1000 for s in inbound if s.kind in CLOCK_RATES]
+        transports = [s for s in values if s.type == "transport"]
+        bytes_in = sum(t.bytesReceived for t in transports)
+        bytes_out = sum(t.bytesSent for t in transports)
+        rate_in = rate_out = None
+        if self._bytes_at is not None and self._bytes_at[0] is pc and now > self._bytes_at[1]:
+            _, then, before_in, before_out = self._bytes_at
+            rate_in = max(0.0, (bytes_in - before_in) * 8 / 1000 / (now - then))
+            rate_out = max(0.0, (bytes_out - before_out) * 8 / 1000 / (now - then))
+        self._bytes_at = (pc, now, bytes_in, bytes_out)
+        pair = self.selected_pair()
+        return {
+            "rtt_ms": max(rtts) * 1000 if rtts else None,
+            "loss": lost / (received + lost) if received + lost else None,
+            "jitter_ms": max(jitters) if jitters else None,
+            "bitrate_in_kbps": rate_in,
+            "bitrate_out_kbps": rate_out,
+            "width": self.video_size[0] if self.video_size else None,
+            "height": self.video_size[1] if self.video_size else None,
+            "relay": pair is not None and "relay" in (pair.local_type, pair.remote_type),
+        }
+
+    async def report_stats(self) -> dict[str, Any]:
+        """Send ``stats`` (a client in a call does every ``VIDEO_STATS_INTERVAL_SECONDS``)."""
+        fields = await self.stats()
+        await self.send("stats", **fields)
+        return fields
 
     # --- What tests and bots look at --------------------------------------------------------
 

@@ -27,7 +27,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from video import signalling
+from video import quality, signalling
 from video.negotiation import RELAYED, Negotiation
 from video.protocol import (
     SUBPROTOCOL,
@@ -83,6 +83,7 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
         self.room_id: uuid.UUID = self.scope["url_route"]["kwargs"]["room_id"]
         self.attached: Attached | None = None
         self.negotiation: Negotiation | None = None
+        self.last_stats = float("-inf")
         self.closed = False
         self.groups_joined: list[str] = []
         self.timers: list[asyncio.Task[None]] = []
@@ -215,6 +216,9 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
         if kind in RELAYED:
             await self._relay(me, kind, fields)
             return
+        if kind == "stats":
+            await self._stats(me, fields)
+            return
         extra: dict[str, Any] = {}
         if kind in ("admit", "deny"):
             call = signalling.participant_admit if kind == "admit" else signalling.participant_deny
@@ -258,6 +262,20 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
                 "to_therapist": me.role != signalling.THERAPIST,
                 "message": server_message(kind, **fields, **{"from": sender}),
             },
+        )
+
+    async def _stats(self, me: Attached, fields: dict[str, Any]) -> None:
+        """A call-quality report (``video.quality``): from a socket in the call, at most one per
+        ``VIDEO_STATS_MIN_SECONDS``; stored with the server's time."""
+        assert self.negotiation is not None
+        if self.negotiation.round is None:
+            raise SignalRefused("not_admitted", "Wait to be admitted.")
+        now = type(self).clock()
+        if now - self.last_stats < settings.VIDEO_STATS_MIN_SECONDS:
+            raise SignalRefused("rate_limited", "Stats come at most every few seconds.")
+        self.last_stats = now
+        await in_db_thread(quality.quality_sample_record)(
+            participant_id=me.participant_id, stats=quality.Stats(**fields), now=timezone.now()
         )
 
     # --- effects and channel-layer events -----------------------------------------------

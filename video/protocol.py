@@ -104,6 +104,9 @@ _MID_MAX = 32
 _MLINE_MAX = 64
 _UFRAG_MAX = 256
 _ROUND_MAX = 2**31 - 1
+_MS_MAX = 60_000.0
+_KBPS_MAX = 1_000_000.0
+_PIXELS_MAX = 16_384
 # Bidirectional overrides and isolates: they reorder what the therapist reads.
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
 
@@ -161,6 +164,23 @@ def _int(low: int, high: int) -> Callable[[Any], int]:
         return value
 
     return check
+
+
+def _measure(high: float) -> Callable[[Any], float | None]:
+    """A measurement: a finite number from 0 to ``high``, or null (not measured)."""
+
+    def check(value: Any) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
+            raise ValueError
+        return float(value)
+
+    return check
+
+
+def _pixels(value: Any) -> int | None:
+    return None if value is None else _int(0, _PIXELS_MAX)(value)
 
 
 def _uuid(value: Any) -> str:
@@ -238,6 +258,16 @@ _FIELDS: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
     "mode": {"mode": (_choice("video", "audio"), True)},
     "leave": {},
     "end": {},
+    "stats": {
+        "rtt_ms": (_measure(_MS_MAX), True),
+        "loss": (_measure(1.0), True),
+        "jitter_ms": (_measure(_MS_MAX), True),
+        "bitrate_in_kbps": (_measure(_KBPS_MAX), True),
+        "bitrate_out_kbps": (_measure(_KBPS_MAX), True),
+        "width": (_pixels, True),
+        "height": (_pixels, True),
+        "relay": (_bool, True),
+    },
     # attendance: the peer connection's state (no time: the server's receipt time counts)
     "connection": {"state": (_choice("connected", "disconnected"), True)},
 }

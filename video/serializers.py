@@ -74,3 +74,33 @@ def join_payload(result: JoinResult, *, ws_url: str) -> dict[str, Any]:
         "mode": result.room.mode,
         "window": {"opens_at": opens_at, "closes_at": closes_at},
     }
+
+
+class QualitySummaryOut(serializers.Serializer):
+    """Call quality over a participant's reports (or the session's): no address of any kind."""
+
+    samples = serializers.IntegerField(min_value=0)
+    first_at = serializers.DateTimeField(allow_null=True)
+    last_at = serializers.DateTimeField(allow_null=True)
+    rtt_p50_ms = serializers.FloatField(allow_null=True)
+    rtt_p95_ms = serializers.FloatField(allow_null=True)
+    loss_mean = serializers.FloatField(allow_null=True, help_text="Fraction of packets lost")
+    loss_max = serializers.FloatField(allow_null=True)
+    jitter_p50_ms = serializers.FloatField(allow_null=True)
+    bitrate_in_p50_kbps = serializers.FloatField(allow_null=True)
+    reported_seconds = serializers.FloatField(help_text="The time the reports cover")
+    relay_seconds = serializers.FloatField(help_text="Of which media went through TURN")
+
+
+class PersonQualityOut(serializers.Serializer):
+    participant = serializers.UUIDField(source="participant_id")
+    role = serializers.ChoiceField(choices=ParticipantRole.choices)
+    summary = QualitySummaryOut()
+
+
+class RoomQualityOut(serializers.Serializer):
+    booking = serializers.UUIDField(source="booking.pk")
+    session = QualitySummaryOut(
+        allow_null=True, help_text="Everyone's reports together; null before the room opened"
+    )
+    participants = PersonQualityOut(many=True, source="people")

@@ -6,5 +6,10 @@ from video import views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("video/rooms/<uuid:booking_id>/join", views.RoomJoinView.as_view(), name="video-join"),
+    path(
+        "video/rooms/<uuid:booking_id>/quality",
+        views.RoomQualityView.as_view(),
+        name="video-quality",
+    ),
     path("", include("video.precall.urls")),
 ]

@@ -16,12 +16,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.authentication import user_of
+from api.models import Role
+from api.permissions import has_role
 from api.serializers import problem_responses
 from audit.mixins import DENIED_STATUSES
+from audit.services import audit_access
 from scheduling.bookings.audit import ServiceReportedAuditMixin
 from scheduling.models import Booking
-from video import services
-from video.serializers import JoinIn, JoinOut, join_payload
+from video import quality, services
+from video.serializers import JoinIn, JoinOut, RoomQualityOut, join_payload
 
 TAGS = ["video"]
 
@@ -70,3 +73,28 @@ class RoomJoinView(ServiceReportedAuditMixin, APIView):
         )
         payload = join_payload(result, ws_url=ws_url(request, room_id=result.room.pk))
         return Response(JoinOut(payload).data)
+
+
+class RoomQualityView(ServiceReportedAuditMixin, APIView):
+    """The call quality of a booking's session, for support: its therapist or an admin."""
+
+    audit_resource = "scheduling.booking"
+    audit_lookup_kwarg = "booking_id"
+    audit_models = (Booking,)
+    permission_classes = [has_role(Role.THERAPIST, Role.ADMIN)]
+
+    @extend_schema(
+        operation_id="video_room_quality",
+        summary="Call quality of a booking's session",
+        description="What the participants' clients reported over the call (stats messages "
+        "every VIDEO_STATS_INTERVAL_SECONDS): p50/p95 round-trip time, packet loss, jitter, "
+        "bitrate and the time on relay (TURN), per participant and for the session. Never an "
+        "address. For the booking's therapist or an admin; 404 booking_not_found for anyone "
+        "else's booking.",
+        tags=TAGS,
+        responses={200: RoomQualityOut, **problem_responses(401, 403, 404)},
+    )
+    def get(self, request: Request, booking_id: uuid.UUID) -> Response:
+        result = quality.room_quality(booking_id=booking_id, user=user_of(request))
+        audit_access(obj=result.booking, action="video.quality.read")
+        return Response(RoomQualityOut(result).data)

@@ -185,11 +185,13 @@ async def db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 __all__ = [
     "CANDIDATE",
     "CHROME_SDP",
+    "FrozenClock",
     "PresenceState",
     "Setup",
     "closed_with",
     "db",
     "hello",
+    "in_call",
     "make_room",
     "nothing",
     "opened",
@@ -199,3 +201,29 @@ __all__ = [
     "socket",
     "state",
 ]
+
+
+class FrozenClock:
+    """A monotonic clock for ``VideoSignalConsumer.clock`` that moves only when told."""
+
+    now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def in_call(setup: Setup) -> tuple[Any, Any, int]:
+    """Therapist and client in the call (admitted); returns both sockets and the round."""
+    therapist = await opened(setup.room.pk)
+    await hello(therapist, await setup.therapist.atoken())
+    await receive(therapist, "waiting-list")
+    client = await opened(setup.room.pk)
+    await hello(client, await setup.client.atoken())
+    await receive(client, "waiting")
+    await receive(therapist, "waiting-list")
+    await send(therapist, "admit", participant=setup.client.pid)
+    await receive(client, "admitted")
+    joined = await receive(client, "peer-joined")
+    await receive(therapist, "waiting-list")
+    await receive(therapist, "peer-joined")
+    return therapist, client, joined["round"]

@@ -120,6 +120,28 @@ CLIENT_SAMPLES: dict[str, list[dict[str, Any]]] = {
     "leave": [{}],
     "end": [{}],
     "connection": [{"state": "connected"}, {"state": "disconnected"}],
+    "stats": [
+        {
+            "rtt_ms": 41.5,
+            "loss": 0.0,
+            "jitter_ms": 2,
+            "bitrate_in_kbps": 640.0,
+            "bitrate_out_kbps": 610.5,
+            "width": 640,
+            "height": 480,
+            "relay": True,
+        },
+        {
+            "rtt_ms": None,
+            "loss": None,
+            "jitter_ms": None,
+            "bitrate_in_kbps": None,
+            "bitrate_out_kbps": None,
+            "width": None,
+            "height": None,
+            "relay": False,
+        },
+    ],
 }
 SERVER_SAMPLES: dict[str, list[dict[str, Any]]] = {
     "joined": [

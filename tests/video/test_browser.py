@@ -10,8 +10,10 @@ message. Every wait is bounded; nothing sleeps.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+from typing import Any
 
 import pytest
 from playwright.async_api import Page, Route
@@ -25,7 +27,7 @@ from tests.video.browser_support import (
     wait_media,
     wait_state,
 )
-from tests.video.webrtc_support import LiveApp, Server, run_async
+from tests.video.webrtc_support import LiveApp, Server, api_get, run_async
 from video.client import VideoClient
 
 pytestmark = pytest.mark.webrtc
@@ -55,6 +57,19 @@ async def _fail_with_console(page: Page, console: list[str], what: str) -> str:
     return f"{what}: state={state} message={message!r} status={status!r}\n" + "\n".join(
         console[-30:]
     )
+
+
+async def _client_quality(server: Server, call: Any) -> dict[str, Any]:
+    """The client's call-quality summary as the therapist reads it, once the page's report is
+    stored (polled, bounded)."""
+    url = f"{server.base_url}/api/v1/video/rooms/{call.booking}/quality"
+    for _ in range(100):
+        body = await asyncio.to_thread(api_get, url, call.therapist_token)
+        summary = next(p["summary"] for p in body["participants"] if p["role"] == "client")
+        if summary["samples"]:
+            return dict(summary)
+        await asyncio.sleep(0.05)
+    raise AssertionError("the page's stats were not stored")
 
 
 def test_a_client_page_waits_is_admitted_and_talks_to_a_python_therapist(
@@ -100,6 +115,11 @@ def test_a_client_page_waits_is_admitted_and_talks_to_a_python_therapist(
                     ) from exc
                 _assert_encrypted_on_loopback(stats, "client page")
                 assert await page.evaluate("() => document.body.dataset.state") == "in-call"
+                # Call quality: the page reports what its getStats() measured (no address).
+                reported = await page.evaluate("() => window.__videoCall.reportStats()")
+                assert reported["relay"] is False and reported["width"], reported
+                assert not any("127.0.0.1" in str(v) for v in reported.values())
+                assert (await _client_quality(video_server, call))["samples"] == 1
                 # The Python therapist receives the page's fake camera too.
                 await therapist.wait_for_frames(video=5, audio=5, timeout=30)
                 assert therapist.dtls_state() == "connected"

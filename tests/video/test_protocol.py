@@ -44,6 +44,16 @@ VALID: dict[str, dict[str, Any]] = {
     "leave": {},
     "end": {},
     "connection": {"state": "connected"},
+    "stats": {
+        "rtt_ms": 40.0,
+        "loss": 0.0,
+        "jitter_ms": 2.5,
+        "bitrate_in_kbps": None,
+        "bitrate_out_kbps": 500.0,
+        "width": 320,
+        "height": 240,
+        "relay": False,
+    },
 }
 
 

@@ -21,10 +21,12 @@ from audit.models import AuditEvent
 from tests.video.signalling_support import (
     CANDIDATE,
     CHROME_SDP,
+    FrozenClock,
     PresenceState,
     Setup,
     closed_with,
     hello,
+    in_call,
     make_room,
     nothing,
     opened,
@@ -58,23 +60,6 @@ def _in_memory_layer(settings: Any) -> None:
 @pytest.fixture
 def setup(db: None) -> Setup:
     return make_room()
-
-
-async def in_call(setup: Setup) -> tuple[Any, Any, int]:
-    """Therapist and client in the call (admitted); returns both sockets and the round."""
-    therapist = await opened(setup.room.pk)
-    await hello(therapist, await setup.therapist.atoken())
-    await receive(therapist, "waiting-list")
-    client = await opened(setup.room.pk)
-    await hello(client, await setup.client.atoken())
-    await receive(client, "waiting")
-    await receive(therapist, "waiting-list")
-    await send(therapist, "admit", participant=setup.client.pid)
-    await receive(client, "admitted")
-    joined = await receive(client, "peer-joined")
-    await receive(therapist, "waiting-list")
-    await receive(therapist, "peer-joined")
-    return therapist, client, joined["round"]
 
 
 @run_async
@@ -542,13 +527,6 @@ async def test_oversized_frame_closes_4413(setup: Setup, settings: Any) -> None:
     assert left["reason"] == "disconnected"
     await nothing(client)
     await client.disconnect()
-
-
-class FrozenClock:
-    now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @run_async

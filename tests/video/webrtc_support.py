@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -360,6 +361,15 @@ def live_app(workdir: Path, coturn: Coturn, *, calls: int) -> Iterator[LiveApp]:
             yield app
         finally:
             app.stop_all()
+
+
+def api_get(url: str, token: str) -> Any:
+    """GET ``url`` on the live app with a bearer token; the JSON body."""
+    request = urllib.request.Request(  # noqa: S310 - the live app on loopback
+        url, headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        return json.loads(response.read())
 
 
 def expired_turn_credential(secret: str) -> tuple[str, str]:

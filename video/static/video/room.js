@@ -609,6 +609,9 @@
       if (call.pc !== pc) return;
       if (pc.connectionState === "connected") {
         showStatus("Connected. The call is end-to-end encrypted.");
+        if (!pc.statsTimer) {
+          pc.statsTimer = setInterval(() => reportStats(pc).catch(() => {}), STATS_INTERVAL_MS);
+        }
       } else if (pc.connectionState === "failed") {
         // restart: ask the server for a new negotiation round.
         showStatus("The connection failed. Trying again…");
@@ -646,10 +649,67 @@
 
   function closePeerConnection() {
     if (call.pc) {
+      clearInterval(call.pc.statsTimer);
       call.pc.close();
       call.pc = null;
     }
   }
+
+  // -------------------------------------------------------------------------- call quality ---
+
+  // stats: every STATS_INTERVAL_MS in a call, what this peer connection measured over the last
+  // period, for support (round-trip time, loss, jitter, bitrates, the video size received,
+  // relayed or direct). Numbers and one boolean: never an address.
+  const STATS_INTERVAL_MS = 10000;
+
+  async function reportStats(pc) {
+    if (!pc || call.pc !== pc || pc.connectionState !== "connected") return null;
+    const report = await pc.getStats();
+    let pairId = null;
+    report.forEach((s) => {
+      if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+    });
+    let rtt = null, relay = false, lost = 0, received = 0, jitter = null;
+    let width = null, height = null, bytesIn = 0, bytesOut = 0;
+    report.forEach((s) => {
+      if (s.type === "candidate-pair" && s.id === pairId) {
+        if (s.currentRoundTripTime !== undefined) rtt = Math.min(60000, s.currentRoundTripTime * 1000);
+        const local = report.get(s.localCandidateId);
+        const remote = report.get(s.remoteCandidateId);
+        relay = [local, remote].some((c) => c && c.candidateType === "relay");
+      } else if (s.type === "inbound-rtp") {
+        lost += Math.max(0, s.packetsLost || 0);
+        received += s.packetsReceived || 0;
+        bytesIn += s.bytesReceived || 0;
+        if (s.kind === "audio" && s.jitter !== undefined) jitter = Math.min(60000, s.jitter * 1000);
+        if (s.kind === "video" && s.frameWidth) {
+          width = s.frameWidth;
+          height = s.frameHeight;
+        }
+      } else if (s.type === "outbound-rtp") {
+        bytesOut += s.bytesSent || 0;
+      }
+    });
+    const now = performance.now();
+    const last = pc.lastStats;
+    pc.lastStats = { now, bytesIn, bytesOut };
+    // bits per millisecond are kbit/s
+    const rate = (bytes, before) => (last && now > last.now ? Math.max(0, ((bytes - before) * 8) / (now - last.now)) : null);
+    const stats = {
+      type: "stats",
+      rtt_ms: rtt,
+      loss: received + lost ? lost / (received + lost) : null,
+      jitter_ms: jitter,
+      bitrate_in_kbps: rate(bytesIn, last && last.bytesIn),
+      bitrate_out_kbps: rate(bytesOut, last && last.bytesOut),
+      width,
+      height,
+      relay,
+    };
+    send(stats);
+    return stats;
+  }
+  call.reportStats = () => reportStats(call.pc); // for support consoles and the tests
 
   // ------------------------------------------------------------------------- call controls ---
 
