@@ -2,7 +2,7 @@
 
 A static page: it holds no data and needs no sign-in. Everything it can do comes from the
 access token the user gives it, which the JavaScript sends to the REST join as a Bearer token
-(never in a URL). The booking id, an opaque UUID, is only in the path. The page's script and
+(never in a URL). The booking id, an opaque UUID, is only in the path. The page's scripts and
 style are served by :func:`asset` (so the page works under uvicorn with or without DEBUG, with
 no proxy and no ``collectstatic``); the same files are in ``video/static/video/`` for a proxy.
 
@@ -23,6 +23,7 @@ _STATIC = Path(__file__).resolve().parent / "static" / "video"
 # The only files :func:`asset` serves, with their media types.
 ASSETS = {
     "room.js": "text/javascript; charset=utf-8",
+    "precall.js": "text/javascript; charset=utf-8",
     "room.css": "text/css; charset=utf-8",
 }
 

@@ -252,7 +252,8 @@ def test_redis_url_switches_cache_and_channel_layer_to_redis():
     assert loaded["CACHE_BACKEND"] == "django.core.cache.backends.redis.RedisCache"
     assert loaded["CACHE_LOCATION"] == url
     assert loaded["CHANNEL_BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    assert loaded["CHANNEL_CONFIG"]["hosts"] == [url]
+    # A socket timeout above channels_redis's 5 s blocking pop (redis-py's default is 5 s).
+    assert loaded["CHANNEL_CONFIG"]["hosts"] == [{"address": url, "socket_timeout": 15}]
 
 
 def test_database_url_selects_postgresql():

@@ -95,13 +95,13 @@ def test_the_page_runs_under_a_strict_csp_with_no_inline_script(web: Client) -> 
     assert "camera=(self)" in response["Permissions-Policy"]
     page = _parse(response.content.decode())
     assert page.inline == []
-    assert page.scripts == ["/video/assets/room.js"]
+    assert page.scripts == ["/video/assets/room.js", "/video/assets/precall.js"]
     assert page.styles == ["/video/assets/room.css"]
 
 
 @pytest.mark.parametrize(
     ("asset", "media_type"),
-    [("room.js", "text/javascript"), ("room.css", "text/css")],
+    [("room.js", "text/javascript"), ("precall.js", "text/javascript"), ("room.css", "text/css")],
 )
 def test_the_page_assets_are_served_with_their_media_type(
     web: Client, asset: str, media_type: str
