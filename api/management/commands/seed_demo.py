@@ -26,6 +26,7 @@ from django.utils import timezone
 from api.models import Role, TOTPDevice, User
 from api.services.mfa import mfa_totp_enrol_confirmed
 from audit.services import audit_record
+from messaging.demo import seed_messaging
 from scheduling.bookings.demo import seed_bookings
 from scheduling.demo import seed_scheduling
 from video.demo import seed_video
@@ -97,6 +98,7 @@ SEED_STEPS: tuple[Callable[[Demo], None], ...] = (
     seed_scheduling,
     seed_bookings,
     seed_video,
+    seed_messaging,
 )
 
 
