@@ -3,13 +3,13 @@
 Takes pre-call offers from the channel layer (``VIDEO_PRECALL_MEDIA_WORKER=channels``, Redis)
 while it has a free slot and runs their echo peers (video/precall/workers.py); run as many as
 the load needs, on any machine that reaches Redis, the database and the users (UDP). SIGTERM or
-SIGINT: stop taking offers, end the running tests (each reports and is recorded), exit.
+SIGINT: stop taking offers, end the running tests (each reports and is recorded), exit. If the
+channel layer fails, it ends its tests the same way and exits non-zero (to be restarted).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from typing import Any
 
@@ -46,9 +46,18 @@ class Command(BaseCommand):
         self.stdout.write(f"media worker: up to {capacity} pre-call tests at once")
         self.stdout.flush()
         serving = asyncio.create_task(serve(pool, stop=stop))
-        await stop.wait()
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
         serving.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        failure: BaseException | None = None
+        try:
             await serving
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - reported below, after the tests are ended
+            failure = exc
         await pool.stop()
+        if failure is not None:  # the channel layer failed: exit non-zero, to be restarted
+            raise CommandError(f"media worker: {type(failure).__name__}") from failure
         self.stdout.write(f"media worker: stopped after {pool.finished} tests")
