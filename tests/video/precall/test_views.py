@@ -3,6 +3,10 @@ starting a test, and every offer refused before a worker is asked (bad token, ba
 without a data channel or media). Each refusal is problem+json and, past the input's shape,
 audited as ``video.precall.refused``. The worker's answers (an echo, busy, a spent token, one
 test per user) are in test_calls.py, with real peers.
+
+VID-05: the offer's SDP is checked as every relayed SDP is (and must bring a data channel and
+media). VID-02/VID-03 for the pre-call token: only a live one of its own type opens a test (not
+an access or a room token, not an expired one), and it travels in the body, never the URL.
 """
 
 from __future__ import annotations
