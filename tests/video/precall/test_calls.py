@@ -4,7 +4,9 @@ loopback-only namespace (make test-webrtc). Media goes out and comes back capped
 figures are plausible, the cap per worker answers busy with Retry-After, a token opens one test,
 one test per user at a time, and the echo peer runs in a separate ``run_media_worker`` process
 reached through Redis. Each test has its own app servers: their peer connections are the echo
-peer's, never a session room's (VID-09's test reads the shared server's log)."""
+peer's, never a session room's (VID-09: the only server-side peers are pre-call echo peers;
+the session tests read the shared server's log). VID-10: the test's audit events hold no SDP
+and no address."""
 
 from __future__ import annotations
 
