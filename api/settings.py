@@ -301,6 +301,9 @@ VIDEO_WAITING_NOTE_INTERVAL_SECONDS = env_int("VIDEO_WAITING_NOTE_INTERVAL_SECON
 # sooner than VIDEO_STATS_MIN_SECONDS after the last is refused (rate_limited).
 VIDEO_STATS_INTERVAL_SECONDS = env_int("VIDEO_STATS_INTERVAL_SECONDS", 10)
 VIDEO_STATS_MIN_SECONDS = env_int("VIDEO_STATS_MIN_SECONDS", 5)
+# Waking a backgrounded mobile app (video/wake.py): the dotted path of a callable taking a
+# video.wake.Wake (user, room, "admitted" or "therapist_ready"), e.g. a push to APNs or FCM.
+VIDEO_WAKE_HOOK = env_str("VIDEO_WAKE_HOOK", "") or ""
 # Attendance (docs/video.md): someone not in the room by the start + this many minutes has not
 # come (the client's no-show may be marked; the therapist's is recorded by video_no_shows), and
 # a session with less attended time than this many seconds was not held (it cannot be completed).

@@ -31,7 +31,7 @@ from django.db import transaction
 
 from api.tokens import TokenError
 from audit.services import audit_record
-from video import locks
+from video import locks, wake
 from video.intervals import interval_open, intervals_close
 from video.models import (
     AttendanceKind,
@@ -46,6 +46,7 @@ from video.models import (
 from video.protocol import Close, server_message
 from video.services import room_window
 from video.tokens import room_token_decode
+from video.wake import wake_after_commit
 
 __all__ = [
     "AttachRefused",
@@ -434,6 +435,10 @@ def participant_attach(
         elif me.role == THERAPIST:
             effects.extend(_waiting_list(people))
             effects.extend(_to_waiting(room, people))
+            for waiting in (p for p in people if p.state == PresenceState.WAITING):
+                wake_after_commit(
+                    user_id=waiting.user_id, room_id=room.pk, kind=wake.THERAPIST_READY
+                )
             effects.extend(_new_round(room, people))
             effects.append(TherapistChanged(str(me.user_id), str(room.pk)))
         else:
@@ -515,6 +520,7 @@ def participant_admit(
             participant=target,
             actor=_user(locked.me),
         )
+        wake_after_commit(user_id=target.user_id, room_id=locked.room.pk, kind=wake.ADMITTED)
         effects: list[Effect] = [
             Send(target.channel_name, str(target.pk), server_message("admitted"))
         ]

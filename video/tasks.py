@@ -6,6 +6,9 @@ from django.utils import timezone
 
 from api.jobs import periodic_job
 from video.no_shows import therapist_no_shows_record
+from video.wake import wake_send
+
+__all__ = ["video_no_shows", "wake_send"]  # the worker finds wake_send's task here
 
 
 @periodic_job("video_no_shows")
