@@ -245,12 +245,12 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
         await self._apply(effects)
 
     async def _relay(self, me: Attached, kind: str, fields: dict[str, Any]) -> None:
-        """An offer, answer or candidate, checked against what this socket was told of the
-        round (``video.negotiation``) and the SDP checked, to the room's group: the sockets of
-        the sender's peers in the round forward it (``video_relay``)."""
+        """An offer, answer, candidate or share, checked against what this socket was told of
+        the round (``video.negotiation``) and the SDP checked, to the room's group: the sockets
+        of the sender's peers in the round forward it (``video_relay``)."""
         assert self.negotiation is not None
         self.negotiation.check_outgoing(kind, fields["round"])
-        if kind != "candidate":
+        if kind in ("offer", "answer"):
             sdp_check(fields["sdp"])
         sender = str(me.participant_id)
         await self.channel_layer.group_send(

@@ -9,7 +9,9 @@ database (docs/video.md, "Relaying"):
 - a socket that was never given a round is not in the call (``not_admitted``: VID-04, a
   waiting client's SDP and candidates reach nobody);
 - a message of another round than the socket's is ``stale_round``;
-- the therapist offers and the other side answers (``not_your_turn``);
+- the therapist offers and the other side answers (``not_your_turn``), in as many offer/answer
+  exchanges as it needs in the round (a screen share renegotiates within the round);
+- only the therapist announces a screen share (``share``; ``forbidden`` for anyone else);
 - with no peer left in the round, ``no_peer``.
 
 A relayed message goes to the room's channel-layer group; a receiving socket forwards it only
@@ -27,7 +29,7 @@ from typing import Any
 from video.models import ParticipantRole
 from video.signalling import SignalRefused
 
-RELAYED = frozenset({"offer", "answer", "candidate"})
+RELAYED = frozenset({"offer", "answer", "candidate", "share"})
 
 
 @dataclass
@@ -56,6 +58,8 @@ class Negotiation:
         if round_ != self.round:
             raise SignalRefused("stale_round", f"The current round is {self.round}.")
         offerer = self.role == ParticipantRole.THERAPIST
+        if kind == "share" and not offerer:
+            raise SignalRefused("forbidden", "Only the therapist shares a screen.")
         if (kind == "offer" and not offerer) or (kind == "answer" and offerer):
             raise SignalRefused("not_your_turn", "The therapist offers; the other side answers.")
         if not self.peers:

@@ -90,6 +90,7 @@ SERVER_TYPES = (
     "answer",
     "candidate",
     "peer-media",
+    "share",
     "mode",
     "peer-left",
     "ended",
@@ -255,6 +256,12 @@ _FIELDS: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
     "candidate": {"round": (_round, True), "candidate": (_candidate, True)},
     "restart": {"round": (_round, False)},
     "media": {"audio": (_bool, True), "video": (_bool, True)},
+    # screen sharing: the shared video's m-line (its ``mid``) in the round's SDP
+    "share": {
+        "round": (_round, True),
+        "state": (_choice("started", "stopped"), True),
+        "mid": (_str(_MID_MAX), True),
+    },
     "mode": {"mode": (_choice("video", "audio"), True)},
     "leave": {},
     "end": {},

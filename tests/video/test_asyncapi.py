@@ -116,6 +116,10 @@ CLIENT_SAMPLES: dict[str, list[dict[str, Any]]] = {
     "candidate": [{"round": 1, "candidate": CANDIDATE}, {"round": 1, "candidate": None}],
     "restart": [{}, {"round": 3}],
     "media": [{"audio": False, "video": True}],
+    "share": [
+        {"round": 1, "state": "started", "mid": "2"},
+        {"round": 4, "state": "stopped", "mid": "v1"},
+    ],
     "mode": [{"mode": "audio"}],
     "leave": [{}],
     "end": [{}],
@@ -177,6 +181,7 @@ SERVER_SAMPLES: dict[str, list[dict[str, Any]]] = {
     "answer": [{"round": 1, "sdp": CHROME_SDP, "from": PID}],
     "candidate": [{"round": 1, "candidate": CANDIDATE, "from": PID}],
     "peer-media": [{"participant": PID, "audio": True, "video": False}],
+    "share": [{"round": 2, "state": "started", "mid": "2", "from": PID}],
     "mode": [{"mode": "audio", "by": PID}],
     "peer-left": [{"participant": PID, "reason": "disconnected"}],
     "ended": [{"reason": "window_closed"}],

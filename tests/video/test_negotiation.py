@@ -84,3 +84,20 @@ def test_what_a_client_sends_reaches_the_therapist_only() -> None:
     interpreter.peers.add(CLIENT)  # even if it knew of the client
     assert therapist.accepts(round_=1, sender=CLIENT, to_therapist=True)
     assert not interpreter.accepts(round_=1, sender=CLIENT, to_therapist=True)
+
+
+def test_the_therapist_renegotiates_within_its_round_and_alone_announces_a_share() -> None:
+    """A screen share is a second offer/answer of the same round, announced by ``share``:
+    the therapist's only (``forbidden`` to the client), and a waiting client's reaches nobody."""
+    therapist, client = Negotiation(role="therapist"), Negotiation(role="client")
+    therapist.told(peer_joined(CLIENT, 4))
+    client.told(peer_joined(THERAPIST, 4))
+    for _ in range(2):  # the call's offer, then the share's
+        therapist.check_outgoing("offer", 4)
+        client.check_outgoing("answer", 4)
+    therapist.check_outgoing("share", 4)
+    assert refused(client, "share", 4) == "forbidden"
+    assert refused(therapist, "share", 3) == "stale_round"
+    assert refused(Negotiation(role="client"), "share", 4) == "not_admitted"
+    therapist.told({"v": 1, "type": "peer-left", "participant": CLIENT, "reason": "left"})
+    assert refused(therapist, "share", 4) == "no_peer"

@@ -295,8 +295,8 @@ async def test_first_message_not_hello_closes_4400(setup: Setup) -> None:
 
 @run_async
 async def test_waiting_client_reaches_nobody(setup: Setup) -> None:
-    """VID-04: before admission, a client's offer, answer, candidate, media, mode and restart
-    are refused (not_admitted) and the therapist receives nothing."""
+    """VID-04: before admission, a client's offer, answer, candidate, media, share, mode and
+    restart are refused (not_admitted) and the therapist receives nothing."""
     therapist = await opened(setup.room.pk)
     await hello(therapist, await setup.therapist.atoken())
     await receive(therapist, "waiting-list")
@@ -309,6 +309,7 @@ async def test_waiting_client_reaches_nobody(setup: Setup) -> None:
         ("answer", {"round": 1, "sdp": CHROME_SDP}),
         ("candidate", {"round": 1, "candidate": CANDIDATE}),
         ("media", {"audio": False, "video": False}),
+        ("share", {"round": 1, "state": "started", "mid": "2"}),
         ("mode", {"mode": "audio"}),
         ("restart", {}),
     ]
@@ -455,6 +456,44 @@ async def test_wrong_state_messages_are_refused_and_not_relayed(setup: Setup) ->
     await send(client, "candidate", round=current, candidate=CANDIDATE)
     assert (await receive(client, "error"))["code"] == "stale_round"
     await nothing(therapist)
+    await therapist.disconnect()
+    await client.disconnect()
+
+
+@run_async
+async def test_a_screen_share_renegotiates_within_the_round_announced_by_share(
+    setup: Setup,
+) -> None:
+    """The therapist's share: ``share`` (started, with the mid), a second offer and answer of
+    the same round, then ``share`` (stopped) and a third; each relayed as it was sent with
+    ``from``. A client's ``share`` is forbidden, one of an older round stale; none of it is
+    audited (as ``media``) and a refused one reaches nobody."""
+    therapist, client, current = await in_call(setup)
+    events = await AuditEvent.objects.acount()
+    await send(therapist, "offer", round=current, sdp=CHROME_SDP)
+    await receive(client, "offer")
+    await send(client, "answer", round=current, sdp=CHROME_SDP)
+    await receive(therapist, "answer")
+    for state_ in ("started", "stopped"):
+        await send(therapist, "share", round=current, state=state_, mid="2")
+        assert await receive(client, "share") == {
+            "v": 1,
+            "type": "share",
+            "round": current,
+            "state": state_,
+            "mid": "2",
+            "from": setup.therapist.pid,
+        }
+        await send(therapist, "offer", round=current, sdp=CHROME_SDP)
+        assert (await receive(client, "offer"))["round"] == current
+        await send(client, "answer", round=current, sdp=CHROME_SDP)
+        assert (await receive(therapist, "answer"))["round"] == current
+    await send(client, "share", round=current, state="started", mid="3")
+    assert (await receive(client, "error"))["code"] == "forbidden"
+    await send(therapist, "share", round=current + 1, state="started", mid="2")
+    assert (await receive(therapist, "error"))["code"] == "stale_round"
+    await nothing(therapist, client)
+    assert await AuditEvent.objects.acount() == events
     await therapist.disconnect()
     await client.disconnect()
 
