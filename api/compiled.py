@@ -5,7 +5,7 @@ the condition for removing it). Django builds and compiles a queryset again on e
 evaluation: for these two statements that is about 2 ms of Python before a query that runs in
 a fraction of one. ``CompiledRead`` is used for exactly:
 
-- the booking's locking read (``scheduling.bookings.services._LOCKING_READ``: the therapist
+- the booking's locking read (``scheduling.bookings.create._LOCKING_READ``: the therapist
   locked through the session type, with EXISTS facts about the parties);
 - the slot engine's read (``scheduling.selectors._SLOT_INPUT_ROWS``: rules, overrides, bookings
   and imported busy times in one UNION ALL), on every slot list and every booking.

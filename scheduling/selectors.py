@@ -244,6 +244,11 @@ def therapist_public_get(*, therapist_id: uuid.UUID, now: datetime) -> Therapist
     return therapist
 
 
+class SessionTypeNotFound(NotFoundError):
+    code = "session_type_not_found"
+    default_detail = "No such session type for this therapist."
+
+
 def session_type_public_get(
     *, therapist: TherapistProfile, session_type_id: uuid.UUID
 ) -> SessionType:
@@ -251,9 +256,7 @@ def session_type_public_get(
         therapist=therapist, pk=session_type_id, is_active=True
     ).first()
     if session_type is None:
-        raise NotFoundError(
-            "No such session type for this therapist.", code="session_type_not_found"
-        )
+        raise SessionTypeNotFound()
     return session_type
 
 

@@ -31,7 +31,7 @@ import bisect
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 MINUTES_PER_DAY = 1440
@@ -275,3 +275,20 @@ def open_slots(
                     continue
                 found.add(s)
     return [_EPOCH + timedelta(seconds=s) for s in sorted(found)]
+
+
+def weekly_starts(
+    *, first_start: datetime, zone: ZoneInfo, weeks: int, count: int
+) -> list[datetime]:
+    """``count`` UTC instants ``weeks`` weeks apart at ``first_start``'s local wall time in
+    ``zone`` (a booking series): 09:00 stays 09:00 across DST, as the engine's windows do. Each
+    wall time becomes an instant with ``fold=0``; one that does not exist on its date (spring
+    forward) maps to an instant the engine never offers, so that occurrence is refused."""
+    local = first_start.astimezone(zone)
+    wall = time(local.hour, local.minute, local.second)
+    return [
+        datetime.combine(local.date() + timedelta(weeks=weeks * k), wall, tzinfo=zone).astimezone(
+            UTC
+        )
+        for k in range(count)
+    ]

@@ -28,7 +28,7 @@ from api.models import User
 from audit.models import Outcome
 from audit.services import audit_access, audit_record
 from scheduling import selectors as scheduling_selectors
-from scheduling.bookings.services import _licence_day
+from scheduling.bookings.rules import licence_day
 from scheduling.models import Booking, BookingStatus, Delivery
 from video import locks, tokens, turn
 from video.models import Participant, ParticipantRole, PresenceState, Room, RoomMode
@@ -205,7 +205,7 @@ def _room_join(
         and scheduling_selectors.therapist_is_licensed_in(
             therapist=booking.therapist,
             jurisdiction=jurisdiction,
-            today=_licence_day(start=booking.start, now=now),
+            today=licence_day(start=booking.start, now=now),
         )
     ):
         return NotLicensedInJurisdiction()

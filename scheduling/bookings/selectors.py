@@ -4,22 +4,27 @@ fee requests billing processes. Anyone who is not a participant gets a plain 404
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Mapping
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Exists, Prefetch, Q, QuerySet
 
 from api.errors import NotFoundError
 from api.models import Role, User
 from billing.selectors import booking_session_payments
+from scheduling.bookings import rules
 from scheduling.models import (
     Booking,
     BookingStatus,
     BookingTransition,
     FeeRequest,
     FeeRequestState,
+    SessionType,
     TherapistProfile,
 )
+from scheduling.selectors import BLOCKING_STATUSES, licences_in, slot_is_open
 
 
 def _visible(*, now: datetime) -> Q:
@@ -98,4 +103,95 @@ def fee_requests_pending(*, limit: int = 100, now: datetime | None = None) -> Qu
         FeeRequest.objects.filter(free, state=FeeRequestState.PENDING)
         .select_related("booking")
         .order_by("created_at", "id")[:limit]
+    )
+
+
+# --- What the booking rules judge (rules.Facts) ----------------------------------------------
+
+
+def _live_or_held(*, now: datetime) -> Q:
+    """A session that blocks time: live, or a hold that has not run out at ``now``."""
+    return Q(status__in=BLOCKING_STATUSES) | Q(status=BookingStatus.HELD, hold_expires_at__gt=now)
+
+
+def party_facts(
+    *,
+    client: User | uuid.UUID,
+    therapist_id: Any,
+    start: datetime,
+    end: datetime,
+    jurisdiction: str,
+    now: datetime,
+    licence_day: date,
+    exclude: Collection[uuid.UUID] = (),
+    known: bool = True,
+) -> dict[str, Exists]:
+    """The parties' facts as EXISTS expressions, to be read in one statement: ``licensed`` (in
+    ``jurisdiction`` on ``licence_day``: ``rules.licence_day``, a parameter of its own for
+    ``CompiledRead``), ``overlapping`` (the client has
+    a live session overlapping ``[start, end)``, bookings in ``exclude`` aside) and, unless
+    ``known`` is False, ``known`` (the client has a session of the therapist's that was not
+    cancelled). ``therapist_id`` is a value or an ``OuterRef``."""
+    licensed = licences_in(therapist=therapist_id, jurisdiction=jurisdiction, today=licence_day)
+    overlapping = Booking.objects.filter(
+        _live_or_held(now=now), client=client, start__lt=end, end__gt=start
+    )
+    if exclude:
+        overlapping = overlapping.exclude(pk__in=list(exclude))
+    facts = {"licensed": Exists(licensed), "overlapping": Exists(overlapping)}
+    if known:  # a hold that has run out is as good as cancelled
+        theirs = (
+            Booking.objects.filter(therapist=therapist_id, client=client)
+            .exclude(status=BookingStatus.CANCELLED)
+            .exclude(status=BookingStatus.HELD, hold_expires_at__lte=now)
+        )
+        facts["known"] = Exists(theirs.exclude(pk__in=list(exclude)) if exclude else theirs)
+    return facts
+
+
+def booking_facts(
+    *,
+    client: User,
+    therapist: TherapistProfile,
+    session_type: SessionType,
+    start: datetime,
+    jurisdiction: str,
+    now: datetime,
+    exclude: Collection[uuid.UUID] = (),
+    parties: Mapping[str, bool] | None = None,
+) -> rules.Facts:
+    """What ``rules.refusal`` judges for ``client`` booking ``session_type`` at ``start``, read
+    under the parties' locks: ``parties`` when the caller already read ``party_facts`` (a
+    booking reads them in its locking statement), else read here in one query; then the slot
+    engine's answer."""
+    read: Mapping[str, object] = (
+        parties
+        if parties is not None
+        else TherapistProfile.objects.filter(pk=therapist.pk)
+        .values(
+            **party_facts(
+                client=client,
+                therapist_id=therapist.pk,
+                start=start,
+                end=start + timedelta(minutes=session_type.duration_minutes),
+                jurisdiction=jurisdiction,
+                now=now,
+                licence_day=rules.licence_day(start=start, now=now),
+                exclude=exclude,
+            )
+        )
+        .get()
+    )
+    return rules.Facts(
+        licensed=bool(read["licensed"]),
+        accepting_new_clients=therapist.accepting_new_clients,
+        known=bool(read["known"]) if "known" in read else None,
+        slot_open=slot_is_open(
+            therapist=therapist,
+            session_type=session_type,
+            start=start,
+            now=now,
+            exclude_booking_ids=exclude,
+        ),
+        client_overlaps=bool(read["overlapping"]),
     )

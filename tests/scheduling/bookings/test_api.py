@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from api.models import IdempotencyRecord, Role
 from audit.models import AuditEvent, Outcome
-from scheduling.bookings import services
+from scheduling.bookings import selectors, services
 from scheduling.models import Booking, BookingStatus, BookingTransition, FeeRequest
 from tests.factories import api_client_for, make_user
 from tests.scheduling.bookings.conftest import open_starts, session_type_of
@@ -137,7 +137,7 @@ def test_an_overlap_only_the_exclusion_constraint_sees_is_a_409_and_frees_the_ke
     the insert: the answer is still a 409 problem, nothing is written, and the same
     Idempotency-Key runs again (its claim went with the rolled-back transaction)."""
     _book(api_client_for(outsider, mfa=False), profile, starts[0])
-    monkeypatch.setattr(services.selectors, "slot_is_open", lambda **kwargs: True)
+    monkeypatch.setattr(selectors, "slot_is_open", lambda **kwargs: True)
     counts = (Booking.objects.count, AuditEvent.objects.count, IdempotencyRecord.objects.count)
     before = [count() for count in counts]
 

@@ -18,7 +18,7 @@ from api.models import Role
 from audit.models import AuditEvent
 from scheduling import services as scheduling_services
 from scheduling.bookings import services
-from scheduling.bookings.services import (
+from scheduling.bookings.errors import (
     ClientOverlap,
     HoldExpired,
     IllegalTransition,

@@ -17,12 +17,12 @@ from django.db import close_old_connections, connection
 
 from scheduling import services as scheduling_services
 from scheduling.bookings import services
+from scheduling.bookings.errors import SlotUnavailable
 from scheduling.bookings.notifications import (
     SUBJECTS,
     notifications_deliver,
     reminders_enqueue,
 )
-from scheduling.bookings.services import SlotUnavailable
 from scheduling.models import BookingNotification, NotificationKind
 from scheduling.tasks import deliver_booking_emails
 from tests.factories import make_user

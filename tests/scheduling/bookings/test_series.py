@@ -12,7 +12,8 @@ import pytest
 from api.errors import UnprocessableError
 from scheduling import services as scheduling_services
 from scheduling.bookings import services
-from scheduling.bookings.services import SeriesConflicts, series_starts
+from scheduling.bookings.errors import SeriesConflicts
+from scheduling.bookings.series import series_starts
 from scheduling.models import (
     Booking,
     BookingNotification,
