@@ -75,12 +75,11 @@ def messages_deliver(
 ) -> list[dict[str, Any]]:
     """The user's visible messages of the conversation after ``after_seq`` (oldest first),
     rendered as the REST API renders them; the read is audited. Empty when it is not theirs."""
-    conversation = (
-        Conversation.objects.filter(Q(client=user) | Q(therapist=user), pk=conversation_id)
-        .select_related(None)
-        .first()
-    )
-    if conversation is None:
+    try:
+        conversation = selectors.conversation_of(
+            conversation_id=uuid.UUID(conversation_id), user=user
+        )
+    except ConversationNotFound:
         return []
     messages = selectors.messages_after(
         conversation=conversation, viewer=user, after_seq=after_seq, limit=limit

@@ -51,6 +51,15 @@ def conversation_for(*, conversation_id: uuid.UUID, user: User) -> Conversation:
     return conversation
 
 
+def conversation_of(*, conversation_id: uuid.UUID, user: User) -> Conversation:
+    """One of the user's conversations without its counts (for reading its messages), or the
+    same 404 as ``conversation_for``."""
+    conversation = Conversation.objects.filter(_mine(user), pk=conversation_id).first()
+    if conversation is None:
+        raise ConversationNotFound()
+    return conversation
+
+
 def visible_messages(*, conversation: Conversation, viewer: User) -> QuerySet[Message]:
     """The conversation's messages as ``viewer`` sees them (unordered: the caller pages)."""
     return (

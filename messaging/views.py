@@ -166,7 +166,7 @@ class MessagesView(ConversationAuditMixin, ListAPIView):
     def get_queryset(self) -> Any:
         if getattr(self, "swagger_fake_view", False):
             return Message.objects.none()
-        self.conversation = selectors.conversation_for(
+        self.conversation = selectors.conversation_of(
             conversation_id=self.kwargs["conversation_id"], user=user_of(self.request)
         )
         rows = selectors.visible_messages(
@@ -286,7 +286,7 @@ class AttachmentView(ConversationAuditMixin, APIView):
         self, request: Request, conversation_id: uuid.UUID, attachment_id: uuid.UUID
     ) -> HttpResponse:
         user = user_of(request)
-        conversation = selectors.conversation_for(conversation_id=conversation_id, user=user)
+        conversation = selectors.conversation_of(conversation_id=conversation_id, user=user)
         attachment, data = selectors.attachment_for(
             conversation=conversation, attachment_id=attachment_id, viewer=user
         )
@@ -361,7 +361,7 @@ class MessageVersionsView(ConversationAuditMixin, APIView):
     )
     def get(self, request: Request, conversation_id: uuid.UUID, message_id: uuid.UUID) -> Response:
         user = user_of(request)
-        conversation = selectors.conversation_for(conversation_id=conversation_id, user=user)
+        conversation = selectors.conversation_of(conversation_id=conversation_id, user=user)
         versions = selectors.message_versions(
             conversation=conversation, message_id=message_id, viewer=user
         )

@@ -100,7 +100,9 @@ def live_env(database_url: str, redis_url: str, workdir: Path) -> dict[str, str]
 
 
 @contextmanager
-def live_messaging(workdir: Path, *, redis_url: str, pairs: int) -> Iterator[LiveMessaging]:
+def live_messaging(
+    workdir: Path, *, redis_url: str, pairs: int, messages: int = 0
+) -> Iterator[LiveMessaging]:
     """A migrated database seeded with ``pairs`` conversations; servers are started per need.
 
     On PostgreSQL the database is ``test_<DATABASE_URL's name>_live`` (TEST_DATABASE_NAME wins),
@@ -110,7 +112,7 @@ def live_messaging(workdir: Path, *, redis_url: str, pairs: int) -> Iterator[Liv
     previous = os.environ.get("TEST_DATABASE_NAME")
     os.environ["TEST_DATABASE_NAME"] = own
     try:
-        with _live(workdir, redis_url=redis_url, pairs=pairs) as app:
+        with _live(workdir, redis_url=redis_url, pairs=pairs, messages=messages) as app:
             yield app
     finally:
         if previous is None:
@@ -120,17 +122,17 @@ def live_messaging(workdir: Path, *, redis_url: str, pairs: int) -> Iterator[Liv
 
 
 @contextmanager
-def _live(workdir: Path, *, redis_url: str, pairs: int) -> Iterator[LiveMessaging]:
+def _live(workdir: Path, *, redis_url: str, pairs: int, messages: int) -> Iterator[LiveMessaging]:
     with live_database(workdir) as database_url:
         env = live_env(database_url, redis_url, workdir)
         manage(env, "migrate", "--no-input")
         seeded = subprocess.run(
-            [sys.executable, str(SEED), "seed", "--pairs", str(pairs)],
+            [sys.executable, str(SEED), "seed", "--pairs", str(pairs), "--messages", str(messages)],
             cwd=ROOT,
             env=env,
             capture_output=True,
             text=True,
-            timeout=600,
+            timeout=1800,
             check=False,
         )
         assert seeded.returncode == 0, seeded.stderr[-3000:]
