@@ -17,7 +17,9 @@ change, a laptop waking up) it asks for a new round (``restart``); aiortc has no
 so each round gets a new RTCPeerConnection. A therapist prepares its next offer (a peer
 connection with its tracks, candidates gathered, TURN allocations made) as soon as someone is
 in the waiting room, so admitting them does not wait for the gathering. Media are synthetic (a
-small blank video, silent audio); what arrives is counted in ``frames_received``.
+small blank video, silent audio); what arrives is counted in ``frames_received``. For
+attendance it reports its peer connection's state (``connection``: connected, and disconnected
+when the connection it reported fails or closes); the server stamps the time.
 
 It always passes an explicit RTCConfiguration (the join's ICE servers, or none): never aiortc's
 default public STUN server. ``relay_only`` gathers and uses relayed (TURN) candidates only.
@@ -178,6 +180,7 @@ class VideoClient:
         self.peer: dict[str, Any] | None = None
         self.pc: RTCPeerConnection | None = None
         self._prepared: asyncio.Task[RTCPeerConnection] | None = None
+        self._reported_pc: RTCPeerConnection | None = None  # the one reported connected
         self._last_restart = float("-inf")
         self.frames_received: dict[str, int] = {"audio": 0, "video": 0}
         self.video_size: tuple[int, int] | None = None  # of the last video frame received
@@ -284,6 +287,7 @@ class VideoClient:
             self.role = message.get("role")
             self.state = message.get("state")
             self.resume = message.get("resume") or self.resume
+            self._reported_pc = None  # a new socket: the server closed what the last one held
         elif kind == "admitted":
             self.state = "in_call"
         elif kind == "waiting-list":
@@ -418,12 +422,27 @@ class VideoClient:
             # aiortc has no "disconnected": a lost path is "failed", or "closed" when the
             # lapsed consent closed the transports first (a peer connection we close ourselves
             # is no longer ``self.pc`` by then).
+            await self._report_connection(pc)  # before a restart: the time is the drop's
             if pc.connectionState in ("failed", "closed") and pc is self.pc:
                 await self._restart(self.round)
             async with self._changed:
                 self._changed.notify_all()
 
         return pc
+
+    async def _report_connection(self, pc: RTCPeerConnection) -> None:
+        """Attendance: ``connection`` connected when the current peer connection connects,
+        disconnected when the one reported connected fails or closes (not sent once the
+        socket has gone: the server closed the interval when it went)."""
+        if pc.connectionState == "connected" and pc is self.pc:
+            self._reported_pc, state = pc, "connected"
+        elif pc.connectionState in ("failed", "closed") and pc is self._reported_pc:
+            self._reported_pc, state = None, "disconnected"
+        else:
+            return
+        if self._ws is not None and not self._closed:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await self.send("connection", state=state)
 
     def _add_tracks(self, pc: RTCPeerConnection) -> None:
         if self.send_audio:

@@ -1,5 +1,8 @@
 """Video reads: a booking's attendance (docs/video.md, "Attendance").
 
+``booking_attendance_for`` is the REST read (``GET /api/v1/video/rooms/{booking_id}/attendance``):
+who may see it, and the booking noted as served for the view's audit event.
+
 ``booking_attendance`` gathers the room's intervals (``video.models.AttendanceInterval``) per
 participant, closes the open ones at ``now`` for the arithmetic (nothing is written) and
 computes the attended time with ``video.attendance``. Two queries: the room, then its
@@ -14,6 +17,9 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 
+from api.errors import ConflictError, NotFoundError
+from api.models import Role, User
+from audit.services import touch
 from scheduling.models import Booking, Delivery
 from video.attendance import Attended, Span, attended, merged, there_by
 from video.models import AttendanceInterval, AttendanceKind, ParticipantRole, Room
@@ -108,3 +114,25 @@ def booking_attendance(*, booking: Booking, now: datetime) -> BookingAttendance:
         attended=attended(therapist.media if therapist else [], client.media if client else []),
         no_show_deadline=no_show_deadline(booking=booking),
     )
+
+
+def booking_attendance_for(
+    *, user: User, booking_id: uuid.UUID, now: datetime
+) -> BookingAttendance:
+    """``booking_attendance`` for someone allowed to see it: the booking's client or therapist,
+    or a compliance officer (the record holds roles, times and durations only). Anyone else,
+    and a booking that does not exist, is the same ``NotFoundError``; an in-person booking is
+    ``NoVideo`` (409)."""
+    booking = (
+        Booking.objects.select_related("therapist", "session_type").filter(pk=booking_id).first()
+    )
+    allowed = booking is not None and (
+        user.pk in (booking.client_id, booking.therapist.user_id)
+        or user.role == Role.COMPLIANCE_OFFICER
+    )
+    if booking is None or not allowed:
+        raise NotFoundError("No such booking.", code="booking_not_found")
+    if not booking_has_room(booking=booking):
+        raise ConflictError("This session is in person: it has no video room.", code="no_video")
+    touch(booking)
+    return booking_attendance(booking=booking, now=now)
