@@ -194,6 +194,174 @@ def test_two_chromium_pages_call_each_other_through_the_page_buttons(
     assert video_server.peer_connections() == ""
 
 
+# The receiving page's video as its own getStats() reports it, by mid: frames decoded and the
+# frame's width; what the page shows as the shared screen; its peer connections and round.
+VIDEO_BY_MID = """async () => {
+  const call = window.__videoCall;
+  const pc = window.__pcs[window.__pcs.length - 1];
+  const video = {};
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") {
+      video[s.mid] = { frames: s.framesDecoded || 0, width: s.frameWidth || 0 };
+    }
+  });
+  const screen = document.getElementById("shared-screen");
+  const shown = screen.srcObject && screen.srcObject.getVideoTracks()[0];
+  const shownMid = shown
+    ? (pc.getTransceivers().find((t) => t.receiver.track === shown) || {}).mid : null;
+  const transceiver = (mid) => pc.getTransceivers().find((t) => t.mid === mid);
+  return {
+    video, shownMid, playing: screen.videoWidth,
+    labelled: !document.getElementById("shared").hidden
+      && document.getElementById("shared-label").textContent,
+    pcs: window.__pcs.length, round: call.round,
+    current: Object.fromEntries(pc.getTransceivers().map((t) => [t.mid, t.currentDirection])),
+    muted: Object.fromEntries(pc.getTransceivers().map((t) => [t.mid, t.receiver.track.muted])),
+  };
+}"""
+SHARE_MID = "() => { const t = window.__videoCall.pc.shareTransceiver; return t && t.mid; }"
+
+
+async def _video_by_mid(page: Page) -> dict[str, Any]:
+    found: dict[str, Any] = await page.evaluate(VIDEO_BY_MID)
+    return found
+
+
+async def _until(page: Page, what: str, check: Any, timeout: float = 30) -> dict[str, Any]:
+    """Poll the receiving page's video stats (every 200 ms, bounded) until ``check`` holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        seen = await _video_by_mid(page)
+        if check(seen):
+            return seen
+        if loop.time() > deadline:
+            raise AssertionError(f"{what}: {seen}")
+        await asyncio.sleep(0.2)
+
+
+def test_the_therapist_shares_a_screen_and_the_client_page_shows_it_labelled(
+    video_server: Server, video_app: LiveApp
+) -> None:
+    """Two Chromium pages in a call; the therapist presses Share screen (Chromium's fake
+    capture source, 1280x720). The same peer connections renegotiate within the round: the
+    client page's getStats() shows a second video decoding frames, under the mid the therapist
+    announced, shown apart from the camera and labelled. Stop sharing turns it inactive (no
+    more frames) and the camera goes on; sharing again reuses the mid, and the browser's own
+    "stop sharing" (the capture track ends) stops it the same way."""
+    call = video_app.claim()
+
+    async def scenario() -> None:
+        async with chromium() as browser:
+            _, doctor, doctor_console = await new_page(browser)
+            _, patient, patient_console = await new_page(browser)
+            await open_room(doctor, video_server.base_url, call.booking, call.therapist_token)
+            await join(doctor)
+            await open_room(patient, video_server.base_url, call.booking, call.client_token)
+            await join(patient, jurisdiction=JURISDICTION)
+            await wait_state(patient, "waiting")
+            # The client's page has no Share screen button; the therapist's has.
+            assert not await patient.is_visible("#share")
+            admit = doctor.locator("#waiting-list li button.admit")
+            await admit.wait_for(state="visible")
+            await admit.click()
+            for page, console, who in (
+                (patient, patient_console, "client page"),
+                (doctor, doctor_console, "therapist page"),
+            ):
+                try:
+                    await wait_media(page)
+                except Exception as exc:
+                    raise AssertionError(
+                        await _fail_with_console(page, console, f"no media in the {who}")
+                    ) from exc
+            before = await _video_by_mid(patient)
+            [camera] = before["video"]
+            assert before["labelled"] is False and before["pcs"] == 1
+
+            await doctor.click("#share")
+            assert await text(doctor, "#share") == "Stop sharing"
+            await doctor.wait_for_function(SHARE_MID)
+            mid = await doctor.evaluate(SHARE_MID)
+            assert mid != camera
+            try:
+                shared = await _until(
+                    patient,
+                    "the shared screen decodes and shows",
+                    lambda s: (
+                        s["video"].get(mid, {}).get("frames", 0) > 5
+                        and s["shownMid"] == mid
+                        and s["playing"] > 0
+                    ),
+                )
+            except AssertionError as exc:
+                raise AssertionError(
+                    await _fail_with_console(patient, patient_console, str(exc))
+                ) from exc
+            assert shared["labelled"] == "Your therapist is sharing their screen.", shared
+            assert shared["video"][mid]["width"] > 0
+            # The same call: one peer connection each side, the same round.
+            assert (shared["pcs"], shared["round"]) == (1, before["round"])
+            assert await doctor.evaluate("() => window.__pcs.length") == 1
+            # The camera still shows in its own place.
+            assert await patient.evaluate(
+                "() => document.getElementById('remote-video').srcObject.getVideoTracks()[0]"
+                " !== document.getElementById('shared-screen').srcObject.getVideoTracks()[0]"
+            )
+
+            await doctor.click("#share")  # Stop sharing
+            assert await text(doctor, "#share") == "Share screen"
+            stopped = await _until(
+                patient,
+                "the shared screen stops",
+                lambda s: (
+                    s["labelled"] is False
+                    and s["current"].get(mid) == "inactive"
+                    and s["muted"].get(mid) is True
+                ),
+            )
+            frames_at_stop = stopped["video"][camera]["frames"]
+            await _until(
+                patient,
+                "the camera goes on",
+                lambda s: s["video"][camera]["frames"] > frames_at_stop + 10,
+            )
+
+            # Again, then the browser's own "stop sharing": the capture track ends.
+            await doctor.click("#share")
+            await _until(
+                patient,
+                "the screen is shared again on the same mid",
+                lambda s: s["shownMid"] == mid and s["current"].get(mid) == "recvonly",
+            )
+            assert await doctor.evaluate(SHARE_MID) == mid
+            await doctor.evaluate(
+                """() => {
+                  const track = window.__videoCall.share.track;
+                  track.stop();
+                  track.dispatchEvent(new Event("ended"));
+                }"""
+            )
+            after = await _until(
+                patient,
+                "the browser's stop is announced",
+                lambda s: s["labelled"] is False and s["current"].get(mid) == "inactive",
+            )
+            assert after["pcs"] == 1 and after["round"] == before["round"]
+            assert await text(doctor, "#share") == "Share screen"
+            assert await wait_media(patient)
+            # Nothing refused by the server (the page logs "video: refused"), no handler failed.
+            errors = [
+                line
+                for line in doctor_console + patient_console
+                if "video:" in line or line.startswith("pageerror")
+            ]
+            assert errors == [], errors
+
+    run_async(scenario(), timeout=180)
+    assert video_server.peer_connections() == ""
+
+
 def test_an_outsiders_token_gets_the_not_found_message(
     video_server: Server, video_app: LiveApp
 ) -> None:

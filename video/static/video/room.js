@@ -8,7 +8,9 @@
  *                  the therapist sees `waiting-list` and sends `admit` / `deny`.
  *   4. Call:       `peer-joined` opens negotiation round N; the server names the offerer.
  *                  offer → answer, both sides trickle `candidate`s, all tagged with the round.
- *   5. In call:    `media` (mute / camera), `mode` (audio only), `leave`, `end`.
+ *   5. In call:    `media` (mute / camera), `mode` (audio only), `leave`, `end`; the therapist's
+ *                  `share` (started / stopped, with the screen's mid) and a new offer of the
+ *                  same round that adds or stops the shared screen.
  *   6. Reconnect:  a dropped socket → fresh room token from the REST join, then `hello` with the
  *                  `resume` token from `joined`: the place in the call is kept.
  *
@@ -46,6 +48,8 @@
     localDescriptionSent: false,
     localStream: null,
     audioOnly: false,
+    share: null, // (therapist) the screen we share: {stream, track}
+    shareMid: null, // (the other side) the mid of the therapist's shared screen in this round
     leaving: false, // the user hung up: a closing socket is expected
     terminal: false, // refused or ended: never reconnect
     reconnectAttempt: 0,
@@ -132,6 +136,7 @@
     $("therapist").hidden = !(inRoom && call.role === "therapist");
     $("call").hidden = !(state === "in-call" || state === "admitting" || state === "reconnecting");
     $("hangup").hidden = !inRoom;
+    $("share").hidden = call.role !== "therapist";
   }
 
   function showMessage(text) {
@@ -437,11 +442,7 @@
       // connection (new DTLS certificate), which a running browser connection cannot take.
       newPeerConnection(m.round);
       if (m.offerer) {
-        const pc = call.pc;
-        await pc.setLocalDescription(await pc.createOffer());
-        // offer: the whole SDP; our candidates follow by trickle.
-        send({ type: "offer", round: m.round, sdp: pc.localDescription.sdp });
-        localDescriptionSent(pc);
+        await sendOffer(call.pc);
       }
     },
 
@@ -471,6 +472,12 @@
       }
       await pc.setRemoteDescription({ type: "answer", sdp: m.sdp });
       await flushRemoteCandidates(pc);
+      pc.offering = false;
+      if (pc.renegotiate) {
+        // A change (screen share) came while our last offer was out: offer it now.
+        pc.renegotiate = false;
+        await sendOffer(pc);
+      }
     },
 
     // candidate: one trickled ICE candidate of the other side, or null: end of candidates.
@@ -484,6 +491,23 @@
         return;
       }
       await addRemoteCandidate(pc, m.candidate);
+    },
+
+    // share: (from the therapist) the video of `mid` in this round is their shared screen,
+    // or no longer. It comes before the offer that adds the video: the track event shows it.
+    share(m) {
+      const pc = call.pc;
+      if (!pc || pc.round !== m.round) {
+        return;
+      }
+      if (m.state === "started") {
+        call.shareMid = m.mid;
+        const transceiver = pc.getTransceivers().find((t) => t.mid === m.mid);
+        if (transceiver && transceiver.receiver.track) showShared(transceiver.receiver.track);
+      } else if (call.shareMid === m.mid) {
+        call.shareMid = null;
+        hideShared();
+      }
     },
 
     // peer-media: the other side muted or turned its camera off.
@@ -589,6 +613,7 @@
     else pc.addTransceiver("audio", { direction: "recvonly" });
     if (video) pc.addTrack(video, stream);
     else pc.addTransceiver("video", { direction: "recvonly" });
+    if (call.share) attachShare(pc); // a share running when a new round starts goes on
 
     // candidate: trickle each of ours (toJSON: candidate, sdpMid, sdpMLineIndex,
     // usernameFragment), then null when gathering is done. Held until our SDP is sent.
@@ -602,6 +627,13 @@
       }
     });
     pc.addEventListener("track", (event) => {
+      // The call's camera and microphone are the first audio and video sections; another
+      // video is the therapist's shared screen, shown once `share` names its mid.
+      const first = pc.getTransceivers().find((t) => t.receiver.track.kind === event.track.kind);
+      if (first !== event.transceiver) {
+        if (event.transceiver.mid === call.shareMid) showShared(event.track);
+        return;
+      }
       const remote = $("remote-video");
       remote.srcObject = event.streams[0] || new MediaStream([event.track]);
     });
@@ -653,6 +685,107 @@
       call.pc.close();
       call.pc = null;
     }
+    call.shareMid = null; // a share is announced again in the next round
+    hideShared();
+  }
+
+  // offer: (therapist) the round's offer, or a renegotiation of the same round when the
+  // screen share starts or stops; one offer out at a time (the next waits for the answer).
+  async function sendOffer(pc) {
+    if (pc.offering) {
+      pc.renegotiate = true;
+      return;
+    }
+    pc.offering = true;
+    await pc.setLocalDescription(await pc.createOffer());
+    if (call.pc !== pc) return;
+    announceShare(pc);
+    // offer: the whole SDP; our candidates follow by trickle.
+    send({ type: "offer", round: pc.round, sdp: pc.localDescription.sdp });
+    localDescriptionSent(pc);
+  }
+
+  // ------------------------------------------------------------------------ screen sharing ---
+
+  // share: (therapist) tell the other side which video is our screen, before the offer that
+  // adds it (the mid is known once the offer is set), and when it stops.
+  function announceShare(pc) {
+    const transceiver = pc.shareTransceiver;
+    if (!transceiver || !transceiver.mid) return;
+    const state = call.share ? "started" : "stopped";
+    if (pc.shareAnnounced === state || (state === "stopped" && !pc.shareAnnounced)) return;
+    pc.shareAnnounced = state;
+    send({ type: "share", round: pc.round, state, mid: transceiver.mid });
+  }
+
+  // The screen as a send-only video of this connection: a new transceiver the first time,
+  // the same one (and its mid) when sharing again.
+  function attachShare(pc) {
+    const { stream, track } = call.share;
+    const transceiver = pc.shareTransceiver;
+    if (transceiver) {
+      transceiver.sender.replaceTrack(track);
+      transceiver.sender.setStreams(stream);
+      transceiver.direction = "sendonly";
+    } else {
+      pc.shareTransceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    }
+  }
+
+  async function startShare() {
+    if (call.share) return;
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+    } catch (err) {
+      showStatus(err && err.name === "NotAllowedError"
+        ? "Screen sharing was cancelled or is not allowed in this browser."
+        : `Your screen could not be shared (${(err && err.name) || err}).`);
+      return;
+    }
+    const track = stream.getVideoTracks()[0];
+    track.contentHint = "detail"; // text stays sharp rather than smooth
+    // The browser's own "Stop sharing" ends the track.
+    track.addEventListener("ended", () => {
+      if (call.share && call.share.track === track) stopShare();
+    });
+    call.share = { stream, track };
+    showShareButton();
+    if (call.pc) {
+      attachShare(call.pc);
+      await sendOffer(call.pc);
+    }
+  }
+
+  // Stop sending the screen: no track, the transceiver inactive (kept for the next share),
+  // announced `stopped` with the renegotiation.
+  async function stopShare() {
+    const share = call.share;
+    if (!share) return;
+    call.share = null;
+    share.track.stop();
+    showShareButton();
+    const pc = call.pc;
+    if (pc && pc.shareTransceiver) {
+      await pc.shareTransceiver.sender.replaceTrack(null);
+      pc.shareTransceiver.direction = "inactive";
+      await sendOffer(pc);
+    }
+  }
+
+  function showShareButton() {
+    $("share").setAttribute("aria-pressed", String(!!call.share));
+    $("share").textContent = call.share ? "Stop sharing" : "Share screen";
+  }
+
+  function showShared(track) {
+    $("shared-screen").srcObject = new MediaStream([track]);
+    $("shared").hidden = false;
+  }
+
+  function hideShared() {
+    $("shared-screen").srcObject = null;
+    $("shared").hidden = true;
   }
 
   // -------------------------------------------------------------------------- call quality ---
@@ -682,7 +815,7 @@
         received += s.packetsReceived || 0;
         bytesIn += s.bytesReceived || 0;
         if (s.kind === "audio" && s.jitter !== undefined) jitter = Math.min(60000, s.jitter * 1000);
-        if (s.kind === "video" && s.frameWidth) {
+        if (s.kind === "video" && s.frameWidth && s.mid !== call.shareMid) {
           width = s.frameWidth;
           height = s.frameHeight;
         }
@@ -745,7 +878,8 @@
   async function setAudioOnly(audioOnly, announce) {
     if (call.audioOnly === audioOnly && !announce) return;
     call.audioOnly = audioOnly;
-    const sender = call.pc && call.pc.getSenders().find((s) => s.track && s.track.kind === "video");
+    const senders = call.pc ? cameraSenders(call.pc) : [];
+    const sender = senders.find((s) => s.track && s.track.kind === "video");
     if (audioOnly) {
       if (call.localStream) {
         call.localStream.getVideoTracks().forEach((t) => { t.stop(); call.localStream.removeTrack(t); });
@@ -756,7 +890,7 @@
         const camera = await navigator.mediaDevices.getUserMedia({ video: true });
         const track = camera.getVideoTracks()[0];
         call.localStream.addTrack(track);
-        const videoSender = call.pc && call.pc.getSenders().find((s) => !s.track || s.track.kind === "video");
+        const videoSender = senders.find((s) => !s.track || s.track.kind === "video");
         if (videoSender) await videoSender.replaceTrack(track);
       } catch (err) {
         showMediaAdvice(err);
@@ -771,6 +905,19 @@
     sendMediaState();
   }
 
+  // The call's own senders (camera, microphone), not the shared screen's.
+  function cameraSenders(pc) {
+    const screen = pc.shareTransceiver && pc.shareTransceiver.sender;
+    return pc.getSenders().filter((s) => s !== screen);
+  }
+
+  // The screen is no longer shared (without renegotiating: the call is over).
+  function dropShare() {
+    if (call.share) call.share.track.stop();
+    call.share = null;
+    showShareButton();
+  }
+
   function hangUp() {
     call.leaving = true;
     call.terminal = true;
@@ -783,6 +930,7 @@
     }, 3000);
     closePeerConnection();
     $("remote-video").srcObject = null;
+    dropShare();
     stopLocalMedia(); // the camera light goes off
     showStatus("");
     showMessage("You left the call.");
@@ -791,6 +939,7 @@
 
   function cleanUpCall() {
     closePeerConnection();
+    dropShare();
     $("remote-video").srcObject = null;
     if (call.socket && call.socket.readyState <= WebSocket.OPEN) {
       call.socket.close(1000);
@@ -853,6 +1002,7 @@
     $("mute").addEventListener("click", toggleMute);
     $("camera").addEventListener("click", toggleCamera);
     $("audio-only").addEventListener("click", () => setAudioOnly(!call.audioOnly, true));
+    $("share").addEventListener("click", () => (call.share ? stopShare() : startShare()));
     $("hangup").addEventListener("click", hangUp);
     $("end").addEventListener("click", () => {
       // end: (therapist) end the session for everyone.
