@@ -183,6 +183,10 @@ class VideoClient:
         self._reported_pc: RTCPeerConnection | None = None  # the one reported connected
         self._last_restart = float("-inf")
         self.frames_received: dict[str, int] = {"audio": 0, "video": 0}
+        # Frames per media section (its mid) of the current round: the camera's and, when the
+        # therapist shares a screen, the shared screen's (``share`` names its mid).
+        self.frames_by_mid: dict[str, int] = {}
+        self.shared_mid: str | None = None  # the mid of the therapist's shared screen, if any
         self.video_size: tuple[int, int] | None = None  # of the last video frame received
         self._bytes_at: tuple[Any, float, int, int] | None = None  # pc, time, in, out
         self.messages: list[dict[str, Any]] = []
@@ -310,11 +314,15 @@ class VideoClient:
                 )
         elif kind == "candidate":
             await self._remote_candidate(message)
+        elif kind == "share":
+            started = message.get("state") == "started"
+            self.shared_mid = str(message["mid"]) if started else None
         elif kind == "error":
             logger.info("%s: error %s (%s)", self.name, message.get("code"), message.get("ref"))
             self.errors.append(message)
         elif kind in {"peer-left", "ended"}:
             logger.info("%s: %s (%s)", self.name, kind, message.get("reason"))
+            self.shared_mid = None
             await self._close_peer_connection()  # nobody to restart with
 
     async def wait_for(
@@ -411,9 +419,14 @@ class VideoClient:
             configuration=ice_configuration(self.info.ice_servers, relay_only=self.relay_only)
         )
 
+        self.frames_by_mid = {}
+
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            task = asyncio.create_task(self._count(track))
+            transceivers = pc.getTransceivers()
+            mid = next((t.mid for t in transceivers if t.receiver.track is track), None)
+            first = next(t for t in transceivers if t.kind == track.kind)
+            task = asyncio.create_task(self._count(track, mid, call=first.receiver.track is track))
             self._consumers.add(task)
 
         @pc.on("connectionstatechange")
@@ -489,8 +502,14 @@ class VideoClient:
         await self.send("offer", round=self.round, sdp=self._outgoing(self.pc.localDescription.sdp))
 
     async def _answer(self, message: dict[str, Any]) -> None:
-        self.round = int(message["round"])
-        if self.pc is None or self.pc.remoteDescription is not None:
+        """Answer the round's offer, or a second offer of the same round (the therapist
+        started or stopped sharing a screen) on the same peer connection: aiortc takes a
+        re-offer that adds a media section, and a new connection would not match the browser's
+        running ICE and DTLS."""
+        round_ = int(message["round"])
+        renegotiation = self.pc is not None and round_ == self.round
+        self.round = round_
+        if self.pc is None or (self.pc.remoteDescription is not None and not renegotiation):
             await self._new_peer_connection()
         assert self.pc is not None
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="offer"))
@@ -501,15 +520,19 @@ class VideoClient:
         )
 
     def _add_tracks_for_answer(self) -> None:
-        """Attach our sources to the transceivers the offer created."""
+        """Attach our sources to the call's first audio and video sections the offer created,
+        once: a renegotiation keeps them, and another video section (a shared screen) only
+        receives."""
         assert self.pc is not None
-        for transceiver in self.pc.getTransceivers():
-            if transceiver.kind == "audio" and self.send_audio:
-                transceiver.sender.replaceTrack(AudioStreamTrack())
-                transceiver.direction = "sendrecv"
-            elif transceiver.kind == "video" and self.send_video:
-                transceiver.sender.replaceTrack(SmallVideoTrack())
-                transceiver.direction = "sendrecv"
+        transceivers = self.pc.getTransceivers()
+        for kind, wanted, source in (
+            ("audio", self.send_audio, AudioStreamTrack),
+            ("video", self.send_video, SmallVideoTrack),
+        ):
+            first = next((t for t in transceivers if t.kind == kind), None)
+            if wanted and first is not None and first.sender.track is None:
+                first.sender.replaceTrack(source())
+                first.direction = "sendrecv"
 
     async def _remote_candidate(self, message: dict[str, Any]) -> None:
         if self.pc is None or message.get("round") != self.round:
@@ -528,16 +551,23 @@ class VideoClient:
         candidate.sdpMLineIndex = init.get("sdpMLineIndex")
         await self.pc.addIceCandidate(candidate)
 
-    async def _count(self, track: MediaStreamTrack) -> None:
+    async def _count(self, track: MediaStreamTrack, mid: str | None, *, call: bool) -> None:
+        """Count a remote track's frames: ``frames_received`` and ``video_size`` are the call's
+        own audio and video (its first sections), ``frames_by_mid`` every section's."""
+        counted = 0
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            if isinstance(frame, VideoFrame):
-                self.video_size = (frame.width, frame.height)
-            self.frames_received[track.kind] += 1
-            if self.frames_received[track.kind] % 10 == 0:
+            counted += 1
+            if mid is not None:
+                self.frames_by_mid[mid] = self.frames_by_mid.get(mid, 0) + 1
+            if call:
+                if isinstance(frame, VideoFrame):
+                    self.video_size = (frame.width, frame.height)
+                self.frames_received[track.kind] += 1
+            if counted % 10 == 0:
                 async with self._changed:
                     self._changed.notify_all()
 
@@ -552,11 +582,7 @@ class VideoClient:
         assert pc is not None, "not in a call"
         values = list((await pc.getStats()).values())
         now = time.monotonic()
-        rtts = [
-            s.roundTripTime
-            for s in values
-            if s.type == "remote-inbound-rtp" and s.roundTripTime is not None  # before RTCP
-        ]
+        rtts = [s.roundTripTime for s in values if s.type == "remote-inbound-rtp"]
         inbound = [s for s in values if s.type == "inbound-rtp"]
         received = sum(s.packetsReceived for s in inbound)
         lost = sum(max(0, s.packetsLost) for s in inbound)

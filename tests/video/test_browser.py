@@ -362,6 +362,77 @@ def test_the_therapist_shares_a_screen_and_the_client_page_shows_it_labelled(
     assert video_server.peer_connections() == ""
 
 
+def test_a_python_client_takes_the_therapist_pages_screen_share_in_the_same_call(
+    video_server: Server, video_app: LiveApp
+) -> None:
+    """The therapist's page shares a screen with an aiortc peer (video.client.VideoClient):
+    aiortc answers the second offer of the round on the same peer connection (a new one
+    would not match the browser's ICE and DTLS), receives the screen under the announced mid,
+    and keeps the call's own video; after stop the call goes on."""
+    call = video_app.claim()
+
+    async def scenario() -> None:
+        client = VideoClient(name="client")
+        try:
+            async with chromium() as browser:
+                _, doctor, console = await new_page(browser)
+                await open_room(doctor, video_server.base_url, call.booking, call.therapist_token)
+                await join(doctor)
+                await client.join(
+                    video_server.base_url, call.client_token, call.booking, JURISDICTION
+                )
+                await client.connect()
+                admit = doctor.locator("#waiting-list li button.admit")
+                await admit.wait_for(state="visible")
+                await admit.click()
+                try:
+                    await wait_media(doctor)
+                    await client.wait_for_frames(video=5, audio=5)
+                except Exception as exc:
+                    raise AssertionError(
+                        await _fail_with_console(doctor, console, "no call")
+                    ) from exc
+                pc, round_ = client.pc, client.round
+
+                since = len(client.messages)
+                await doctor.click("#share")
+                started = await client.wait_for("share", since=since, timeout=15)
+                mid = started["mid"]
+                assert (started["state"], started["round"]) == ("started", round_)
+                await client.wait_until(
+                    lambda: client.frames_by_mid.get(mid, 0) >= 10, what="screen frames"
+                )
+                assert client.pc is pc and client.round == round_ and client.shared_mid == mid
+                assert client.dtls_state() == "connected"
+                assert not client.errors
+
+                since = len(client.messages)
+                await doctor.click("#share")  # Stop sharing
+                stopped = await client.wait_for("share", since=since, timeout=15)
+                assert (stopped["state"], stopped["mid"]) == ("stopped", mid)
+                assert client.shared_mid is None
+                video = client.frames_received["video"]
+                await client.wait_for_frames(video=video + 10, timeout=30)
+                await doctor.wait_for_function(MEDIA_STILL_FLOWING, arg=await _frames(doctor))
+                assert client.pc is pc and not client.errors
+        finally:
+            await client.close()
+
+    run_async(scenario(), timeout=150)
+    assert video_server.peer_connections() == ""
+
+
+MEDIA_STILL_FLOWING = """(before) => {
+  const s = window.__pcSummary;
+  return !!s && s.count === 1 && s.framesDecoded > before + 10;
+}"""
+
+
+async def _frames(page: Page) -> int:
+    summary = await page.evaluate("() => window.__pcStatsNow()")
+    return int(summary["framesDecoded"])
+
+
 def test_an_outsiders_token_gets_the_not_found_message(
     video_server: Server, video_app: LiveApp
 ) -> None:
