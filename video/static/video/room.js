@@ -8,7 +8,8 @@
  *                  the therapist sees `waiting-list` and sends `admit` / `deny`.
  *   4. Call:       `peer-joined` opens negotiation round N; the server names the offerer.
  *                  offer → answer, both sides trickle `candidate`s, all tagged with the round.
- *   5. In call:    `media` (mute / camera), `mode` (audio only), `leave`, `end`; the therapist's
+ *   5. In call:    `connection` (attendance: the page's peer connection connected, or not),
+ *                  `media` (mute / camera), `mode` (audio only), `leave`, `end`; the therapist's
  *                  `share` (started / stopped, with the screen's mid) and a new offer of the
  *                  same round that adds or stops the shared screen.
  *   6. Reconnect:  a dropped socket → fresh room token from the REST join, then `hello` with the
@@ -43,6 +44,7 @@
     offerer: false,
     peer: null, // {participant, role}
     pc: null,
+    reportedPc: null, // the peer connection last reported `connection` connected
     pendingRemoteCandidates: [], // received before the remote description was set
     pendingLocalCandidates: [], // gathered before our offer/answer was sent
     localDescriptionSent: false,
@@ -381,6 +383,7 @@
       call.role = m.role;
       call.resume = m.resume;
       call.reconnectAttempt = 0;
+      call.reportedPc = null; // a new socket: the server closed what the last one held
       call.audioOnly = m.mode === "audio";
       showMessage("");
       if (m.role === "therapist") {
@@ -638,6 +641,7 @@
       remote.srcObject = event.streams[0] || new MediaStream([event.track]);
     });
     pc.addEventListener("connectionstatechange", () => {
+      reportConnection(pc);
       if (call.pc !== pc) return;
       if (pc.connectionState === "connected") {
         showStatus("Connected. The call is end-to-end encrypted.");
@@ -651,6 +655,19 @@
       }
     });
     return pc;
+  }
+
+  // connection: attendance. The server records, in its own time, when this page's media were
+  // connected: tell it when the round's peer connection connects and when it stops being so.
+  function reportConnection(pc, closing = false) {
+    const connected = !closing && call.pc === pc && pc.connectionState === "connected";
+    if (connected && call.reportedPc !== pc) {
+      call.reportedPc = pc;
+      send({ type: "connection", state: "connected" });
+    } else if (!connected && call.reportedPc === pc) {
+      call.reportedPc = null;
+      send({ type: "connection", state: "disconnected" });
+    }
   }
 
   function localDescriptionSent(pc) {
@@ -681,6 +698,7 @@
 
   function closePeerConnection() {
     if (call.pc) {
+      reportConnection(call.pc, true); // close() fires no connectionstatechange
       clearInterval(call.pc.statsTimer);
       call.pc.close();
       call.pc = null;
