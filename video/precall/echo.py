@@ -307,8 +307,12 @@ class EchoSession:
         last: _Sample | None = None
         pinger: asyncio.Task[None] | None = None
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._connected.wait(), self.limits.connect_seconds)
+            waits = [asyncio.create_task(event.wait()) for event in (self._connected, self._ended)]
+            await asyncio.wait(
+                waits, timeout=self.limits.connect_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+            for wait in waits:
+                wait.cancel()
             if self._connected.is_set() and not self._ended.is_set():
                 first = last = await self._sample()
                 pinger = asyncio.create_task(self._pinger())

@@ -31,11 +31,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 
+from video.consumers import in_db_thread
 from video.precall.echo import EchoLimits, EchoResult, EchoSession
 
 logger = logging.getLogger("video.precall")
@@ -125,7 +125,7 @@ class EchoPool:
         self.clock = clock
         self.sessions: dict[uuid.UUID, EchoSession] = {}
         self.finished = 0
-        self._record = record or sync_to_async(_record_finished, thread_sensitive=False)
+        self._record = record or in_db_thread(_record_finished)
         self._changed = asyncio.Event()
 
     @property
