@@ -102,8 +102,8 @@ class Socket:
             arrived = time.perf_counter()
             frame = json.loads(text)
             key: tuple[str, ...] = (frame["type"], frame.get("conversation", ""))
-            if frame["type"] == "message":
-                key = (*key, frame["message"]["id"])
+            if frame["type"] == "message":  # by the sender's id: known before the send
+                key = (*key, frame["message"]["client_message_id"])
             waiter = self.waits.pop(key, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(arrived)
@@ -140,6 +140,7 @@ async def delivery(app: Any, samples: int, gap_s: float) -> dict[str, Any]:
         if i % 2 == 0:
             message_id = str(uuid.uuid4())
             body = {"client_message_id": message_id, "body": f"bench {i}"}
+            waiter = therapist.expect("message", pair.conversation, message_id)
             started = time.perf_counter()
             status, sent = await loop.run_in_executor(
                 sender,
@@ -150,9 +151,7 @@ async def delivery(app: Any, samples: int, gap_s: float) -> dict[str, Any]:
                 body,
             )
             assert status == 201, sent
-            arrived = await asyncio.wait_for(
-                therapist.expect("message", pair.conversation, sent["id"]), TIMEOUT_S
-            )
+            arrived = await asyncio.wait_for(waiter, TIMEOUT_S)
             kind = "message"
         else:
             waiter = therapist.expect("typing", pair.conversation)

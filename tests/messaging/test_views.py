@@ -128,7 +128,7 @@ def test_msg_01_third_parties_and_staff_never_read_a_conversation(
 # --- Sending, reading, auditing ----------------------------------------------------------------
 
 
-def test_a_message_goes_both_ways_and_every_read_is_one_audited_event(
+def test_msg_05_a_message_goes_both_ways_and_every_read_is_one_audited_event(
     conversation, client_api, therapist_api, client_user, therapist
 ):
     sent = _send(client_api, conversation)
