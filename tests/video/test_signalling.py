@@ -466,8 +466,8 @@ async def test_a_screen_share_renegotiates_within_the_round_announced_by_share(
 ) -> None:
     """The therapist's share: ``share`` (started, with the mid), a second offer and answer of
     the same round, then ``share`` (stopped) and a third; each relayed as it was sent with
-    ``from``. A client's ``share`` is forbidden, one of an older round stale; none of it is
-    audited (as ``media``) and a refused one reaches nobody."""
+    ``from``. VID-07: a client's ``share`` is forbidden, one of another round stale, and a
+    refused one reaches nobody. None of it is audited (as ``media``)."""
     therapist, client, current = await in_call(setup)
     events = await AuditEvent.objects.acount()
     await send(therapist, "offer", round=current, sdp=CHROME_SDP)
