@@ -26,7 +26,8 @@ worker, which decodes, scales if needed and encodes again every frame it sends b
   ``cpu_per_test_pct``: a test's CPU time over its measured seconds (set-up included), the
   share of a core one test holds;
 - the echo's own report of what arrived (``video_fps``, upstream kbps) and the verdicts;
-- ``baseline``: the worker idle for 3 s (its CPU with no test) before the first level.
+- ``baseline``: the worker idle for 3 s (its CPU with no test) before the first level;
+- ``video_only``: after the ramp, 6 tests with the same video and no sound (what sound costs).
 
 The ramp stops after the first level whose delivery is under 90 % or where a test did not
 complete; the answer is the largest level at or above 90 %. Prints one JSON line.
@@ -57,6 +58,7 @@ from tests import netns  # noqa: E402 - after the path
 
 WIDTH, HEIGHT, FPS = 320, 240, 15
 GOAL_TESTS = 10
+VIDEO_ONLY_TESTS = 6
 DELIVERY_GOAL = 0.9
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -124,10 +126,12 @@ def encoded_camera(encoded: list[bytes]) -> Any:
     return EncodedCamera(width=WIDTH, height=HEIGHT, fps=FPS)
 
 
-async def one_test(base_url: str, token: str, seconds: int, encoded: list[bytes]) -> dict[str, Any]:
+async def one_test(
+    base_url: str, token: str, seconds: int, encoded: list[bytes], audio: bool
+) -> dict[str, Any]:
     from video.precall.client import PrecallClient, PrecallRefused
 
-    client = PrecallClient(camera=encoded_camera(encoded))
+    client = PrecallClient(camera=encoded_camera(encoded), audio=audio)
     try:
         await client.start(base_url, token, seconds=seconds)
         await client.offer()
@@ -147,12 +151,18 @@ async def one_test(base_url: str, token: str, seconds: int, encoded: list[bytes]
 
 
 async def level(
-    n: int, base_url: str, tokens: list[str], worker_pid: int, seconds: int, encoded: list[bytes]
+    n: int,
+    base_url: str,
+    tokens: list[str],
+    worker_pid: int,
+    seconds: int,
+    encoded: list[bytes],
+    audio: bool = True,
 ) -> dict[str, Any]:
     began, cpu_began = time.perf_counter(), cpu_seconds(worker_pid)
     mine_began = time.process_time()
     results = await asyncio.gather(
-        *(one_test(base_url, token, seconds, encoded) for token in tokens)
+        *(one_test(base_url, token, seconds, encoded, audio) for token in tokens)
     )
     wall = time.perf_counter() - began
     cpu = cpu_seconds(worker_pid) - cpu_began
@@ -209,7 +219,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     began = time.perf_counter()
     # Fresh users at each level: a user runs one test at a time, and the last level's tests
     # may still be closing.
-    calls = sum((n + 1) // 2 for n in levels)
+    calls = sum((n + 1) // 2 for n in levels) + (VIDEO_ONLY_TESTS + 1) // 2
     with (
         live_app(workdir, no_turn, calls=calls) as app,
         run_redis(workdir) as redis,
@@ -235,6 +245,16 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             results.append(result)
             if result["delivery"] < DELIVERY_GOAL or result["completed"] < n:
                 break
+        # The same video without sound, beside the ramp: what the sound costs.
+        video_only = await level(
+            VIDEO_ONLY_TESTS,
+            web.base_url,
+            tokens[:VIDEO_ONLY_TESTS],
+            pid,
+            args.seconds,
+            encoded,
+            audio=False,
+        )
         app.stop_all()
     carried = [
         r["tests"]
@@ -251,6 +271,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "cpu_per_test_pct_at_that_level": at_best["cpu_per_test_pct"] if at_best else None,
         "goal_met": {"ge_10_tests_on_one_core": best >= GOAL_TESTS},
         "baseline": {"worker_idle_cpu_share_of_core": round(baseline, 3)},
+        "video_only": video_only,
         "levels": results,
         "worker_cpus": [worker_cpu],
         "generator_cpus": others,
