@@ -36,7 +36,7 @@ from api.serializers import problem_responses, represent
 from audit.mixins import AuditedMixin
 from audit.services import AccessScope, EventDraft, audit_access, touch
 from messaging import selectors, services
-from messaging.attachments import AttachmentTooLarge
+from messaging.attachments import ALLOWED, AttachmentTooLarge
 from messaging.models import Conversation, Message
 from messaging.serializers import (
     CloseIn,
@@ -275,10 +275,14 @@ class AttachmentView(ConversationAuditMixin, APIView):
         tags=TAGS,
         summary="Download an attachment",
         responses={
-            (200, "application/octet-stream"): OpenApiResponse(
-                OpenApiTypes.BINARY,
-                description="The file, as an attachment (never shown inline), not cached",
-            ),
+            # Served as the type its bytes were checked to be when attached.
+            **{
+                (200, media_type): OpenApiResponse(
+                    OpenApiTypes.BINARY,
+                    description="The file, as an attachment (never shown inline), not cached",
+                )
+                for media_type in ALLOWED
+            },
             **problem_responses(403, 404),
         },
     )
