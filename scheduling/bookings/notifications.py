@@ -33,7 +33,7 @@ from api.jobs import enqueue_after_commit
 from api.services.outbox import outbox_claim, outbox_drain
 from scheduling import ics
 from scheduling.models import Booking, BookingNotification, BookingStatus, NotificationKind
-from scheduling.services import FEED_REFRESH, _feed_event
+from scheduling.services.feeds import FEED_REFRESH, feed_event
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ def _invitation(row: BookingNotification, *, method: str) -> bytes:
             .select_related("therapist", "client")
             .order_by("start")
         )
-    events = [_feed_event(b, for_therapist=for_therapist) for b in bookings]
+    events = [feed_event(b, for_therapist=for_therapist) for b in bookings]
     return ics.render_calendar(
         events,
         name="Telehealth session",

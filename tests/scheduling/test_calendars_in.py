@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from scheduling import fetch, services
 from scheduling.models import ExternalBusyInterval, ExternalCalendar
+from scheduling.services import calendars
 from tests.scheduling.conftest import NOW
 
 pytestmark = pytest.mark.django_db
@@ -154,7 +155,7 @@ def test_a_huge_upload_is_413_and_changes_nothing(profile, therapist_api, settin
 
 
 def test_an_rrule_that_explodes_is_refused(profile, monkeypatch):
-    monkeypatch.setattr(services, "MAX_BUSY_PER_CALENDAR", 200)
+    monkeypatch.setattr(calendars, "MAX_BUSY_PER_CALENDAR", 200)
     minutely = (
         "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART:20250602T100000Z\r\n"
         "DTEND:20250602T100100Z\r\nRRULE:FREQ=MINUTELY\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
