@@ -90,6 +90,8 @@ class Message(models.Model):
     body_encrypted = models.TextField()
     key_id = models.CharField(max_length=64)
     version = models.PositiveIntegerField(default=1)
+    # Whether it carries files: a page of messages without any reads no attachment rows.
+    has_attachments = models.BooleanField(default=False)
     created_at = models.DateTimeField()
     edited_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)

@@ -62,24 +62,25 @@ def conversation_of(*, conversation_id: uuid.UUID, user: User) -> Conversation:
 
 def visible_messages(*, conversation: Conversation, viewer: User) -> QuerySet[Message]:
     """The conversation's messages as ``viewer`` sees them (unordered: the caller pages)."""
-    return (
-        Message.objects.filter(conversation=conversation)
-        .exclude(Q(deleted_at__isnull=False) & ~Q(sender=viewer))
-        .prefetch_related("attachments")
+    return Message.objects.filter(conversation=conversation).exclude(
+        Q(deleted_at__isnull=False) & ~Q(sender=viewer)
     )
 
 
 def messages_decrypt(messages: Iterable[Message], *, conversation: Conversation) -> list[Message]:
     """Each message of ``conversation`` with ``body`` (its current text; ``None`` once
     deleted) and ``files`` (its attachments with their names; none once deleted)."""
-    out = []
-    for message in messages:
+    out = list(messages)
+    carrying = [m.pk for m in out if m.has_attachments and m.deleted_at is None]
+    files: dict[uuid.UUID, list[Attachment]] = {}
+    if carrying:  # one query for the page's files, none for a page without
+        for attachment in Attachment.objects.filter(message_id__in=carrying).order_by("created_at"):
+            files.setdefault(attachment.message_id, []).append(attachment)
+    for message in out:
         message.conversation = conversation
-        message.files = (  # type: ignore[attr-defined]
-            []
-            if message.deleted_at is not None
-            else [_with_name(a, message) for a in message.attachments.all()]
-        )
+        message.files = [  # type: ignore[attr-defined]
+            _with_name(a, message) for a in files.get(message.pk, [])
+        ]
         message.body = (  # type: ignore[attr-defined]
             None
             if message.deleted_at is not None
@@ -87,7 +88,6 @@ def messages_decrypt(messages: Iterable[Message], *, conversation: Conversation)
                 message_id=message.pk, version=message.version, sealed=message.body_encrypted
             )
         )
-        out.append(message)
     return out
 
 

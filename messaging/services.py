@@ -256,6 +256,8 @@ def message_send(
             key_id=crypto.current_key_id(),
             created_at=now,
         )
+        Message.objects.filter(pk=message.pk).update(has_attachments=True)
+        message.has_attachments = True
         _audit(attachment, "create", request=request, actor=sender, seq=message.seq)
     _audit(message, "create", request=request, actor=sender, seq=message.seq)
     _publish_message(conversation, message)
