@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.db import transaction
 from django.utils import timezone
 
 from api.errors import ConflictError, ForbiddenError, NotFoundError
@@ -191,6 +192,16 @@ def test_the_therapist_must_be_licensed_where_the_client_is(profile, client_user
         book(client_user, profile, slot, jurisdiction="US-CA")
     assert refused.value.status_code == 422
     assert _snapshot() == before
+
+
+def test_a_refused_booking_leaves_the_callers_transaction_usable(profile, client_user, slot):
+    """``booking_create`` takes no savepoint: it raises its refusals after its block, so the
+    caller's transaction is not doomed and goes on (docs/adr/0006-savepoint-free-booking.md)."""
+    with transaction.atomic():
+        with pytest.raises(NotLicensed):
+            book(client_user, profile, slot, jurisdiction="US-CA")
+        assert book(client_user, profile, slot).start == slot
+    assert Booking.objects.filter(client=client_user).count() == 1
 
 
 def test_a_client_cannot_hold_two_overlapping_sessions(profile, other_profile, client_user, slot):
