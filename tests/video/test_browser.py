@@ -247,8 +247,9 @@ def test_the_therapist_shares_a_screen_and_the_client_page_shows_it_labelled(
     capture source, 1280x720). The same peer connections renegotiate within the round: the
     client page's getStats() shows a second video decoding frames, under the mid the therapist
     announced, shown apart from the camera and labelled. Stop sharing turns it inactive (no
-    more frames) and the camera goes on; sharing again reuses the mid, and the browser's own
-    "stop sharing" (the capture track ends) stops it the same way."""
+    more frames) and the camera goes on; sharing again reuses the mid. A share running when the
+    client's socket drops goes into the next round's peer connections, announced again; the
+    browser's own "stop sharing" (the capture track ends) stops it the same way."""
     call = video_app.claim()
 
     async def scenario() -> None:
@@ -335,6 +336,22 @@ def test_the_therapist_shares_a_screen_and_the_client_page_shows_it_labelled(
                 lambda s: s["shownMid"] == mid and s["current"].get(mid) == "recvonly",
             )
             assert await doctor.evaluate(SHARE_MID) == mid
+
+            # The client's socket drops: a new round, new peer connections, the share goes on.
+            await patient.evaluate("() => window.__videoCall.socket.close(4000, 'network')")
+            await doctor.wait_for_function("() => window.__pcs.length === 2")
+            await doctor.wait_for_function(SHARE_MID)
+            mid = await doctor.evaluate(SHARE_MID)
+            resumed = await _until(
+                patient,
+                "the share in the next round",
+                lambda s: (
+                    s["pcs"] == 2
+                    and s["shownMid"] == mid
+                    and s["video"].get(mid, {}).get("frames", 0) > 5
+                ),
+            )
+            assert resumed["round"] > before["round"] and resumed["labelled"]
             await doctor.evaluate(
                 """() => {
                   const track = window.__videoCall.share.track;
@@ -347,7 +364,7 @@ def test_the_therapist_shares_a_screen_and_the_client_page_shows_it_labelled(
                 "the browser's stop is announced",
                 lambda s: s["labelled"] is False and s["current"].get(mid) == "inactive",
             )
-            assert after["pcs"] == 1 and after["round"] == before["round"]
+            assert after["pcs"] == 2 and after["round"] == resumed["round"]
             assert await text(doctor, "#share") == "Share screen"
             assert await wait_media(patient)
             # Nothing refused by the server (the page logs "video: refused"), no handler failed.
