@@ -1,9 +1,10 @@
 """Messaging writes: open a conversation, send, edit, delete, read receipts, close.
 
 Every write locks its conversation row first (``select_for_update``), so messages get their
-``seq`` one after another and a close and a send cannot cross. Each is audited in its own
-transaction through ``audit.services.audit_access`` (an ``AuditedMixin`` view passes
-``request`` so the event joins the request's batch; jobs and sockets pass ``actor``). Text never
+``seq`` one after another and a close and a send cannot cross. Each is audited in the same
+transaction as its change through ``audit.services.audit_access`` (an ``AuditedMixin`` view
+passes ``request`` so the event joins the request's batch; jobs and sockets pass ``actor``).
+What changed is pushed to the participants' sockets after the commit (``messaging.events``). Text never
 reaches a log, an audit event or an error: events carry ids, seq and version numbers only.
 """
 
