@@ -751,7 +751,8 @@
   }
 
   async function startShare() {
-    if (call.share) return;
+    if (call.share || call.choosingScreen) return; // one picker at a time
+    call.choosingScreen = true;
     let stream;
     try {
       stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
@@ -759,6 +760,12 @@
       showStatus(err && err.name === "NotAllowedError"
         ? "Screen sharing was cancelled or is not allowed in this browser."
         : `Your screen could not be shared (${(err && err.name) || err}).`);
+      return;
+    } finally {
+      call.choosingScreen = false;
+    }
+    if (call.terminal) {
+      stream.getTracks().forEach((t) => t.stop()); // the call ended while the picker was open
       return;
     }
     const track = stream.getVideoTracks()[0];
