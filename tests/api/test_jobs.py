@@ -37,6 +37,7 @@ SERVICES = {
     "expire_holds": ("scheduling.tasks", "holds_expire"),
     "billing_settle": ("billing.tasks", "lifecycle_settle"),
     "video_no_shows": ("video.tasks", "therapist_no_shows_record"),
+    "video_completions": ("video.tasks", "attended_sessions_complete"),
     "send_message_notifications": ("messaging.tasks", "message_notifications_send"),
 }
 
@@ -55,6 +56,7 @@ def test_every_scheduled_job_is_a_task_and_the_schedule_is_as_documented() -> No
         "billing_settle": minute,
         "refresh_availability": minute,
         "video_no_shows": minute,
+        "video_completions": minute,
         "send_message_notifications": minute,
         "sync_calendars": settings.CALENDAR_SYNC_INTERVAL_MINUTES * 60,
         "expire_holds": 15 * 60,
@@ -235,25 +237,21 @@ def task_runs() -> Iterator[list[tuple[str, dict[str, Any]]]]:
 
 
 @pytest.fixture
-def broker_down(settings: Any) -> Iterator[None]:
-    """Tasks go to a broker that refuses connections: a loopback port nobody listens on."""
+def broker_down() -> Iterator[None]:
+    """Tasks go to a broker that refuses connections: a loopback port nobody listens on. The
+    app's connection and producer pools are set aside (Celery takes a producer even to run a
+    task eagerly) and given back after."""
     app = current_app
-    saved = (app.conf.task_always_eager, app.conf.broker_url)
-
-    def fresh_connections() -> None:
-        if app._pool is not None:
-            app._pool.force_close_all()
-        app._pool = None
-        app.amqp._producer_pool = None
-
-    fresh_connections()
+    saved = (app.conf.task_always_eager, app.conf.broker_url, app._pool, app.amqp._producer_pool)
+    app._pool = app.amqp._producer_pool = None
     app.conf.task_always_eager = False
     app.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"
     try:
         yield
     finally:
-        app.conf.task_always_eager, app.conf.broker_url = saved
-        fresh_connections()
+        if app._pool is not None:
+            app._pool.force_close_all()
+        app.conf.task_always_eager, app.conf.broker_url, app._pool, app.amqp._producer_pool = saved
 
 
 def _queue_email(to: str = "alice.smith@example.test") -> None:
