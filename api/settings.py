@@ -555,6 +555,7 @@ CELERY_BEAT_SCHEDULE = {
         "billing_settle": JOBS_FREQUENT_SECONDS,
         "refresh_availability": JOBS_FREQUENT_SECONDS,
         "video_no_shows": JOBS_FREQUENT_SECONDS,
+        "video_completions": JOBS_FREQUENT_SECONDS,
         "send_message_notifications": JOBS_FREQUENT_SECONDS,
         "sync_calendars": CALENDAR_SYNC_INTERVAL_MINUTES * 60,
         "expire_holds": 15 * 60,
