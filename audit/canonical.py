@@ -32,10 +32,10 @@ from typing import Any
 FORMAT_VERSION = 1
 GENESIS_HASH = "0" * 64
 
-# The columns of an event that its content hash covers, in the order exports list them.
-EVENT_FIELDS = (
-    "id",
-    "occurred_at",
+# The one definition of an audit event's columns (``AuditEvent`` stores them, with ``txid``;
+# tests/audit/test_canonical.py compares): those a writer gives, in the order the INSERT binds
+# them (``audit.db``)...
+EVENT_COLUMNS = (
     "actor_id",
     "actor_role",
     "actor_label",
@@ -50,6 +50,9 @@ EVENT_FIELDS = (
     "request_id",
     "details",
 )
+# ... and with the two the database makes, those the content hash covers, in the order exports
+# (``audit.export``) and the review API (``audit.serializers``) list them.
+EVENT_FIELDS = ("id", "occurred_at", *EVENT_COLUMNS)
 _TEXT_FIELDS = (
     "actor_role",
     "actor_label",

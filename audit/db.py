@@ -28,6 +28,8 @@ from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
+from audit.canonical import EVENT_COLUMNS
+
 AUDIT_TABLES = ("audit_event", "audit_seal", "audit_checkpoint", "audit_change")
 CHANGE_TABLE = "audit_change"
 
@@ -252,21 +254,6 @@ def migrate_install(apps: Any, schema_editor: Any) -> None:
     install_append_only(schema_editor.connection)
 
 
-EVENT_COLUMNS = (
-    "actor_id",
-    "actor_role",
-    "actor_label",
-    "session_id",
-    "action",
-    "resource_type",
-    "resource_id",
-    "patient_id",
-    "outcome",
-    "source_ip",
-    "user_agent",
-    "request_id",
-    "details",
-)
 # The database's clock (AUD-19). On SQLite, padded to microseconds as Django stores datetimes
 # there, so that time-range filters compare like with like. (PostgreSQL's trigger stamps it.)
 _CLOCK = {

@@ -30,7 +30,7 @@ from typing import Any
 from django.db import connection
 
 from api.errors import NotFoundError
-from audit.canonical import canonical_json, utc_timestamp
+from audit.canonical import EVENT_FIELDS, canonical_json, utc_timestamp
 from audit.chain import ChainHead, audit_seal, chain_head
 from audit.db import db_now
 from audit.fhir import audit_event_resource, provenance_resource
@@ -46,23 +46,12 @@ MEDIA_TYPES = {
 # The same, without parameters, as the OpenAPI document names them.
 SCHEMA_MEDIA_TYPES = {fmt: media.split(";")[0] for fmt, media in MEDIA_TYPES.items()}
 MANIFEST_TYPE = "telehealth.audit.export"
+# The event's columns (``EVENT_FIELDS``, its id as ``event_id``) between its place in the chain
+# and its seal.
 COLUMNS = (
     "seq",
     "event_id",
-    "occurred_at",
-    "actor_id",
-    "actor_role",
-    "actor_label",
-    "session_id",
-    "action",
-    "resource_type",
-    "resource_id",
-    "patient_id",
-    "outcome",
-    "source_ip",
-    "user_agent",
-    "request_id",
-    "details",
+    *EVENT_FIELDS[1:],
     "content_hash",
     "prev_hash",
     "hash",

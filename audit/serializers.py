@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from api.models import STAFF_ROLES, Role, User
 from api.serializers import OffsetDateTimeField, StrictInputSerializer
+from audit.canonical import EVENT_FIELDS
 from audit.export import MEDIA_TYPES
 from audit.models import AuditEvent, Outcome
 from audit.selectors import EventFilters
@@ -70,24 +71,13 @@ class AuditEventOut(serializers.ModelSerializer):
 
     class Meta:
         model = AuditEvent
+        # The event's columns (``EVENT_FIELDS``), its place in the chain after its id, and the
+        # patient as the API names them: the client.
         fields = [
             "id",
             "seq",
             "hash",
-            "occurred_at",
-            "actor_id",
-            "actor_role",
-            "actor_label",
-            "session_id",
-            "action",
-            "resource_type",
-            "resource_id",
-            "client_id",
-            "outcome",
-            "source_ip",
-            "user_agent",
-            "request_id",
-            "details",
+            *("client_id" if name == "patient_id" else name for name in EVENT_FIELDS[1:]),
         ]
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))

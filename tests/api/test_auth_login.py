@@ -6,14 +6,11 @@ with an injected ``now``.
 
 from __future__ import annotations
 
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.hashers import Argon2PasswordHasher, make_password
-from django.db import connection
 from django.test import RequestFactory, override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -24,6 +21,7 @@ from api.models import Role, TokenFamily, User
 from api.services import auth
 from api.services.ratelimit import RateLimited
 from audit.models import AuditEvent
+from tests.concurrency import run_at_once
 from tests.factories import DEFAULT_PASSWORD, make_user
 
 TOKEN = "/api/v1/auth/token"
@@ -347,17 +345,11 @@ def test_lgn_03_parallel_failures_are_each_counted():
     """LGN-03: 20 parallel wrong passwords leave failed_login_count == 20 (F() increments)."""
     user = make_user()
     parallel = 20
-    barrier = threading.Barrier(parallel)
 
     def attempt(i: int) -> int:
-        try:
-            barrier.wait()
-            return _sign_in(user.email, "wrong guess", ip=f"198.51.100.{i}").status_code
-        finally:
-            connection.close()
+        return _sign_in(user.email, "wrong guess", ip=f"198.51.100.{i}").status_code
 
-    with ThreadPoolExecutor(parallel) as pool:
-        codes = list(pool.map(attempt, range(parallel)))
+    codes = run_at_once(attempt, parallel)
     assert codes == [401] * parallel
     user.refresh_from_db()
     assert user.failed_login_count == parallel
@@ -372,17 +364,11 @@ def test_lgn_03_parallel_failures_cannot_skip_the_lock():
     """Every failure that crosses the threshold locks the account; none slips past the count."""
     user = make_user()
     parallel = 12
-    barrier = threading.Barrier(parallel)
 
     def attempt(i: int) -> int:
-        try:
-            barrier.wait()
-            return _sign_in(user.email, "wrong guess", ip=f"198.51.100.{i}").status_code
-        finally:
-            connection.close()
+        return _sign_in(user.email, "wrong guess", ip=f"198.51.100.{i}").status_code
 
-    with ThreadPoolExecutor(parallel) as pool:
-        codes = list(pool.map(attempt, range(parallel)))
+    codes = run_at_once(attempt, parallel)
     user.refresh_from_db()
     assert codes.count(401) == user.failed_login_count
     assert codes.count(401) + codes.count(429) == parallel

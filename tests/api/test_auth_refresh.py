@@ -5,12 +5,9 @@ Service tests inject ``now``; HTTP tests mint their tokens with ``session_start(
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.test import RequestFactory, override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -22,6 +19,7 @@ from api.services import auth
 from api.services.sessions import mfa_challenge_issue, session_start
 from api.services.users import user_deactivate
 from audit.models import AuditEvent
+from tests.concurrency import run_at_once
 from tests.factories import make_user
 
 REFRESH = "/api/v1/auth/token/refresh"
@@ -234,17 +232,7 @@ def test_jwt_10_parallel_refreshes_of_one_token_give_exactly_one_success(paralle
     with override_settings(PASSWORD_HASHERS=FAST_HASHER):
         user = make_user()
     start = session_start(user=user, amr=["pwd"], now=timezone.now())
-    barrier = threading.Barrier(parallel)
-
-    def refresh(_: int) -> int:
-        try:
-            barrier.wait()
-            return _refresh(start.refresh).status_code
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(parallel) as pool:
-        codes = list(pool.map(refresh, range(parallel)))
+    codes = run_at_once(lambda _: _refresh(start.refresh).status_code, parallel)
     assert sorted(codes) == [200] + [401] * (parallel - 1)
     family = TokenFamily.objects.get(pk=start.family_id)
     assert family.generation == 1  # rotated exactly once

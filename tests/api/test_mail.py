@@ -5,7 +5,6 @@ and sent once however many senders run."""
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 
@@ -13,13 +12,14 @@ import pytest
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend
 from django.core.management import call_command
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from api import crypto
 from api.models import OutboundEmail
 from api.services.mail import emails_deliver, mail_queue, mail_queue_to_user
 from api.services.outbox import CLAIM_LEASE
+from tests.concurrency import run_at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -136,21 +136,11 @@ def test_senders_running_at_once_on_many_connections_send_each_email_once(settin
         _queue(to=to)  # its send right after the commit fails: it stays queued
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     later = NOW + CLAIM_LEASE
-    barrier = threading.Barrier(8)
 
-    def sender():
-        try:
-            barrier.wait()
-            while OutboundEmail.objects.filter(claimed_until__lte=later).exists():
-                emails_deliver(now=later, limit=3)
-        finally:
-            close_old_connections()
-            connection.close()
+    def sender(_: int) -> None:
+        while OutboundEmail.objects.filter(claimed_until__lte=later).exists():
+            emails_deliver(now=later, limit=3)
 
-    threads = [threading.Thread(target=sender) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    assert run_at_once(sender, 8) == [None] * 8
     assert sorted(m.to[0] for m in mail.outbox) == sorted(addresses)
     assert OutboundEmail.objects.count() == 0

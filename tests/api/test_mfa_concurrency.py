@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.test import override_settings
 
 from api.errors import DomainError
@@ -16,6 +14,7 @@ from api.models import TokenFamily, TOTPDevice
 from api.services import mfa
 from api.services.sessions import mfa_challenge_issue
 from tests.api.mfa_support import T0, code_at, enrol, http_request, wrong_code
+from tests.concurrency import run_at_once
 from tests.factories import DEFAULT_PASSWORD, make_user
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -25,25 +24,12 @@ PARALLEL = 8
 
 def in_parallel(task: Callable[[int], Any], n: int = PARALLEL) -> Counter[str]:
     """Run ``task(i)`` in ``n`` threads released together; count the outcomes by name."""
-    barrier = threading.Barrier(n)
-    outcomes: list[str] = []
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            task(i)
-            outcomes.append("ok")
-        except DomainError as exc:
-            outcomes.append(exc.code)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return Counter(outcomes)
+    outcomes = Counter[str]()
+    for result in run_at_once(task, n):
+        if isinstance(result, BaseException) and not isinstance(result, DomainError):
+            raise result
+        outcomes[result.code if isinstance(result, DomainError) else "ok"] += 1
+    return outcomes
 
 
 def verify(user, code):

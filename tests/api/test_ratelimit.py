@@ -6,8 +6,6 @@ cache on SQLite runs, Redis when ``REDIS_URL`` is set (CI).
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,6 +20,7 @@ from api.services.ratelimit import (
     rate_limit_ip,
 )
 from audit.models import AuditEvent
+from tests.concurrency import run_at_once
 
 # 10:00:00 UTC exactly: the start of a minute window and of an hour window.
 T0 = datetime(2030, 1, 7, 10, 0, 0, tzinfo=UTC)
@@ -88,18 +87,15 @@ def test_cache_keys_hold_no_ip_address_or_email():
 def test_lgn_03_parallel_hits_are_each_counted():
     """LGN-03: 40 parallel hits on a limit of 10 admit exactly 10 (no read-modify-write race)."""
     parallel, limit = 40, 10
-    barrier = threading.Barrier(parallel)
 
     def hit(_: int) -> bool:
-        barrier.wait()
         try:
             rate_limit_hit(scope="race", key="k", limit=limit, window_seconds=60, now=T0)
         except RateLimited:
             return False
         return True
 
-    with ThreadPoolExecutor(parallel) as pool:
-        admitted = list(pool.map(hit, range(parallel)))
+    admitted = run_at_once(hit, parallel)
     assert admitted.count(True) == limit
     assert counter_incr(scope="race", key="k", window_seconds=60, now=T0) == parallel + 1
 

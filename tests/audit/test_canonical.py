@@ -9,7 +9,14 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from audit.canonical import EVENT_FIELDS, canonical_json, content_hash, event_content, link_hash
+from audit.canonical import (
+    EVENT_COLUMNS,
+    EVENT_FIELDS,
+    canonical_json,
+    content_hash,
+    event_content,
+    link_hash,
+)
 
 ROW = {
     "id": 42,
@@ -136,3 +143,14 @@ def test_aud_12_postgresql_computes_the_very_same_hashes() -> None:
     assert link_in_sql == link_hash(
         prev_hash="a" * 64, seq=7, content_hash=in_sql, sealed_at=sealed_at
     )
+
+
+def test_the_event_columns_are_the_models_stored_columns_but_the_transaction_id() -> None:
+    """``EVENT_FIELDS`` is the one list of an event's columns (the INSERT, the hash, exports
+    and the review API take theirs from it): a column added to ``AuditEvent`` and not to it, or
+    the other way round, fails here."""
+    from audit.models import AuditEvent
+
+    stored = [f.attname for f in AuditEvent._meta.concrete_fields if f.attname != "txid"]
+    assert list(EVENT_FIELDS) == stored
+    assert EVENT_FIELDS == ("id", "occurred_at", *EVENT_COLUMNS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -15,6 +14,7 @@ from audit.models import AuditCheckpoint, AuditEvent, AuditSeal
 from audit.services import audit_record
 from audit.verify import chain_verify
 from tests.audit.conftest import Attacker
+from tests.concurrency import run_at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -197,27 +197,14 @@ def test_aud_11_fifty_concurrent_writers_never_fork_the_chain() -> None:
     mark = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
     start = audit_seal().head
     writers, per_writer = 50, 4
-    barrier = threading.Barrier(writers)
-    failures: list[BaseException] = []
 
     def write(n: int) -> None:
-        try:
-            barrier.wait()
-            for i in range(per_writer):
-                with transaction.atomic():
-                    audit_record(action="test.concurrent", details={"writer": n, "i": i})
-                audit_seal()  # sealers race too
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            failures.append(exc)
-        finally:
-            connection.close()
+        for i in range(per_writer):
+            with transaction.atomic():
+                audit_record(action="test.concurrent", details={"writer": n, "i": i})
+            audit_seal()  # sealers race too
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    assert run_at_once(write, writers) == [None] * writers
     audit_seal()
 
     seals = list(AuditSeal.objects.filter(seq__gt=start.seq).order_by("seq"))

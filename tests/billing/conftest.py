@@ -25,6 +25,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from api.models import Role, User
+from billing import gateways
+from billing.gateways.stripe import StripeGateway
 from billing.models import Payment, PaymentMethodSetup
 from billing.services.methods import payment_method_setup_start
 from billing.services.payments import PaymentStart, payment_intent_ensure
@@ -359,3 +361,26 @@ def saved_card(localstripe: LocalStripe, client: User, number: str = "4242424242
     body = succeeded_event(setup, method_id, event_id=f"evt_setup_{setup.pk.hex}")
     assert post_webhook(*signed(body)).status_code == 200
     return method_id
+
+
+def use_gateway(
+    monkeypatch: pytest.MonkeyPatch,
+    api_base: str,
+    *,
+    max_retries: int = 1,
+    sleeps: list[float] | None = None,
+) -> None:
+    """Billing's gateway: Stripe at ``api_base`` (a scripted double), a short read timeout,
+    ``max_retries`` retries, and each back-off recorded in ``sleeps`` instead of slept."""
+    monkeypatch.setattr(
+        gateways,
+        "get_gateway",
+        lambda: StripeGateway(
+            api_key="sk_test_x",
+            webhook_secret="whsec_x",
+            api_base=api_base,
+            read_timeout=0.3,
+            max_retries=max_retries,
+            sleep=(lambda seconds: None) if sleeps is None else sleeps.append,
+        ),
+    )

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from api.errors import ConflictError, NotFoundError, UnprocessableError
 from api.models import User
-from billing import gateways
 from billing.errors import PaymentPendingError
-from billing.gateways.stripe import StripeGateway
 from billing.models import Payment, PaymentEvent, StripeCustomer
 from tests.billing.conftest import (
     WireRequest,
@@ -21,6 +17,7 @@ from tests.billing.conftest import (
     client_sdk,
     make_payment,
     start_payment,
+    use_gateway,
 )
 from tests.billing.stripe_doubles import (
     LocalStripe,
@@ -30,27 +27,13 @@ from tests.billing.stripe_doubles import (
     scripted_stripe,
     stripe_error,
 )
+from tests.concurrency import run_at_once
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
 
 def intent_creates(wire: list[WireRequest]) -> list[WireRequest]:
     return [r for r in wire if r.method == "post" and r.url.endswith("/v1/payment_intents")]
-
-
-def use_gateway(monkeypatch: pytest.MonkeyPatch, api_base: str, sleeps: list[float]) -> None:
-    monkeypatch.setattr(
-        gateways,
-        "get_gateway",
-        lambda: StripeGateway(
-            api_key="sk_test_x",
-            webhook_secret="whsec_x",
-            api_base=api_base,
-            read_timeout=0.3,
-            max_retries=2,
-            sleep=sleeps.append,
-        ),
-    )
 
 
 @pytest.mark.integration
@@ -85,28 +68,13 @@ def test_pay_02_simultaneous_requests_create_one_intent(
     row, one intent at Stripe (even though localstripe would happily create six), one client
     secret."""
     booking = booking_for(client=client_user, therapist=therapist, now=NOW)
-    secrets: list[str] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(6)
 
-    def pay() -> None:
-        try:
-            barrier.wait(timeout=10)
-            started = start_payment(
-                client=client_user, therapist=therapist, now=NOW, booking=booking
-            )
-            secrets.append(started.client_secret)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
+    def pay(_: int) -> str:
+        started = start_payment(client=client_user, therapist=therapist, now=NOW, booking=booking)
+        return started.client_secret
 
-    threads = [threading.Thread(target=pay) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    secrets = run_at_once(pay, 6, timeout=60)
+    assert all(isinstance(secret, str) for secret in secrets), secrets
     assert len(set(secrets)) == 1
     assert Payment.objects.filter(booking=booking).count() == 1
     assert len(intent_creates(stripe_wire)) == 1
@@ -116,7 +84,7 @@ def test_pay_17_stripe_down_gives_a_retryable_error_and_writes_nothing(
     monkeypatch: pytest.MonkeyPatch, client_user: User, therapist: User
 ) -> None:
     sleeps: list[float] = []
-    use_gateway(monkeypatch, f"http://127.0.0.1:{free_port()}", sleeps)
+    use_gateway(monkeypatch, f"http://127.0.0.1:{free_port()}", max_retries=2, sleeps=sleeps)
     with pytest.raises(PaymentPendingError) as pending:
         start_payment(client=client_user, therapist=therapist, now=NOW)
     assert (pending.value.status_code, pending.value.code) == (503, "payment_pending")
@@ -136,14 +104,14 @@ def test_pay_03_a_timed_out_create_is_retried_later_with_the_same_key(
     intent = payment_intent_object(intent_id="pi_1", status="requires_payment_method")
     sleeps: list[float] = []
     with scripted_stripe([Reply(200, customer), Reply(hang=True)]) as down:
-        use_gateway(monkeypatch, down.url, sleeps)
+        use_gateway(monkeypatch, down.url, max_retries=2, sleeps=sleeps)
         with pytest.raises(PaymentPendingError):
             start_payment(client=client_user, therapist=therapist, now=NOW, booking=booking)
         first_keys = [r.idempotency_key for r in down.received if r.path == "/v1/payment_intents"]
     assert Payment.objects.count() == 0
 
     with scripted_stripe([Reply(200, customer), Reply(200, intent)]) as up:
-        use_gateway(monkeypatch, up.url, sleeps)
+        use_gateway(monkeypatch, up.url, max_retries=2, sleeps=sleeps)
         started = start_payment(client=client_user, therapist=therapist, now=NOW, booking=booking)
         second_keys = [r.idempotency_key for r in up.received if r.path == "/v1/payment_intents"]
     key = f"billing:payment_intent:{booking.pk}:session:1"
@@ -160,7 +128,7 @@ def test_pay_03_a_key_reused_with_other_terms_is_a_conflict(
     customer = {"id": "cus_1", "object": "customer"}
     reused = stripe_error("idempotency_error", "idempotency_key_in_use")
     with scripted_stripe([Reply(200, customer), Reply(400, reused)]) as server:
-        use_gateway(monkeypatch, server.url, [])
+        use_gateway(monkeypatch, server.url, max_retries=2, sleeps=[])
         with pytest.raises(ConflictError) as conflict:
             start_payment(client=client_user, therapist=therapist, now=NOW)
     assert conflict.value.code == "payment_terms_changed"
@@ -173,7 +141,7 @@ def test_an_intent_with_other_terms_than_ours_is_refused(
     customer = {"id": "cus_1", "object": "customer"}
     other = payment_intent_object(intent_id="pi_1", status="requires_payment_method", amount=1)
     with scripted_stripe([Reply(200, customer), Reply(200, other)]) as server:
-        use_gateway(monkeypatch, server.url, [])
+        use_gateway(monkeypatch, server.url, max_retries=2, sleeps=[])
         with pytest.raises(ConflictError):
             start_payment(client=client_user, therapist=therapist, now=NOW)
     assert Payment.objects.count() == 0

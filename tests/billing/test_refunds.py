@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from api.errors import ConflictError, UnprocessableError
 from api.models import User
-from billing import gateways
 from billing.errors import PaymentPendingError
-from billing.gateways.stripe import StripeGateway
 from billing.models import Payment, Refund
 from billing.services.lifecycle import payment_refresh
 from billing.services.refunds import refund_create
-from tests.billing.conftest import WireRequest, client_sdk, make_payment, start_payment
+from tests.billing.conftest import WireRequest, client_sdk, make_payment, start_payment, use_gateway
 from tests.billing.stripe_doubles import LocalStripe, Reply, free_port, scripted_stripe
+from tests.concurrency import run_at_once
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
@@ -35,21 +32,6 @@ def refund_reply(amount: int, n: int = 1) -> Reply:
             "charge": "ch_x",
             "status": "succeeded",
         },
-    )
-
-
-def use_gateway(monkeypatch: pytest.MonkeyPatch, api_base: str) -> None:
-    monkeypatch.setattr(
-        gateways,
-        "get_gateway",
-        lambda: StripeGateway(
-            api_key="sk_test_x",
-            webhook_secret="whsec_x",
-            api_base=api_base,
-            read_timeout=0.3,
-            max_retries=1,
-            sleep=lambda seconds: None,
-        ),
     )
 
 
@@ -158,27 +140,16 @@ def test_pay_12_concurrent_refunds_never_exceed_the_captured_amount(
         intent_id="pi_x",
         captured_minor=12000,
     )
-    outcomes: list[str] = []
-    barrier = threading.Barrier(5)
     with scripted_stripe([refund_reply(5000, n) for n in range(1, 6)]) as server:
         use_gateway(monkeypatch, server.url)
 
-        def refund() -> None:
-            try:
-                barrier.wait(timeout=10)
-                refund_create(payment_id=payment.pk, amount_minor=5000, reason="goodwill", now=NOW)
-                outcomes.append("refunded")
-            except UnprocessableError as exc:
-                outcomes.append(exc.code)
-            finally:
-                connection.close()
+        def refund(_: int) -> str:
+            refund_create(payment_id=payment.pk, amount_minor=5000, reason="goodwill", now=NOW)
+            return "refunded"
 
-        threads = [threading.Thread(target=refund) for _ in range(5)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        results = run_at_once(refund, 5, timeout=60)
         sent = len(server.received)
+    outcomes = [r.code if isinstance(r, UnprocessableError) else r for r in results]
     assert sorted(outcomes) == ["refund_exceeds_captured"] * 3 + ["refunded"] * 2
     assert sent == 2
     payment.refresh_from_db()

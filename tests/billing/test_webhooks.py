@@ -8,7 +8,6 @@ version, and cannot be made to deliver duplicates, reordered or other-mode event
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.request
 from typing import Any
@@ -36,6 +35,7 @@ from tests.billing.stripe_doubles import (
     signed,
 )
 from tests.clock import clock_instant
+from tests.concurrency import run_at_once
 
 # Webhooks are applied at the real time: bookings must be held now, not on a fixed date.
 NOW = clock_instant()  # the instant the views run at (tests/clock.py)
@@ -222,26 +222,18 @@ def test_pay_07_concurrent_duplicates_apply_once_and_all_get_200(
     """Eight simultaneous deliveries of one event over real HTTP and real connections."""
     payment = make_payment(client=client_user, therapist=therapist, now=NOW)
     body, sig = signed(succeeded(payment, event_id="evt_concurrent"))
-    statuses: list[int] = []
-    start = threading.Barrier(8)
 
-    def deliver() -> None:
+    def deliver(_: int) -> int:
         request = urllib.request.Request(  # noqa: S310 - loopback
             f"{app_server}{WEBHOOK_URL}",
             data=body,
             headers={"Content-Type": "application/json", "Stripe-Signature": sig},
             method="POST",
         )
-        start.wait(timeout=10)
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            statuses.append(response.status)
+            return int(response.status)
 
-    threads = [threading.Thread(target=deliver) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert statuses == [200] * 8
+    assert run_at_once(deliver, 8, timeout=60) == [200] * 8
     assert StripeEvent.objects.filter(event_id="evt_concurrent").count() == 1
     assert PaymentEvent.objects.filter(payment=payment, to_state="succeeded").count() == 1
     assert (

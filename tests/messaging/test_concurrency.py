@@ -9,15 +9,14 @@ asking to retry, and a retry after the race gets the message.
 
 from __future__ import annotations
 
-import threading
 import uuid
 
 import pytest
-from django.db import close_old_connections, connection
 
 from audit.models import AuditEvent
 from messaging import services
 from messaging.models import Conversation, Message
+from tests.concurrency import run_at_once
 from tests.factories import api_client_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -26,23 +25,8 @@ CONTENDERS = 12
 
 
 def _race(fn, count):
-    barrier = threading.Barrier(count)
-    results: list[object] = [None] * count
-
-    def run(i):
-        try:
-            barrier.wait()
-            results[i] = fn(i)
-        finally:
-            close_old_connections()
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads)
+    results = run_at_once(fn, count)
+    assert not [r for r in results if isinstance(r, BaseException)], results
     return results
 
 

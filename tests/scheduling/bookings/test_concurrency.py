@@ -9,12 +9,11 @@ refused by the database.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from api.errors import DomainError
 from audit.models import AuditEvent
@@ -27,6 +26,7 @@ from scheduling.models import (
     BookingTransition,
     SessionType,
 )
+from tests.concurrency import run_at_once
 from tests.factories import make_user
 from tests.scheduling.bookings.conftest import NOW, open_starts, session_type_of
 from tests.scheduling.conftest import make_booking, make_therapist
@@ -58,25 +58,11 @@ def _race(fn, arguments):
         f"PostgreSQL has {free} free connections; this race needs {len(arguments) + 1}. "
         "Close other clients of the server or raise max_connections."
     )
-    barrier = threading.Barrier(len(arguments))
-    results: list[object] = [None] * len(arguments)
-
-    def run(i, arg):
-        try:
-            barrier.wait()
-            results[i] = fn(arg)
-        except DomainError as exc:
-            results[i] = exc
-        finally:
-            close_old_connections()
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate(arguments)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads)
+    results = run_at_once(lambda i: fn(arguments[i]), len(arguments))
+    crashed = [
+        r for r in results if isinstance(r, BaseException) and not isinstance(r, DomainError)
+    ]
+    assert crashed == [], crashed
     return results
 
 

@@ -4,7 +4,6 @@ before, each sent once however often (or however concurrently) the sender runs."
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from io import StringIO
 
@@ -13,7 +12,6 @@ import pytest
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend
 from django.core.management import call_command
-from django.db import close_old_connections, connection
 
 from scheduling import services as scheduling_services
 from scheduling.bookings import services
@@ -25,6 +23,7 @@ from scheduling.bookings.notifications import (
 )
 from scheduling.models import BookingNotification, NotificationKind
 from scheduling.tasks import deliver_booking_emails
+from tests.concurrency import run_at_once
 from tests.factories import make_user
 from tests.scheduling.bookings.conftest import NOW, book, open_starts, session_type_of
 from tests.scheduling.conftest import make_therapist
@@ -231,21 +230,8 @@ def test_senders_running_at_once_on_many_connections_send_each_reminder_once():
         _confirmed(make_user(), profile, start)
     now = starts[-1] - timedelta(hours=23)
     mail.outbox.clear()  # the announcements (sent after each commit here)
-    barrier = threading.Barrier(8)
-
-    def sender():
-        try:
-            barrier.wait()
-            _run_sender(now)
-        finally:
-            close_old_connections()
-            connection.close()
-
-    threads = [threading.Thread(target=sender) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    results = run_at_once(lambda _: _run_sender(now), 8)
+    assert [r for r in results if isinstance(r, BaseException)] == []
     assert len(mail.outbox) == 2 * len(starts)
     rows = BookingNotification.objects.filter(kind=NotificationKind.REMINDER_24H)
     assert rows.count() == len(mail.outbox)
