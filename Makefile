@@ -55,10 +55,12 @@ test-instants: $(STAMP) ## the scheduling and billing tests at each hard instant
 	    || exit 1; \
 	done
 
-lint: $(STAMP) ## ruff, ruff-format, mypy, and migrations in step with the models
+# The same checks run before each commit with pre-commit (.pre-commit-config.yaml).
+lint: $(STAMP) ## ruff, ruff-format, mypy, import contracts, and migrations in step with the models
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DJANGO_DEBUG=1 $(BIN)/mypy api audit scheduling billing video messaging
+	$(BIN)/lint-imports
 	DJANGO_DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 
 format: $(STAMP) ## apply ruff's fixes and formatting
