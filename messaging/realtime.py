@@ -1,8 +1,9 @@
 """The messaging socket's database work (called from ``messaging.consumers`` in a thread).
 
-Each function is one short transaction. What a socket delivers is read here for its user only
-(``selectors``: the same visibility as the REST API) and every delivery of message content is
-one audited read of its conversation, the client as patient (MSG-05), like a page over REST.
+Each function is one short transaction, or one read and its audit row. What a socket delivers
+is read here for its user only (``selectors``: the same visibility as the REST API) and every
+delivery of message content is one audited read of its conversation, the client as patient
+(MSG-05), like a page over REST.
 """
 
 from __future__ import annotations
@@ -69,24 +70,18 @@ def peers_of(*, user: User, conversation_ids: list[uuid.UUID] | None = None) -> 
     }
 
 
-@transaction.atomic
 def messages_deliver(
     *, user: User, conversation_id: str, after_seq: int, limit: int = CATCH_UP_LIMIT
 ) -> list[dict[str, Any]]:
     """The user's visible messages of the conversation after ``after_seq`` (oldest first),
-    rendered as the REST API renders them; the read is audited. Empty when it is not theirs."""
-    try:
-        conversation = selectors.conversation_of(
-            conversation_id=uuid.UUID(conversation_id), user=user
-        )
-    except ConversationNotFound:
-        return []
+    rendered as the REST API renders them; the read is audited (its own row, written before
+    the socket sends anything, as a REST read's). Empty when it is not theirs."""
     messages = selectors.messages_after(
-        conversation=conversation, viewer=user, after_seq=after_seq, limit=limit
+        conversation_id=uuid.UUID(conversation_id), viewer=user, after_seq=after_seq, limit=limit
     )
     if messages:
         audit_access(
-            obj=conversation,
+            obj=messages[0].conversation,
             action="read",
             actor=user,
             details={"via": "socket", "messages": len(messages)},

@@ -60,11 +60,14 @@ def conversation_of(*, conversation_id: uuid.UUID, user: User) -> Conversation:
     return conversation
 
 
+def _hidden_from(viewer: User) -> Q:
+    """What the other participant deleted."""
+    return Q(deleted_at__isnull=False) & ~Q(sender=viewer)
+
+
 def visible_messages(*, conversation: Conversation, viewer: User) -> QuerySet[Message]:
     """The conversation's messages as ``viewer`` sees them (unordered: the caller pages)."""
-    return Message.objects.filter(conversation=conversation).exclude(
-        Q(deleted_at__isnull=False) & ~Q(sender=viewer)
-    )
+    return Message.objects.filter(conversation=conversation).exclude(_hidden_from(viewer))
 
 
 def messages_decrypt(messages: Iterable[Message], *, conversation: Conversation) -> list[Message]:
@@ -126,12 +129,23 @@ def attachment_for(
 
 
 def messages_after(
-    *, conversation: Conversation, viewer: User, after_seq: int, limit: int
+    *, conversation_id: uuid.UUID, viewer: User, after_seq: int, limit: int
 ) -> list[Message]:
-    """Up to ``limit`` visible messages after ``after_seq``, oldest first, decrypted (a
-    reconnecting client's catch-up, MSG-04)."""
-    rows = visible_messages(conversation=conversation, viewer=viewer).filter(seq__gt=after_seq)
-    return messages_decrypt(rows.order_by("seq")[:limit], conversation=conversation)
+    """Up to ``limit`` messages after ``after_seq`` of one of the viewer's conversations as
+    they see it, oldest first, decrypted, each with its conversation (a socket's delivery and
+    catch-up, MSG-04). One statement: the participant check is part of it, so a conversation
+    that is not the viewer's gives nothing."""
+    rows = list(
+        Message.objects.filter(
+            Q(conversation__client=viewer) | Q(conversation__therapist=viewer),
+            conversation_id=conversation_id,
+            seq__gt=after_seq,
+        )
+        .exclude(_hidden_from(viewer))
+        .select_related("conversation")
+        .order_by("seq")[:limit]
+    )
+    return messages_decrypt(rows, conversation=rows[0].conversation) if rows else []
 
 
 def message_versions(

@@ -4,8 +4,9 @@ Every write locks its conversation row first (``select_for_update``), so message
 ``seq`` one after another and a close and a send cannot cross. Each is audited in the same
 transaction as its change through ``audit.services.audit_access`` (an ``AuditedMixin`` view
 passes ``request`` so the event joins the request's batch; jobs and sockets pass ``actor``).
-What changed is pushed to the participants' sockets after the commit (``messaging.events``). Text never
-reaches a log, an audit event or an error: events carry ids, seq and version numbers only.
+What changed is pushed to the participants' sockets after the commit (``messaging.events``).
+Text never reaches a log, an audit event or an error: events carry ids, seq and version numbers
+only.
 """
 
 from __future__ import annotations
