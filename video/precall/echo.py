@@ -24,11 +24,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import fractions
 import json
 import logging
+import queue
 import statistics
+import threading
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,8 +44,10 @@ from aiortc import (
     RTCIceServer,
     RTCPeerConnection,
     RTCSessionDescription,
+    rtcrtpreceiver,
 )
 from av import VideoFrame
+from av.packet import Packet
 from django.conf import settings
 
 from video.precall.metrics import Direction, Metrics, Verdict, precall_verdict
@@ -107,6 +113,49 @@ class _Counters:
     frames_out: int = 0
     width: int | None = None
     height: int | None = None
+
+
+# --- Sound goes back as it came --------------------------------------------------------------
+# aiortc decodes every received Opus packet in a thread of its receiver, and its sender encodes
+# every frame again in the executor: for an echo, most of a test's CPU (bench_precall.py). Its
+# sender also takes packets already encoded (it only packetizes them), but its receiver has no
+# way to hand over encoded frames. So the receiver's decoder thread is given a worker that, for
+# the echo's own audio tracks only (their queues are registered here), passes each encoded
+# frame on as a packet instead of decoding it; every other receiver in the process runs
+# aiortc's worker unchanged. This reaches into aiortc's module (``decoder_worker``) and the
+# track's ``_queue``: remove it when aiortc offers encoded frames (an RTCRtpScriptTransform).
+
+_PASS_THROUGH: weakref.WeakSet[asyncio.Queue[Any]] = weakref.WeakSet()
+_OPUS_TIME_BASE = fractions.Fraction(1, CLOCK_RATE["audio"])
+
+
+def _pass_through_worker(aiortc_worker: Callable[..., None]) -> Callable[..., None]:
+    def worker(
+        loop: asyncio.AbstractEventLoop,
+        input_q: queue.Queue[Any],
+        output_q: asyncio.Queue[Any],
+        decode_error: threading.Event,
+    ) -> None:
+        if output_q not in _PASS_THROUGH:
+            aiortc_worker(loop, input_q, output_q, decode_error)
+            return
+        while True:
+            task = input_q.get()
+            if task is None:
+                asyncio.run_coroutine_threadsafe(output_q.put(None), loop)
+                return
+            _, encoded = task
+            packet = Packet(encoded.data)
+            packet.pts = encoded.timestamp
+            packet.time_base = _OPUS_TIME_BASE
+            asyncio.run_coroutine_threadsafe(output_q.put(packet), loop)
+
+    worker.precall_pass_through = True  # type: ignore[attr-defined]
+    return worker
+
+
+if not getattr(rtcrtpreceiver.decoder_worker, "precall_pass_through", False):
+    rtcrtpreceiver.decoder_worker = _pass_through_worker(rtcrtpreceiver.decoder_worker)
 
 
 def fit(width: int, height: int, *, max_width: int, max_height: int) -> tuple[int, int]:
@@ -230,6 +279,7 @@ class EchoSession:
             if track.kind == "video":
                 pc.addTrack(CappedVideo(track, self.limits, self.counters))
             else:
+                _PASS_THROUGH.add(track._queue)  # type: ignore[attr-defined]
                 pc.addTrack(track)
 
         @pc.on("datachannel")
