@@ -94,13 +94,20 @@ class TransferReversalResult:
 
 @dataclass(frozen=True)
 class WebhookEvent:
-    """A verified webhook event. ``object`` is ``data.object`` exactly as sent."""
+    """A verified webhook event. ``object`` is ``data.object`` exactly as sent; the gateway
+    also reads it into typed results, so the domain never parses the vendor's objects:
+    ``payment_intent`` for a ``payment_intent.*`` event and ``setup_intent`` for a
+    ``setup_intent.*`` one (None for other events, or when the object is malformed), and
+    ``payment_intent_id``, the intent a charge, dispute or refund belongs to ("" if none)."""
 
     id: str
     type: str
     livemode: bool
     created: int  # epoch seconds
     object: Mapping[str, Any]
+    payment_intent: PaymentIntentResult | None = None
+    setup_intent: SetupIntentResult | None = None
+    payment_intent_id: str = ""
 
 
 class GatewayError(Exception):

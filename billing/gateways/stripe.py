@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -485,4 +486,18 @@ def _webhook_event_from(text: str) -> WebhookEvent:
         and isinstance(obj.get("id"), str)
     ):
         raise WebhookPayloadInvalid("The event body is malformed.")
-    return event
+    kind = event.type.partition(".")[0]
+    return dataclasses.replace(
+        event,
+        payment_intent=_read(payment_intent_from, obj) if kind == "payment_intent" else None,
+        setup_intent=_read(setup_intent_from, obj) if kind == "setup_intent" else None,
+        payment_intent_id=id_of(obj.get("payment_intent")),
+    )
+
+
+def _read(parse: Callable[[Mapping[str, Any]], T], obj: Mapping[str, Any]) -> T | None:
+    """``parse(obj)``, or None when the object lacks what it needs (the domain refuses it)."""
+    try:
+        return parse(obj)
+    except (KeyError, TypeError, ValueError):
+        return None

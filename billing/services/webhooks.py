@@ -23,7 +23,6 @@ from audit.services import audit_record
 from billing import gateways, states
 from billing.errors import WebhookRejectedError, WebhooksNotConfiguredError
 from billing.gateways.base import WebhookEvent, WebhookPayloadInvalid, WebhookSignatureInvalid
-from billing.gateways.stripe import id_of, payment_intent_from, setup_intent_from
 from billing.models import (
     Payment,
     PaymentMethodSetup,
@@ -149,10 +148,9 @@ def _apply_intent_event(event: WebhookEvent, *, now: datetime) -> tuple[str, Pay
     payment = _payment_for_intent(event, str(event.object["id"]))
     if payment is None:
         return StripeEvent.Outcome.UNKNOWN_OBJECT, None
-    try:
-        intent = payment_intent_from(event.object)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise WebhookRejectedError("The event's payment intent is malformed.") from exc
+    intent = event.payment_intent
+    if intent is None:
+        raise WebhookRejectedError("The event's payment intent is malformed.")
     decision = payment_apply_intent(
         payment=payment, intent=intent, reason=event.type, now=now, stripe_event_id=event.id
     )
@@ -163,7 +161,7 @@ def _apply_intent_event(event: WebhookEvent, *, now: datetime) -> tuple[str, Pay
 
 def _apply_charge_refunded(event: WebhookEvent, *, now: datetime) -> tuple[str, Payment | None]:
     charge = event.object
-    payment = _payment_for_intent(event, id_of(charge.get("payment_intent")))
+    payment = _payment_for_intent(event, event.payment_intent_id)
     if payment is None:
         return StripeEvent.Outcome.UNKNOWN_OBJECT, None
     captured = int(charge.get("amount_captured") or charge.get("amount") or 0)
@@ -213,7 +211,7 @@ def _apply_charge_refunded(event: WebhookEvent, *, now: datetime) -> tuple[str, 
 
 def _apply_dispute(event: WebhookEvent, *, now: datetime) -> tuple[str, Payment | None]:
     dispute = event.object
-    payment = _payment_for_intent(event, id_of(dispute.get("payment_intent")))
+    payment = _payment_for_intent(event, event.payment_intent_id)
     if payment is None:
         return StripeEvent.Outcome.UNKNOWN_OBJECT, None
     if payment.disputed_at is not None:
@@ -235,7 +233,7 @@ def _apply_dispute(event: WebhookEvent, *, now: datetime) -> tuple[str, Payment 
 
 
 def _apply_refund_event(event: WebhookEvent, *, now: datetime) -> tuple[str, Payment | None]:
-    payment = _payment_for_intent(event, id_of(event.object.get("payment_intent")))
+    payment = _payment_for_intent(event, event.payment_intent_id)
     if payment is None:
         return StripeEvent.Outcome.UNKNOWN_OBJECT, None
     refund = Refund.objects.filter(payment=payment, stripe_refund_id=event.object["id"]).first()
@@ -259,10 +257,9 @@ def _apply_setup_event(event: WebhookEvent, *, now: datetime) -> str:
     if setup is None:
         _security_event("unknown_setup_intent", event)
         return StripeEvent.Outcome.UNKNOWN_OBJECT
-    try:
-        intent = setup_intent_from(event.object)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise WebhookRejectedError("The event's setup intent is malformed.") from exc
+    intent = event.setup_intent
+    if intent is None:
+        raise WebhookRejectedError("The event's setup intent is malformed.")
     if intent.customer_id != setup.stripe_customer_id:
         _security_event("customer_mismatch", event, client_id=setup.client_id)
         return StripeEvent.Outcome.UNKNOWN_OBJECT
