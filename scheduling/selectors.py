@@ -10,7 +10,7 @@ import hmac
 import uuid
 from collections.abc import Collection
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from django.db.models import (
@@ -19,6 +19,7 @@ from django.db.models import (
     Exists,
     F,
     IntegerField,
+    Model,
     OuterRef,
     Q,
     QuerySet,
@@ -46,6 +47,7 @@ from scheduling.models import (
 )
 
 # Sessions in these states block time (a hold only until it expires).
+M = TypeVar("M", bound=Model)
 BLOCKING_STATUSES = (BookingStatus.CONFIRMED, BookingStatus.COMPLETED, BookingStatus.NO_SHOW)
 # How far around a range bookings are read, so the daily maximum sees whole local days.
 _DAY_MARGIN = timedelta(days=2)
@@ -266,6 +268,43 @@ def therapist_profile_of(*, user: User) -> TherapistProfile:
     if profile is None:
         raise NotFoundError("Create your therapist profile first.", code="profile_not_found")
     return profile
+
+
+def own_row(model: type[M], *, therapist: TherapistProfile, pk: uuid.UUID) -> M:
+    """One of the therapist's own rows of ``model``; another therapist's id is a plain 404 (no
+    oracle)."""
+    row = model._default_manager.filter(therapist=therapist, pk=pk).first()
+    if row is None:
+        raise NotFoundError()
+    return row
+
+
+def own_session_types(*, therapist: TherapistProfile) -> QuerySet[SessionType]:
+    return SessionType.objects.filter(therapist=therapist).order_by("created_at")
+
+
+def own_rules(*, therapist: TherapistProfile) -> QuerySet[AvailabilityRule]:
+    return AvailabilityRule.objects.filter(therapist=therapist).order_by("weekday", "start_minute")
+
+
+def own_overrides(*, therapist: TherapistProfile) -> QuerySet[AvailabilityOverride]:
+    return AvailabilityOverride.objects.filter(therapist=therapist).order_by(
+        "first_date", "start_minute"
+    )
+
+
+def own_licences(*, therapist: TherapistProfile) -> QuerySet[Licence]:
+    return Licence.objects.filter(therapist=therapist).order_by("jurisdiction")
+
+
+def licences_for_review(*, verified: bool | None) -> QuerySet[Licence]:
+    """Every licence, or only the verified (or the unverified: the admins' queue) ones."""
+    rows = Licence.objects.all()
+    return rows if verified is None else rows.filter(verified_at__isnull=not verified)
+
+
+def feed_tokens_of(*, owner: User) -> QuerySet[CalendarFeedToken]:
+    return CalendarFeedToken.objects.filter(owner=owner).order_by("created_at")
 
 
 def own_calendars(*, therapist: TherapistProfile) -> QuerySet[ExternalCalendar]:

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.authentication import user_of
-from api.errors import PROBLEM_CONTENT_TYPE, NotFoundError, problem_body
+from api.errors import PROBLEM_CONTENT_TYPE, problem_body
 from api.idempotency import idempotent
 from api.models import Role
 from api.permissions import has_role
@@ -26,8 +26,6 @@ from scheduling import selectors, services
 from scheduling.filters import TherapistDirectoryFilter
 from scheduling.models import (
     AvailabilityOverride,
-    AvailabilityRule,
-    CalendarFeedToken,
     CalendarSource,
     ExternalCalendar,
     Licence,
@@ -83,14 +81,6 @@ class _Therapist(APIView):
 
     def profile(self, request: Request) -> TherapistProfile:
         return selectors.therapist_profile_of(user=user_of(request))
-
-
-def _own(model: Any, profile: TherapistProfile, pk: uuid.UUID) -> Any:
-    """One of the caller's own rows; another therapist's id is a plain 404 (no oracle)."""
-    row = model.objects.filter(therapist=profile, pk=pk).first()
-    if row is None:
-        raise NotFoundError()
-    return row
 
 
 # --- Public: directory, profile, slots -----------------------------------------------------------
@@ -209,7 +199,7 @@ class MySettingsView(_Therapist):
 class MySessionTypesView(_Therapist):
     @extend_schema(tags=["therapist"], responses={200: SessionTypeOut(many=True)})
     def get(self, request: Request) -> Response:
-        rows = SessionType.objects.filter(therapist=self.profile(request)).order_by("created_at")
+        rows = selectors.own_session_types(therapist=self.profile(request))
         return Response(SessionTypeOut(rows, many=True).data)
 
     @extend_schema(
@@ -230,7 +220,11 @@ class MySessionTypesView(_Therapist):
 class MySessionTypeView(_Therapist):
     @extend_schema(tags=["therapist"], responses={200: SessionTypeOut, **_errors(404)})
     def get(self, request: Request, pk: uuid.UUID) -> Response:
-        return Response(SessionTypeOut(_own(SessionType, self.profile(request), pk)).data)
+        return Response(
+            SessionTypeOut(
+                selectors.own_row(SessionType, therapist=self.profile(request), pk=pk)
+            ).data
+        )
 
     @extend_schema(
         tags=["therapist"],
@@ -238,7 +232,7 @@ class MySessionTypeView(_Therapist):
         responses={200: SessionTypeOut, **_errors(400, 404, 409)},
     )
     def patch(self, request: Request, pk: uuid.UUID) -> Response:
-        session_type = _own(SessionType, self.profile(request), pk)
+        session_type = selectors.own_row(SessionType, therapist=self.profile(request), pk=pk)
         data = SessionTypeIn(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         session_type = services.session_type_update(
@@ -249,7 +243,8 @@ class MySessionTypeView(_Therapist):
     @extend_schema(tags=["therapist"], responses={204: None, **_errors(404)})
     def delete(self, request: Request, pk: uuid.UUID) -> Response:
         services.session_type_archive(
-            session_type=_own(SessionType, self.profile(request), pk), now=timezone.now()
+            session_type=selectors.own_row(SessionType, therapist=self.profile(request), pk=pk),
+            now=timezone.now(),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -257,9 +252,7 @@ class MySessionTypeView(_Therapist):
 class MyRulesView(_Therapist):
     @extend_schema(tags=["therapist"], responses={200: RuleOut(many=True)})
     def get(self, request: Request) -> Response:
-        rows = AvailabilityRule.objects.filter(therapist=self.profile(request)).order_by(
-            "weekday", "start_minute"
-        )
+        rows = selectors.own_rules(therapist=self.profile(request))
         return Response(RuleOut(rows, many=True).data)
 
     @extend_schema(
@@ -284,9 +277,7 @@ class MyRulesView(_Therapist):
 class MyOverridesView(_Therapist):
     @extend_schema(tags=["therapist"], responses={200: OverrideOut(many=True)})
     def get(self, request: Request) -> Response:
-        rows = AvailabilityOverride.objects.filter(therapist=self.profile(request)).order_by(
-            "first_date", "start_minute"
-        )
+        rows = selectors.own_overrides(therapist=self.profile(request))
         return Response(OverrideOut(rows, many=True).data)
 
     @extend_schema(
@@ -313,7 +304,10 @@ class MyOverrideView(_Therapist):
     @extend_schema(tags=["therapist"], responses={204: None, **_errors(404)})
     def delete(self, request: Request, pk: uuid.UUID) -> Response:
         services.availability_override_delete(
-            override=_own(AvailabilityOverride, self.profile(request), pk), now=timezone.now()
+            override=selectors.own_row(
+                AvailabilityOverride, therapist=self.profile(request), pk=pk
+            ),
+            now=timezone.now(),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -321,7 +315,7 @@ class MyOverrideView(_Therapist):
 class MyLicencesView(_Therapist):
     @extend_schema(tags=["therapist"], responses={200: LicenceOut(many=True)})
     def get(self, request: Request) -> Response:
-        rows = Licence.objects.filter(therapist=self.profile(request)).order_by("jurisdiction")
+        rows = selectors.own_licences(therapist=self.profile(request))
         return Response(LicenceOut(rows, many=True).data)
 
     @extend_schema(
@@ -351,7 +345,7 @@ class MyLicenceView(_Therapist):
         responses={200: LicenceOut, **_errors(400, 404, 409)},
     )
     def patch(self, request: Request, pk: uuid.UUID) -> Response:
-        licence = _own(Licence, self.profile(request), pk)
+        licence = selectors.own_row(Licence, therapist=self.profile(request), pk=pk)
         data = LicenceUpdateIn(data=request.data)
         data.is_valid(raise_exception=True)
         licence = services.licence_update(
@@ -366,7 +360,7 @@ class MyLicenceView(_Therapist):
     @extend_schema(tags=["therapist"], responses={204: None, **_errors(404)})
     def delete(self, request: Request, pk: uuid.UUID) -> Response:
         services.licence_delete(
-            licence=_own(Licence, self.profile(request), pk),
+            licence=selectors.own_row(Licence, therapist=self.profile(request), pk=pk),
             actor=user_of(request),
             request=request,
             now=timezone.now(),
@@ -408,7 +402,8 @@ class MyCalendarView(_Therapist):
     @extend_schema(tags=["therapist"], responses={204: None, **_errors(404)})
     def delete(self, request: Request, pk: uuid.UUID) -> Response:
         services.external_calendar_delete(
-            calendar=_own(ExternalCalendar, self.profile(request), pk), now=timezone.now()
+            calendar=selectors.own_row(ExternalCalendar, therapist=self.profile(request), pk=pk),
+            now=timezone.now(),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -428,11 +423,10 @@ class AdminLicencesView(ListAPIView):
     serializer_class = AdminLicenceOut
 
     def get_queryset(self) -> Any:
-        rows = Licence.objects.all()
         verified = self.request.query_params.get("verified")
-        if verified in ("true", "false"):
-            rows = rows.filter(verified_at__isnull=verified == "false")
-        return rows
+        return selectors.licences_for_review(
+            verified={"true": True, "false": False}.get(verified or "")
+        )
 
 
 @extend_schema(
@@ -464,7 +458,7 @@ class FeedTokensView(APIView):
 
     @extend_schema(tags=["calendars"], responses={200: FeedTokenOut(many=True)})
     def get(self, request: Request) -> Response:
-        rows = CalendarFeedToken.objects.filter(owner=user_of(request)).order_by("created_at")
+        rows = selectors.feed_tokens_of(owner=user_of(request))
         return Response(FeedTokenOut(rows, many=True).data)
 
     @extend_schema(
