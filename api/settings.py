@@ -318,7 +318,7 @@ if VIDEO_PRECALL_MEDIA_WORKER not in ("inprocess", "channels"):
     raise ImproperlyConfigured("VIDEO_PRECALL_MEDIA_WORKER must be inprocess or channels.")
 if VIDEO_PRECALL_MEDIA_WORKER == "channels" and not REDIS_URL:
     raise ImproperlyConfigured("VIDEO_PRECALL_MEDIA_WORKER=channels needs REDIS_URL.")
-VIDEO_PRECALL_MAX_TESTS = env_int("VIDEO_PRECALL_MAX_TESTS", 8)
+VIDEO_PRECALL_MAX_TESTS = env_int("VIDEO_PRECALL_MAX_TESTS", 12)
 VIDEO_PRECALL_WIDTH = env_int("VIDEO_PRECALL_WIDTH", 320)
 VIDEO_PRECALL_HEIGHT = env_int("VIDEO_PRECALL_HEIGHT", 240)
 VIDEO_PRECALL_FPS = env_int("VIDEO_PRECALL_FPS", 15)
