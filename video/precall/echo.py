@@ -123,7 +123,7 @@ class _Counters:
 # the echo's own audio tracks only (their queues are registered here), passes each encoded
 # frame on as a packet instead of decoding it; every other receiver in the process runs
 # aiortc's worker unchanged. This reaches into aiortc's module (``decoder_worker``) and the
-# track's ``_queue``: remove it when aiortc offers encoded frames (an RTCRtpScriptTransform).
+# track's ``_queue`` (docs/adr/0009): remove it when aiortc offers encoded frames.
 
 _PASS_THROUGH: weakref.WeakSet[asyncio.Queue[Any]] = weakref.WeakSet()
 _OPUS_TIME_BASE = fractions.Fraction(1, CLOCK_RATE["audio"])
