@@ -1,5 +1,7 @@
-"""Which pages may open the API's WebSockets.
+"""What the API's WebSockets share: which pages may open them, and how a consumer reaches the
+database (``in_db_thread``).
 
+Which pages may open them:
 A browser sends the page's ``Origin``: it must be this API's own host (``ALLOWED_HOSTS``) or a
 web app's origin (``CORS_ALLOWED_ORIGINS``, or in development one matching
 ``CORS_ALLOWED_ORIGIN_REGEXES``), as for REST calls from a browser. A native app
@@ -11,13 +13,26 @@ opening one, and refusing a missing header would shut out every mobile app.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import ParseResult
 
+from channels.db import DatabaseSyncToAsync
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 
 _DEBUG_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+T = TypeVar("T")
+
+
+def in_db_thread(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """``func`` run in the thread pool, its connections closed as Channels does.
+
+    Not Channels' default (``thread_sensitive``): that runs every socket's database work of a
+    process on one thread, one call after another, so a burst of rooms queues behind itself
+    (bench/bench_video.py). A socket's own calls still run one at a time: it awaits each.
+    """
+    return DatabaseSyncToAsync(func, thread_sensitive=False)
 
 
 class SocketOriginValidator(OriginValidator):

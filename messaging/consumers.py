@@ -26,9 +26,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
+from api.websocket import in_db_thread
 from messaging import realtime
 from messaging.events import EVENT, user_group
-from video.consumers import in_db_thread
 
 logger = logging.getLogger("messaging.socket")
 

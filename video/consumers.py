@@ -20,13 +20,13 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
+from api.websocket import in_db_thread
 from video import quality, signalling
 from video.negotiation import RELAYED, Negotiation
 from video.protocol import (
@@ -56,17 +56,6 @@ from video.signalling import (
 logger = logging.getLogger("video.signalling")
 
 
-def in_db_thread(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    """``func`` run in the thread pool, its connections closed as Channels does.
-
-    Not Channels' default (``thread_sensitive``): that runs every socket's database work of a
-    process on one thread, one call after another, so a burst of rooms queues behind itself
-    (bench/bench_video.py). A socket's own calls still run one at a time: it awaits each.
-    """
-    return DatabaseSyncToAsync(func, thread_sensitive=False)
-
-
-T = TypeVar("T")
 DELIVER = "video.deliver"
 RELAY = "video.relay"
 THERAPIST_CHANGED = "video.therapist"

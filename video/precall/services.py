@@ -25,10 +25,10 @@ from api.errors import (
     UnauthorizedError,
     UnprocessableError,
 )
+from api.websocket import in_db_thread
 from audit.models import Outcome
 from audit.services import audit_record
 from video import turn
-from video.consumers import in_db_thread
 from video.precall.echo import EchoLimits, EchoResult
 from video.precall.tokens import TokenError, precall_token_decode, precall_token_mint
 from video.precall.workers import (

@@ -35,7 +35,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 
-from video.consumers import in_db_thread
+from api.websocket import in_db_thread
 from video.precall.echo import EchoLimits, EchoResult, EchoSession
 
 logger = logging.getLogger("video.precall")
