@@ -42,11 +42,19 @@ join answers ``ice_servers: []``, the same configuration as the direct peers.
    room fails, at the last level, or when ``--ramp-seconds`` are spent; the answer is the
    largest level under 2 s. The load generator shares the machine's cores with the server.
 
+4. **Reconnect storms** (issue "Video II"): N rooms in a call (``--storm-levels``, 10, 25, 50,
+   100), set up as in part 3 (not timed); then every socket of every room drops at once (a web
+   process restarting, a network blip at a clinic) and every participant reconnects at once
+   with its room token and resume token; a room is back when its new round is negotiated (the
+   therapist's offer and candidates at the client, the answer and candidates at the therapist).
+   The largest N with a p95 under 2 s, with the same stopping rules as part 3.
+
 The machine's other load is not controlled: compare the ratios, and run more than once.
 Prints one JSON line.
 
     python bench/bench_video.py [--calls 20] [--relay-samples 400] [--relay-gap-ms 10]
                                 [--relay-rate 100] [--levels 1,2,4,8,16,32,64] [--ramp-seconds 120]
+                                [--storm-levels 10,25,50,100]
 """
 
 from __future__ import annotations
@@ -240,6 +248,8 @@ class RawSocket:
         self.ws = ws
         self.messages: list[dict[str, Any]] = []
         self.participant: str = ""
+        self.token = ""  # the room token and socket URL, for a reconnect
+        self.ws_url = ""
         self.closed = False
         self._changed = asyncio.Condition()
         self._reader = asyncio.create_task(self._read())
@@ -303,25 +313,38 @@ async def raw_open(
 ) -> RawSocket:
     """Join over REST (``VideoClient.join``: no peer connection is made), open the socket, say
     hello and wait for ``joined``."""
-    import websockets
-    from websockets.typing import Origin
-
     from video.client import VideoClient
 
     info = await VideoClient(name="raw").join(base_url, token, booking, jurisdiction=jurisdiction)
+    return await raw_hello(info.ws_url, info.token)
+
+
+async def raw_hello(ws_url: str, token: str, resume: str | None = None) -> RawSocket:
+    """Open the room's socket, say hello (with a resume token to take a dropped place back)
+    and wait for ``joined``."""
+    import websockets
+    from websockets.typing import Origin
+
     ws = await websockets.connect(
-        info.ws_url,
-        origin=Origin(f"http://{urlsplit(info.ws_url).netloc}"),
+        ws_url,
+        origin=Origin(f"http://{urlsplit(ws_url).netloc}"),
         open_timeout=TIMEOUT_S,
         max_size=2**20,
     )
     sock = RawSocket(ws)
-    await sock.send("hello", token=info.token)
+    sock.token, sock.ws_url = token, ws_url
+    await sock.send("hello", token=token, **({"resume": resume} if resume else {}))
     await sock.wait(lambda: sock.first("joined") is not None)
     joined = sock.first("joined")
     assert joined is not None
     sock.participant = joined["participant"]
     return sock
+
+
+async def raw_reconnect(dropped: RawSocket) -> RawSocket:
+    """The same participant back on a new socket with its room token and resume token."""
+    joined = [m for m in dropped.messages if m.get("type") == "joined"][-1]
+    return await raw_hello(dropped.ws_url, dropped.token, joined["resume"])
 
 
 async def admit(therapist: RawSocket, client: RawSocket) -> None:
@@ -408,11 +431,18 @@ async def raw_room(
 ) -> tuple[float, RawSocket]:
     """One room's whole exchange with its therapist already in; seconds from the client's
     join until both sides have everything."""
-    offer_candidates = trickled_candidates(sdp["offer"])
-    answer_candidates = trickled_candidates(sdp["answer"])
     started = time.perf_counter()
     client = await raw_open(base_url, call.client_token, call.booking, "US-NY")
     await admit(therapist, client)
+    await negotiate(therapist, client, sdp)
+    return time.perf_counter() - started, client
+
+
+async def negotiate(therapist: RawSocket, client: RawSocket, sdp: dict[str, str]) -> None:
+    """A round as browsers play it: on ``peer-joined`` the therapist offers and trickles its
+    candidates, the client answers and trickles its own; until each side has everything."""
+    offer_candidates = trickled_candidates(sdp["offer"])
+    answer_candidates = trickled_candidates(sdp["answer"])
 
     async def therapist_side() -> None:
         await therapist.wait(lambda: therapist.first("peer-joined") is not None)
@@ -440,7 +470,6 @@ async def raw_room(
         await client.wait(lambda: client.count("candidate") >= len(offer_candidates) + 1)
 
     await asyncio.gather(therapist_side(), client_side())
-    return time.perf_counter() - started, client
 
 
 def cpu_seconds(pid: int) -> float:
@@ -526,6 +555,83 @@ async def capacity_phase(
     }
 
 
+# --- 4. Reconnect storms ----------------------------------------------------------------------
+
+
+async def storm_level(app: Any, server: Any, rooms: int, sdp: dict[str, str]) -> dict:
+    """N rooms in a call (set up, not timed); then every socket of every room drops at once
+    and every participant comes back at once with its resume token; a room is back when its
+    new round is negotiated (both sides have everything)."""
+    base_url = server.base_url
+    calls = [app.claim() for _ in range(rooms)]
+    therapists = await asyncio.gather(
+        *(raw_open(base_url, c.therapist_token, c.booking) for c in calls)
+    )
+    rooms_up = await asyncio.gather(
+        *(raw_room(c, base_url, t, sdp) for c, t in zip(calls, therapists, strict=True))
+    )
+    clients = [client for _, client in rooms_up]
+    began, server_cpu = time.perf_counter(), cpu_seconds(server.process.pid)
+    await asyncio.gather(*(sock.close(leave=False) for sock in [*therapists, *clients]))
+
+    async def back(therapist: RawSocket, client: RawSocket) -> tuple[float, list[RawSocket]]:
+        socks = list(await asyncio.gather(raw_reconnect(therapist), raw_reconnect(client)))
+        await negotiate(socks[0], socks[1], sdp)
+        return time.perf_counter() - began, socks
+
+    outcomes = await asyncio.gather(
+        *(
+            asyncio.wait_for(back(t, c), TIMEOUT_S)
+            for t, c in zip(therapists, clients, strict=True)
+        ),
+        return_exceptions=True,
+    )
+    elapsed = time.perf_counter() - began
+    server_cpu = cpu_seconds(server.process.pid) - server_cpu
+    done = [o for o in outcomes if isinstance(o, tuple)]
+    failures = [f"{type(o).__name__}: {o}"[:120] for o in outcomes if not isinstance(o, tuple)]
+    await asyncio.gather(*(sock.close(leave=True) for _, socks in done for sock in socks))
+    level: dict[str, Any] = {"rooms": rooms, "sockets": 2 * rooms, "failed": len(failures)}
+    if done:
+        figures = summary([seconds for seconds, _ in done])
+        level.update(p50_ms=figures["p50_ms"], p95_ms=figures["p95_ms"], max_ms=figures["max_ms"])
+    level["wall_s"] = round(elapsed, 2)
+    level["web_cpu_ms_per_room"] = round(server_cpu * 1000 / rooms, 1)
+    if failures:
+        level["first_failure"] = failures[0]
+    return level
+
+
+async def storm_phase(
+    app: Any, server: Any, levels: list[int], sdp: dict[str, str], budget: float
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    best = 0
+    stopped = "last level reached"
+    for rooms in levels:
+        if time.perf_counter() - started > budget:
+            stopped = f"time budget ({budget:.0f} s) spent"
+            break
+        level = await storm_level(app, server, rooms, sdp)
+        results.append(level)
+        if level["failed"]:
+            stopped = f"{level['failed']} room(s) failed at {rooms}"
+            break
+        if level["p95_ms"] >= CAPACITY_P95_S * 1000:
+            stopped = f"p95 >= {CAPACITY_P95_S:.0f} s at {rooms}"
+            break
+        best = rooms
+    return {
+        "method": "N rooms in a call on one uvicorn process (in-memory layer); every socket "
+        "drops at once, every participant reconnects at once with its resume token; a room "
+        "is back when the new round's offer, answer and candidates reached both sides",
+        "levels": results,
+        "max_rooms_p95_under_2s": best,
+        "stopped": stopped,
+    }
+
+
 # --- The run ----------------------------------------------------------------------------------
 
 
@@ -556,11 +662,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from tests.video.webrtc_support import Coturn, live_app, run_redis
 
     levels = [int(n) for n in args.levels.split(",") if n.strip()]
+    storm_levels = [int(n) for n in args.storm_levels.split(",") if n.strip()]
     database = database_environment()
     no_turn = Coturn(port=0, secret="unused", log=workdir / "no-turnserver.log")
     server_env = {"VIDEO_TURN_URLS": "", "DATABASE_POOL": "1"}
     relay_env = {**server_env, "VIDEO_SIGNAL_RATE_PER_SECOND": str(args.relay_rate)}
-    bookings = 2 + args.calls + 2 + sum(levels)
+    bookings = 2 + args.calls + 2 + sum(levels) + sum(storm_levels)
     gap = args.relay_gap_ms / 1000
     began = time.perf_counter()
     with live_app(workdir, no_turn, calls=bookings) as app:
@@ -570,6 +677,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         setup, sdp = await setup_phase(app, server.base_url, args.calls)
         peer_connections = server.peer_connections()
         capacity = await capacity_phase(app, server, levels, sdp, args.ramp_seconds)
+        storms = await storm_phase(app, server, storm_levels, sdp, args.ramp_seconds)
         app.stop_server(server)
 
         relay_server = app.start_server(**relay_env)
@@ -611,6 +719,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "two_processes_redis": two,
         },
         "capacity": capacity,
+        "reconnect_storms": storms,
         "database": database,
         "database_pool": True,
         "turn": False,
@@ -628,6 +737,7 @@ def main() -> int:
     parser.add_argument("--relay-rate", type=int, default=100)
     parser.add_argument("--levels", default="1,2,4,8,16,32,64")
     parser.add_argument("--ramp-seconds", type=float, default=120.0)
+    parser.add_argument("--storm-levels", default="10,25,50,100")
     args = parser.parse_args()
     if not netns.loopback_only():
         # WebRTC traffic stays on loopback: run again inside a namespace that has only ``lo``.
