@@ -560,6 +560,7 @@ CELERY_BEAT_SCHEDULE = {
         "sync_calendars": CALENDAR_SYNC_INTERVAL_MINUTES * 60,
         "expire_holds": 15 * 60,
         "audit_checkpoint": 60 * 60,
+        "messaging_retention": 24 * 60 * 60,
     }.items()
 }
 

@@ -48,3 +48,12 @@ def messages_erase_expired(*, now: datetime, limit: int = 100) -> int:
             for name in files:
                 transaction.on_commit(partial(storage().delete, name))
     return len(expired)
+
+
+def messages_erase_all_expired(*, now: datetime) -> int:
+    """``messages_erase_expired`` in batches until none is left; how many conversations were
+    erased (the daily job and ``manage.py messaging_retention``)."""
+    total = 0
+    while erased := messages_erase_expired(now=now):
+        total += erased
+    return total

@@ -1,4 +1,5 @@
-"""Messaging's jobs (api/jobs.py): new-message notifications every minute."""
+"""Messaging's jobs (api/jobs.py): new-message notifications every minute, the records policy
+(retention) every day."""
 
 from __future__ import annotations
 
@@ -6,9 +7,16 @@ from django.utils import timezone
 
 from api.jobs import periodic_job
 from messaging.notifications import message_notifications_send
+from messaging.retention import messages_erase_all_expired
 
 
 @periodic_job("send_message_notifications")
 def send_message_notifications() -> int:
     """Email participants that messages wait (as ``manage.py send_message_notifications``)."""
     return message_notifications_send(now=timezone.now())
+
+
+@periodic_job("messaging_retention")
+def messaging_retention() -> int:
+    """Erase messages past the records policy (as ``manage.py messaging_retention``)."""
+    return messages_erase_all_expired(now=timezone.now())

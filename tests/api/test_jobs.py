@@ -39,6 +39,7 @@ SERVICES = {
     "video_no_shows": ("video.tasks", "therapist_no_shows_record"),
     "video_completions": ("video.tasks", "attended_sessions_complete"),
     "send_message_notifications": ("messaging.tasks", "message_notifications_send"),
+    "messaging_retention": ("messaging.tasks", "messages_erase_all_expired"),
 }
 
 
@@ -61,6 +62,7 @@ def test_every_scheduled_job_is_a_task_and_the_schedule_is_as_documented() -> No
         "sync_calendars": settings.CALENDAR_SYNC_INTERVAL_MINUTES * 60,
         "expire_holds": 15 * 60,
         "audit_checkpoint": 3600,
+        "messaging_retention": 24 * 3600,
     }
     assert minute == 60
     for entry in settings.CELERY_BEAT_SCHEDULE.values():

@@ -8,14 +8,12 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from messaging.retention import messages_erase_expired
+from messaging.retention import messages_erase_all_expired
 
 
 class Command(BaseCommand):
     help = "Erase messages past the records policy (MESSAGING_RETENTION_DAYS)."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        total = 0
-        while erased := messages_erase_expired(now=timezone.now()):
-            total += erased
+        total = messages_erase_all_expired(now=timezone.now())
         self.stdout.write(f"messaging_retention: {total} conversations erased")
