@@ -7,7 +7,7 @@ answered are ``errors.py``.
 """
 
 from scheduling.bookings.create import booking_create
-from scheduling.bookings.errors import IllegalTransition
+from scheduling.bookings.errors import HoldExpired, IllegalTransition
 from scheduling.bookings.fee_requests import (
     fee_request_claim,
     fee_request_defer,
@@ -35,6 +35,7 @@ from scheduling.bookings.series import (
 
 __all__ = [
     "CANCEL_REASONS",
+    "HoldExpired",
     "IllegalTransition",
     "ON_CONFLICT_ABORT",
     "ON_CONFLICT_SKIP",
