@@ -169,7 +169,7 @@ class ConversationOut(serializers.ModelSerializer):
     @extend_schema_field(ExpectationsOut)
     def get_expectations(self, conversation: Conversation) -> dict[str, Any]:
         try:
-            profile: MessagingProfile | None = conversation.therapist.messaging_profile  # type: ignore[attr-defined]
+            profile: MessagingProfile | None = conversation.therapist.messaging_profile
         except MessagingProfile.DoesNotExist:
             profile = None
         return {
