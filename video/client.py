@@ -582,7 +582,11 @@ class VideoClient:
         assert pc is not None, "not in a call"
         values = list((await pc.getStats()).values())
         now = time.monotonic()
-        rtts = [s.roundTripTime for s in values if s.type == "remote-inbound-rtp"]
+        rtts = [
+            s.roundTripTime
+            for s in values
+            if s.type == "remote-inbound-rtp" and s.roundTripTime is not None  # before RTCP
+        ]
         inbound = [s for s in values if s.type == "inbound-rtp"]
         received = sum(s.packetsReceived for s in inbound)
         lost = sum(max(0, s.packetsLost) for s in inbound)

@@ -23,7 +23,7 @@ from tests.video.webrtc_support import (
 )
 
 # Bookings seeded for the session: each test that calls takes its own room.
-SEED_CALLS = 30
+SEED_CALLS = 60
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
