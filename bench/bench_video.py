@@ -68,7 +68,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -520,9 +520,11 @@ async def capacity_level(app: Any, server: Any, rooms: int, sdp: dict[str, str])
     return level
 
 
-async def capacity_phase(
-    app: Any, server: Any, levels: list[int], sdp: dict[str, str], budget: float
-) -> dict[str, Any]:
+async def ramp(
+    levels: list[int], budget: float, level_at: Callable[[int], Awaitable[dict[str, Any]]]
+) -> tuple[list[dict[str, Any]], int, str]:
+    """Run ``level_at(n)`` for each level until one fails or has a p95 of 2 s or more, or the
+    ``budget`` (seconds) is spent: the levels run, the largest under 2 s, why it stopped."""
     started = time.perf_counter()
     results: list[dict[str, Any]] = []
     best = 0
@@ -531,7 +533,7 @@ async def capacity_phase(
         if time.perf_counter() - started > budget:
             stopped = f"time budget ({budget:.0f} s) spent"
             break
-        level = await capacity_level(app, server, rooms, sdp)
+        level = await level_at(rooms)
         results.append(level)
         if level["failed"]:
             stopped = f"{level['failed']} room(s) failed at {rooms}"
@@ -540,6 +542,15 @@ async def capacity_phase(
             stopped = f"p95 >= {CAPACITY_P95_S:.0f} s at {rooms}"
             break
         best = rooms
+    return results, best, stopped
+
+
+async def capacity_phase(
+    app: Any, server: Any, levels: list[int], sdp: dict[str, str], budget: float
+) -> dict[str, Any]:
+    results, best, stopped = await ramp(
+        levels, budget, lambda rooms: capacity_level(app, server, rooms, sdp)
+    )
     return {
         "method": "N rooms at once on one uvicorn process (in-memory layer), raw WebSocket "
         "clients, no media (peer to peer, not server load); client join -> offer, answer and "
@@ -605,23 +616,9 @@ async def storm_level(app: Any, server: Any, rooms: int, sdp: dict[str, str]) ->
 async def storm_phase(
     app: Any, server: Any, levels: list[int], sdp: dict[str, str], budget: float
 ) -> dict[str, Any]:
-    started = time.perf_counter()
-    results: list[dict[str, Any]] = []
-    best = 0
-    stopped = "last level reached"
-    for rooms in levels:
-        if time.perf_counter() - started > budget:
-            stopped = f"time budget ({budget:.0f} s) spent"
-            break
-        level = await storm_level(app, server, rooms, sdp)
-        results.append(level)
-        if level["failed"]:
-            stopped = f"{level['failed']} room(s) failed at {rooms}"
-            break
-        if level["p95_ms"] >= CAPACITY_P95_S * 1000:
-            stopped = f"p95 >= {CAPACITY_P95_S:.0f} s at {rooms}"
-            break
-        best = rooms
+    results, best, stopped = await ramp(
+        levels, budget, lambda rooms: storm_level(app, server, rooms, sdp)
+    )
     return {
         "method": "N rooms in a call on one uvicorn process (in-memory layer); every socket "
         "drops at once, every participant reconnects at once with its resume token; a room "
