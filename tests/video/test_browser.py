@@ -281,7 +281,10 @@ def test_the_therapist_shares_a_screen_and_the_client_page_shows_it_labelled(
             assert before["labelled"] is False and before["pcs"] == 1
 
             await doctor.click("#share")
-            assert await text(doctor, "#share") == "Stop sharing"
+            # The label changes once getDisplayMedia resolves (asynchronously): wait for it.
+            await doctor.wait_for_function(
+                "() => document.getElementById('share').textContent === 'Stop sharing'"
+            )
             await doctor.wait_for_function(SHARE_MID)
             mid = await doctor.evaluate(SHARE_MID)
             assert mid != camera
@@ -311,7 +314,9 @@ def test_the_therapist_shares_a_screen_and_the_client_page_shows_it_labelled(
             )
 
             await doctor.click("#share")  # Stop sharing
-            assert await text(doctor, "#share") == "Share screen"
+            await doctor.wait_for_function(
+                "() => document.getElementById('share').textContent === 'Share screen'"
+            )
             stopped = await _until(
                 patient,
                 "the shared screen stops",
