@@ -175,8 +175,8 @@ class RoomQuality:
 
 def room_quality(*, booking_id: uuid.UUID, user: User) -> RoomQuality:
     """The call quality of a booking's session, for its therapist or an admin (anyone else:
-    ``BookingNotFound``, the same answer as for no such booking). Two queries: the booking
-    with its room, then the samples with their participants."""
+    ``BookingNotFound``, the same answer as for no such booking). Three queries: the booking
+    with its therapist and room, the room's participants, then their samples."""
     booking = (
         Booking.objects.select_related("therapist", "video_room").filter(pk=booking_id).first()
     )
