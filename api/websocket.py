@@ -1,5 +1,6 @@
-"""What the API's WebSockets share: which pages may open them, and how a consumer reaches the
-database (``in_db_thread``).
+"""What the API's WebSockets share: which pages may open them, how a consumer reaches the
+database (``in_db_thread``), and how it sends a frame to a client that may have gone
+(``frame_send``).
 
 Which pages may open them:
 A browser sends the page's ``Origin``: it must be this API's own host (``ALLOWED_HOSTS``) or a
@@ -12,12 +13,14 @@ opening one, and refusing a missing header would shut out every mobile app.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import ParseResult
 
 from channels.db import DatabaseSyncToAsync
+from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 
@@ -33,6 +36,22 @@ def in_db_thread(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     (bench/bench_video.py). A socket's own calls still run one at a time: it awaits each.
     """
     return DatabaseSyncToAsync(func, thread_sensitive=False)
+
+
+async def frame_send(consumer: AsyncWebsocketConsumer, frame: dict[str, Any]) -> bool:
+    """Send ``frame`` as compact JSON; False if the client has gone.
+
+    An ASGI server raises an ``OSError`` for a send on a closed connection (uvicorn's
+    ``ClientDisconnected``). That is no fault of the socket's, and it must not end the consumer:
+    what the client sent before closing, and then its disconnect, are still queued behind the
+    send, and they must be handled (a ``leave`` sent just before closing the page is a leave,
+    and the disconnect is what frees the client's place).
+    """
+    try:
+        await consumer.send(text_data=json.dumps(frame, separators=(",", ":")))
+    except OSError:
+        return False
+    return True
 
 
 class SocketOriginValidator(OriginValidator):

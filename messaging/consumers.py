@@ -26,7 +26,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from api.websocket import in_db_thread
+from api.websocket import frame_send, in_db_thread
 from messaging import realtime
 from messaging.events import EVENT, user_group
 
@@ -265,7 +265,7 @@ class MessagingConsumer(AsyncWebsocketConsumer):
 
     async def _send(self, frame: dict[str, Any]) -> None:
         if not self.closed:
-            await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+            await frame_send(self, frame)
 
     async def _close(self, code: int) -> None:
         if self.closed:

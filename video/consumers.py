@@ -7,7 +7,9 @@ rate, shape); the first message must be a valid ``hello`` (or the token comes in
 returns: a message to one participant's socket (``channel_layer.send`` to its channel), to the
 room's group, or a nudge to waiting clients in the therapist's other rooms. A consumer forwards
 only what is addressed to its participant. It never crashes on input: an unexpected error
-becomes an ``error`` (``internal_error``) and a log line without the payload. No SDP, candidate,
+becomes an ``error`` (``internal_error``) and a log line without the payload. A send to a
+client that has gone fails quietly (``api.websocket.frame_send``): the socket lives on to handle
+what that client sent before it went (a ``leave``) and then its disconnect. No SDP, candidate,
 address or note text is logged.
 """
 
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -26,7 +27,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from api.websocket import in_db_thread
+from api.websocket import frame_send, in_db_thread
 from video import quality, signalling
 from video.negotiation import RELAYED, Negotiation
 from video.protocol import (
@@ -329,6 +330,9 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
         )
 
     async def video_relay(self, event: dict[str, Any]) -> None:
+        await self._guarded("relay", self._relayed(event))
+
+    async def _relayed(self, event: dict[str, Any]) -> None:
         negotiation = self.negotiation
         if self.closed or self.attached is None or negotiation is None:
             return
@@ -355,7 +359,7 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
 
     async def _send(self, message: dict[str, Any]) -> None:
         if not self.closed:
-            await self.send(text_data=json.dumps(message, separators=(",", ":")))
+            await frame_send(self, message)
 
     async def _close(self, code: int) -> None:
         if self.closed:

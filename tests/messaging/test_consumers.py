@@ -8,7 +8,9 @@ Across two real processes through Redis: tests/messaging/test_live.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import uuid
 from datetime import datetime
 from typing import Any
@@ -28,7 +30,7 @@ from messaging.models import Conversation
 from messaging.routing import websocket_urlpatterns
 from tests.factories import issue_access_token, make_user
 from tests.messaging.test_asyncapi import DOC, messages_of
-from tests.video.signalling_support import db, run_async
+from tests.video.signalling_support import GoneClient, db, run_async
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -264,3 +266,22 @@ async def test_bad_frames_after_hello_are_errors_not_crashes(client_user) -> Non
     outsider = await db(make_user, role=Role.CLIENT)
     assert outsider.pk != client_user.pk
     await ws.disconnect()
+
+
+@run_async
+async def test_a_client_that_has_gone_costs_the_socket_nothing(
+    client_user, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reply to a client that has closed its connection fails (the server raises ``OSError``):
+    the socket lets it go without an error and still handles the disconnect behind it."""
+    gone = GoneClient(URLRouter(websocket_urlpatterns))
+    ws = WebsocketCommunicator(gone, "/ws/messages/")
+    connected, _ = await ws.connect(timeout=TIMEOUT)
+    assert connected
+    await hello(ws, client_user)
+    gone.gone = True
+    unknown = str(uuid.uuid4())
+    await ws.send_to(text_data=json.dumps({"type": "typing", "conversation": unknown, "typing": 1}))
+    await asyncio.wait_for(gone.refused.wait(), TIMEOUT)  # the error reply could not be sent
+    await ws.disconnect()  # the consumer is alive to handle it
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -3,6 +3,7 @@ sockets on video.routing (in-memory channel layer), and async tests run without 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import uuid
@@ -122,11 +123,37 @@ def make_room(
     return Setup(room, Person(therapist, people[0]), Person(client, people[1]))
 
 
+class GoneClient:
+    """A socket application (the video sockets' by default) whose sends fail once ``gone`` is
+    set, as an ASGI server's do for a client that has closed its connection (an ``OSError``;
+    uvicorn's ``ClientDisconnected``). ``refused`` is set at the first send that failed."""
+
+    def __init__(self, app: Any = None) -> None:
+        self.app = app or URLRouter(websocket_urlpatterns)
+        self.gone = False
+        self.refused = asyncio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def send_unless_gone(message: Any) -> None:
+            if self.gone:
+                self.refused.set()
+                raise OSError("the client has gone")
+            await send(message)
+
+        await self.app(scope, receive, send_unless_gone)
+
+
 def socket(
-    room_id: uuid.UUID | str, *, query: str = "", subprotocols: list[str] | None = None
+    room_id: uuid.UUID | str,
+    *,
+    query: str = "",
+    subprotocols: list[str] | None = None,
+    app: Any = None,
 ) -> WebsocketCommunicator:
     path = f"/ws/video/{room_id}/" + (f"?{query}" if query else "")
-    return WebsocketCommunicator(URLRouter(websocket_urlpatterns), path, subprotocols=subprotocols)
+    return WebsocketCommunicator(
+        app or URLRouter(websocket_urlpatterns), path, subprotocols=subprotocols
+    )
 
 
 async def opened(room_id: uuid.UUID | str, **kwargs: Any) -> WebsocketCommunicator:
@@ -186,8 +213,10 @@ __all__ = [
     "CANDIDATE",
     "CHROME_SDP",
     "FrozenClock",
+    "GoneClient",
     "PresenceState",
     "Setup",
+    "TIMEOUT",
     "closed_with",
     "db",
     "hello",
@@ -212,12 +241,12 @@ class FrozenClock:
         return self.now
 
 
-async def in_call(setup: Setup) -> tuple[Any, Any, int]:
+async def in_call(setup: Setup, *, client_app: Any = None) -> tuple[Any, Any, int]:
     """Therapist and client in the call (admitted); returns both sockets and the round."""
     therapist = await opened(setup.room.pk)
     await hello(therapist, await setup.therapist.atoken())
     await receive(therapist, "waiting-list")
-    client = await opened(setup.room.pk)
+    client = await opened(setup.room.pk, app=client_app)
     await hello(client, await setup.client.atoken())
     await receive(client, "waiting")
     await receive(therapist, "waiting-list")

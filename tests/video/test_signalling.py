@@ -7,6 +7,7 @@ VID-04 (waiting room), VID-05 (SDP checked before relay), VID-07 (message checks
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -21,7 +22,9 @@ from audit.models import AuditEvent
 from tests.video.signalling_support import (
     CANDIDATE,
     CHROME_SDP,
+    TIMEOUT,
     FrozenClock,
+    GoneClient,
     PresenceState,
     Setup,
     closed_with,
@@ -641,6 +644,27 @@ async def test_reconnect_with_resume_token_gets_back_in_call(setup: Setup) -> No
     third = await opened(setup.room.pk)
     assert (await hello(third, token, resume="wrong"))["state"] == "waiting"
     await third.disconnect()
+    await therapist.disconnect()
+
+
+@run_async
+async def test_a_client_gone_mid_send_still_has_its_leave_and_disconnect_handled(
+    setup: Setup,
+) -> None:
+    """A client sends ``leave`` and closes its page while an offer is on its way to it: the
+    send of the offer fails (the server raises ``OSError``), and the socket still handles the
+    ``leave`` and the disconnect queued behind it. The therapist is told the client left, and
+    the place is given up."""
+    gone = GoneClient()
+    therapist, client, round_ = await in_call(setup, client_app=gone)
+    gone.gone = True
+    await send(therapist, "offer", round=round_, sdp=CHROME_SDP)
+    await asyncio.wait_for(gone.refused.wait(), TIMEOUT)
+    await send(client, "leave")
+    await client.disconnect()
+    left = await receive(therapist, "peer-left")
+    assert (left["participant"], left["reason"]) == (setup.client.pid, "left")
+    assert await state(setup.client) == PresenceState.LEFT
     await therapist.disconnect()
 
 
