@@ -141,7 +141,10 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
             if message.type != "hello":
                 await self._close(Close.BAD_HELLO)
                 return
-            await self._hello(message.fields["token"], message.fields.get("resume"))
+            fields = message.fields
+            await self._hello(
+                fields["token"], fields.get("resume"), fields.get("ice_restart", False)
+            )
             return
         try:
             await self._dispatch(self.attached, message)
@@ -152,7 +155,7 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
 
     # --- hello --------------------------------------------------------------------------
 
-    async def _hello(self, token: str, resume: str | None) -> None:
+    async def _hello(self, token: str, resume: str | None, ice_restart: bool = False) -> None:
         group = signalling.room_group(self.room_id)
         await self.channel_layer.group_add(group, self.channel_name)
         self.groups_joined.append(group)
@@ -163,6 +166,7 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
                 resume=resume,
                 channel_name=self.channel_name,
                 now=timezone.now(),
+                ice_restart=ice_restart,
             )
         except AttachRefused as refused:
             logger.info("video signalling: hello refused (%s)", int(refused.code))

@@ -76,6 +76,8 @@ class Participant(models.Model):
     ``token_jti`` is the id of the only room token that may open a socket now (a join replaces
     it; leaving for good clears it). ``channel_name`` is the socket that holds the place (empty
     when none); ``resume_hash``/``resume_until`` let a dropped socket take the place back.
+    ``ice_restart``: that socket's client said (``hello``) it restarts ICE on its peer
+    connection when a ``restart`` round asks it to, rather than building a new one.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -95,6 +97,7 @@ class Participant(models.Model):
     last_note_at = models.DateTimeField(null=True, blank=True)
     audio = models.BooleanField(default=True)
     video = models.BooleanField(default=True)
+    ice_restart = models.BooleanField(default=False)
     created_at = models.DateTimeField()
 
     class Meta:

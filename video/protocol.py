@@ -246,6 +246,8 @@ _FIELDS: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
     "hello": {
         "token": (_str(_TOKEN_MAX, min_len=0), True),
         "resume": (_optional_str(_RESUME_MAX), False),
+        # the client restarts ICE on its peer connection in a restart round (browsers)
+        "ice_restart": (_bool, False),
     },
     "admit": {"participant": (_uuid, True)},
     "deny": {"participant": (_uuid, True)},

@@ -245,9 +245,15 @@ def _in_call(people: list[Participant], *, but: Participant | None = None) -> li
     ]
 
 
-def _new_round(room: Room, people: list[Participant]) -> list[Effect]:
+def _new_round(room: Room, people: list[Participant], *, restart: bool = False) -> list[Effect]:
     """When the therapist and someone else are both in the call and connected: a new round
-    (``Room.round`` + 1), and ``peer-joined`` to both; the therapist offers."""
+    (``Room.round`` + 1), and ``peer-joined`` to both; the therapist offers.
+
+    ``restart``: the round replaces a failed one between the same sockets (``restart``). When
+    both clients said they restart ICE, ``ice_restart`` tells both to keep the peer connection
+    they have with each other and restart ICE on it; otherwise (a new socket, an admission, an
+    aiortc peer that builds a new peer connection with a new DTLS certificate) both build a
+    new one."""
     therapist = _therapist_of(people)
     if therapist is None or therapist not in _in_call(people):
         return []
@@ -258,6 +264,7 @@ def _new_round(room: Room, people: list[Participant]) -> list[Effect]:
     room.save(update_fields=["round"])
     effects: list[Effect] = []
     for other in others:
+        ice_restart = restart and therapist.ice_restart and other.ice_restart
         effects.append(
             Send(
                 therapist.channel_name,
@@ -267,6 +274,7 @@ def _new_round(room: Room, people: list[Participant]) -> list[Effect]:
                     peer={"participant": str(other.pk), "role": other.role},
                     round=room.round,
                     offerer=True,
+                    ice_restart=ice_restart,
                 ),
             )
         )
@@ -279,6 +287,7 @@ def _new_round(room: Room, people: list[Participant]) -> list[Effect]:
                     peer={"participant": str(therapist.pk), "role": therapist.role},
                     round=room.round,
                     offerer=False,
+                    ice_restart=ice_restart,
                 ),
             )
         )
@@ -331,9 +340,11 @@ def participant_attach(
     resume: str | None,
     channel_name: str,
     now: datetime,
+    ice_restart: bool = False,
 ) -> tuple[Attached, str]:
     """A ``hello``: the room token (and maybe a resume token) give this socket the
-    participant's place. Returns what the socket is and the new resume token; the ``joined``
+    participant's place (and ``ice_restart``, whether its client restarts ICE in a restart
+    round). Returns what the socket is and the new resume token; the ``joined``
     message is the first ``Send`` to this socket. ``AttachRefused`` otherwise."""
     if not token:
         raise AttachRefused(Close.UNAUTHENTICATED, "no token")
@@ -388,6 +399,7 @@ def participant_attach(
         me.resume_hash = _resume_hash(new_resume)
         me.resume_until = None
         me.channel_name = channel_name
+        me.ice_restart = ice_restart
         me.save(
             update_fields=[
                 "state",
@@ -396,6 +408,7 @@ def participant_attach(
                 "resume_hash",
                 "resume_until",
                 "channel_name",
+                "ice_restart",
             ]
         )
         intervals_close(participant=me, reason=IntervalEnd.REPLACED, now=now)
@@ -637,7 +650,7 @@ def room_restart(
         _in_call_check(locked, channel_name)
         if round is not None and round != locked.room.round:
             raise SignalRefused("stale_round", f"The current round is {locked.room.round}.")
-        effects = _new_round(locked.room, locked.people)
+        effects = _new_round(locked.room, locked.people, restart=True)
         if not effects:
             raise SignalRefused("no_peer", "Nobody else is in the call.")
         return effects

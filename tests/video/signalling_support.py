@@ -186,11 +186,17 @@ async def closed_with(ws: WebsocketCommunicator) -> int:
 
 
 async def hello(
-    ws: WebsocketCommunicator, token: str, *, resume: str | None = None
+    ws: WebsocketCommunicator,
+    token: str,
+    *,
+    resume: str | None = None,
+    ice_restart: bool | None = None,
 ) -> dict[str, Any]:
     fields: dict[str, Any] = {"token": token}
     if resume is not None:
         fields["resume"] = resume
+    if ice_restart is not None:
+        fields["ice_restart"] = ice_restart
     await send(ws, "hello", **fields)
     return await receive(ws, "joined")
 
@@ -241,13 +247,19 @@ class FrozenClock:
         return self.now
 
 
-async def in_call(setup: Setup, *, client_app: Any = None) -> tuple[Any, Any, int]:
-    """Therapist and client in the call (admitted); returns both sockets and the round."""
+async def in_call(
+    setup: Setup,
+    *,
+    client_app: Any = None,
+    ice_restart: tuple[bool | None, bool | None] = (None, None),
+) -> tuple[Any, Any, int]:
+    """Therapist and client in the call (admitted); returns both sockets and the round.
+    ``ice_restart``: what the therapist's and the client's hello say (None: nothing)."""
     therapist = await opened(setup.room.pk)
-    await hello(therapist, await setup.therapist.atoken())
+    await hello(therapist, await setup.therapist.atoken(), ice_restart=ice_restart[0])
     await receive(therapist, "waiting-list")
     client = await opened(setup.room.pk, app=client_app)
-    await hello(client, await setup.client.atoken())
+    await hello(client, await setup.client.atoken(), ice_restart=ice_restart[1])
     await receive(client, "waiting")
     await receive(therapist, "waiting-list")
     await send(therapist, "admit", participant=setup.client.pid)

@@ -106,7 +106,11 @@ def test_error_codes_match_the_protocol() -> None:
 
 
 CLIENT_SAMPLES: dict[str, list[dict[str, Any]]] = {
-    "hello": [{"token": "eyJ.a.b"}, {"token": "eyJ.a.b", "resume": "r"}],
+    "hello": [
+        {"token": "eyJ.a.b"},
+        {"token": "eyJ.a.b", "resume": "r"},
+        {"token": "eyJ.a.b", "ice_restart": True},
+    ],
     "admit": [{"participant": PID}],
     "deny": [{"participant": PID}],
     "note": [{"text": "Running late"}],
@@ -175,7 +179,12 @@ SERVER_SAMPLES: dict[str, list[dict[str, Any]]] = {
     "admitted": [{}],
     "denied": [{}],
     "peer-joined": [
-        {"peer": {"participant": PID, "role": "therapist"}, "round": 3, "offerer": False}
+        {
+            "peer": {"participant": PID, "role": "therapist"},
+            "round": 3,
+            "offerer": False,
+            "ice_restart": True,
+        }
     ],
     "offer": [{"round": 1, "sdp": CHROME_SDP, "from": PID}],
     "answer": [{"round": 1, "sdp": CHROME_SDP, "from": PID}],

@@ -100,6 +100,7 @@ async def test_full_flow(setup: Setup) -> None:
         "peer": {"participant": setup.therapist.pid, "role": "therapist"},
         "round": 1,
         "offerer": False,
+        "ice_restart": False,
     }
     assert (await receive(therapist, "waiting-list"))["waiting"] == []
     peer = await receive(therapist, "peer-joined")
@@ -517,6 +518,61 @@ async def test_both_sides_restarting_the_same_round_make_one_new_round(setup: Se
     assert (await Room.objects.aget(pk=setup.room.pk)).round == current + 1
     await therapist.disconnect()
     await client.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("therapist_says", "client_says", "restarts_ice"),
+    [(True, True, True), (True, None, False), (None, True, False), (False, True, False)],
+)
+@run_async
+async def test_a_restart_round_restarts_ice_only_when_both_sides_say_they_can(
+    setup: Setup, therapist_says: bool | None, client_says: bool | None, restarts_ice: bool
+) -> None:
+    """Browsers restart ICE on the peer connection they have; aiortc (the Python client)
+    cannot and builds a new one, whose new DTLS certificate a browser's running connection
+    would have to take. So a round replacing a failed one is an ICE restart (``ice_restart``
+    in both peer-joined) only when both hellos said ``ice_restart``; the admission's round
+    never is (there is no connection yet)."""
+    therapist, client, current = await in_call(setup, ice_restart=(therapist_says, client_says))
+    admitted = await Participant.objects.aget(pk=setup.client.pid)
+    assert admitted.ice_restart is bool(client_says)
+    await send(client, "restart", round=current)
+    for ws in (client, therapist):
+        peer = await receive(ws, "peer-joined")
+        assert (peer["round"], peer["ice_restart"]) == (current + 1, restarts_ice)
+    await nothing(therapist, client)
+    await therapist.disconnect()
+    await client.disconnect()
+
+
+@run_async
+async def test_a_round_after_a_reconnect_is_never_an_ice_restart(setup: Setup) -> None:
+    """A client that comes back on a new socket (resume) has lost its peer connection, and the
+    therapist closed theirs on peer-left: the new round builds new ones, both sides able to
+    restart ICE or not."""
+    therapist = await opened(setup.room.pk)
+    await hello(therapist, await setup.therapist.atoken(), ice_restart=True)
+    await receive(therapist, "waiting-list")
+    client = await opened(setup.room.pk)
+    token = await setup.client.atoken()
+    resume = (await hello(client, token, ice_restart=True))["resume"]
+    await receive(client, "waiting")
+    await receive(therapist, "waiting-list")
+    await send(therapist, "admit", participant=setup.client.pid)
+    await receive(client, "admitted")
+    first = await receive(client, "peer-joined")
+    await receive(therapist, "waiting-list")
+    assert (await receive(therapist, "peer-joined"))["ice_restart"] is False
+    assert first["ice_restart"] is False
+    await client.disconnect()
+    await receive(therapist, "peer-left")
+    again = await opened(setup.room.pk)
+    assert (await hello(again, token, resume=resume, ice_restart=True))["state"] == "in_call"
+    for ws in (again, therapist):
+        peer = await receive(ws, "peer-joined")
+        assert (peer["round"], peer["ice_restart"]) == (first["round"] + 1, False)
+    await therapist.disconnect()
+    await again.disconnect()
 
 
 @run_async
