@@ -1,7 +1,8 @@
 """``Idempotency-Key`` on creating POSTs.
 
 The same key from the same actor with the same request replays the stored response; the same
-key with a different request is refused with 422; a retry while the first is still running gets
+key with a different request is refused with 422 (a multipart body's files count by their name
+and a SHA-256 of their content); a retry while the first is still running gets
 409. Only successful responses are stored: a refused request changed nothing, so a retry simply
 runs again. Stored responses are encrypted, since they may carry protected data.
 """
@@ -15,6 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
+from django.core.files.uploadedfile import UploadedFile
 from django.db import connection
 from django.utils import timezone
 from rest_framework.request import Request
@@ -37,8 +39,22 @@ class InvalidIdempotencyKey(DomainError):
     title = "Bad request"
 
 
+class _RequestEncoder(JSONEncoder):
+    """An uploaded file as its name, size and SHA-256 (read in chunks, then rewound for the
+    view)."""
+
+    def default(self, obj: Any) -> Any:
+        if isinstance(obj, UploadedFile):
+            digest = hashlib.sha256()
+            for chunk in obj.chunks():
+                digest.update(chunk)
+            obj.seek(0)
+            return {"name": obj.name, "size": obj.size, "sha256": digest.hexdigest()}
+        return super().default(obj)
+
+
 def _request_hash(request: Request) -> str:
-    canonical = json.dumps(request.data, cls=JSONEncoder, sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(request.data, cls=_RequestEncoder, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(f"{request.method}\n{request.path}\n{canonical}".encode()).hexdigest()
 
 

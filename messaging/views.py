@@ -245,8 +245,10 @@ class MessageWithFileView(ConversationAuditMixin, APIView):
         },
         description="The file is judged by its content (PDF, PNG, JPEG or plain text; 415 "
         "otherwise), size-limited (413), encrypted before it is stored. client_message_id "
-        "dedupes as for a text message.",
+        "dedupes and Idempotency-Key replays as for a text message (the key's request is the "
+        "fields and the file's name and content).",
     )
+    @idempotent
     def post(self, request: Request, conversation_id: uuid.UUID) -> Response:
         data = MessageWithFileIn(data=request.data)
         data.is_valid(raise_exception=True)

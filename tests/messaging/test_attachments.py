@@ -37,6 +37,7 @@ def _upload(api, conversation, data, name="file.bin", declared="application/octe
             "file": SimpleUploadedFile(name, data, content_type=declared),
         },
         format="multipart",
+        headers={"Idempotency-Key": kw["key"]} if "key" in kw else None,
     )
 
 
@@ -82,6 +83,47 @@ def test_msg_03_a_file_over_the_limit_is_refused(conversation, client_api, setti
     empty = _upload(client_api, conversation, b"", name="empty.txt")
     assert empty.status_code == 400
     assert Attachment.objects.count() == 1
+
+
+def test_msg_04_idempotency_key_replays_a_send_with_a_file(
+    conversation, client_api, therapist_api, attachments_dir
+):
+    cid = uuid.uuid4()
+    first = _upload(client_api, conversation, PNG, name="scan.png", cid=cid, key="file-1")
+    replay = _upload(client_api, conversation, PNG, name="scan.png", cid=cid, key="file-1")
+    assert (first.status_code, replay.status_code) == (201, 201), replay.content
+    assert "Idempotency-Replayed" not in first.headers
+    assert replay.headers["Idempotency-Replayed"] == "true"
+    assert replay.json() == first.json()
+    assert Message.objects.count() == Attachment.objects.count() == 1
+    assert len(list(attachments_dir.iterdir())) == 1
+    [listed] = first.json()["attachments"]
+    assert _download(therapist_api, conversation, listed["id"]).content == PNG  # read whole
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "body"),
+    [
+        (JPEG, "scan.png", "see attached"),
+        (PNG, "other.png", "see attached"),
+        (PNG, "scan.png", "see this"),
+    ],
+    ids=["another file", "another name", "another text"],
+)
+def test_msg_04_the_same_key_with_another_file_is_a_422_and_stores_nothing(
+    conversation, client_api, attachments_dir, data, name, body
+):
+    cid = uuid.uuid4()
+    _upload(client_api, conversation, PNG, name="scan.png", cid=cid, key="file-2")
+    trail = AuditEvent.objects.count()
+
+    reused = _upload(client_api, conversation, data, name=name, body=body, cid=cid, key="file-2")
+
+    assert (reused.status_code, reused.json()["code"]) == (422, "idempotency_key_reused")
+    assert reused["Content-Type"] == "application/problem+json"
+    assert Message.objects.count() == Attachment.objects.count() == 1
+    assert len(list(attachments_dir.iterdir())) == 1
+    assert AuditEvent.objects.count() == trail
 
 
 def test_msg_03_the_other_participant_downloads_it_as_an_attachment_never_sniffed_or_cached(
