@@ -7,7 +7,9 @@ script re-executes itself there when it is not already inside), so no WebRTC pac
 signalling frame can leave the machine: every ICE candidate is 127.0.0.1, PostgreSQL is reached
 through its Unix socket, and Redis is a throwaway ``redis-server`` started in the namespace
 (the host's is out of reach there). The app is the one the WebRTC tests run
-(``tests/video/webrtc_support.py``): uvicorn on 127.0.0.1, a fresh migrated database
+(``tests/video/webrtc_support.py``), served with DEBUG off as in production
+(``bench/video_bench_settings.py``; the tests' servers run with DEBUG on, whose debug cursor
+times and keeps every statement): uvicorn on 127.0.0.1, a fresh migrated database
 (PostgreSQL ``bench_video_live`` through the socket, from ``BENCH_VIDEO_DATABASE_URL``, default
 ``postgres://postgres@127.0.0.1:5432/bench_video``; ``sqlite`` there uses an SQLite file), with
 psycopg's connection pool (``DATABASE_POOL=1``, as ``bench_booking.py``), seeded with confirmed
@@ -662,7 +664,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     storm_levels = [int(n) for n in args.storm_levels.split(",") if n.strip()]
     database = database_environment()
     no_turn = Coturn(port=0, secret="unused", log=workdir / "no-turnserver.log")
-    server_env = {"VIDEO_TURN_URLS": "", "DATABASE_POOL": "1"}
+    server_env = {
+        "VIDEO_TURN_URLS": "",
+        "DATABASE_POOL": "1",
+        "DJANGO_SETTINGS_MODULE": "video_bench_settings",  # DEBUG off, as in production
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'bench'}",
+    }
     relay_env = {**server_env, "VIDEO_SIGNAL_RATE_PER_SECOND": str(args.relay_rate)}
     bookings = 2 + args.calls + 2 + sum(levels) + sum(storm_levels)
     gap = args.relay_gap_ms / 1000
