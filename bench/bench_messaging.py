@@ -2,9 +2,10 @@
 participant's socket across two web processes, beside a bare relay through the same channel
 layer, and how fast a page of history is served with many rows in the table.
 
-The app runs as the messaging tests run it (``tests/messaging/live_support.py``): two uvicorn
-processes on 127.0.0.1 sharing a fresh migrated database (PostgreSQL ``bench_messaging_live``
-from ``BENCH_MESSAGING_DATABASE_URL``, default ``postgres://postgres@127.0.0.1:5432/h_msg``;
+The app runs as the messaging tests run it (``tests/messaging/live_support.py``), but with DEBUG
+off as in production (``bench/bench_settings.py``): two uvicorn processes on 127.0.0.1 sharing a
+fresh migrated database (PostgreSQL ``bench_messaging_live`` from
+``BENCH_MESSAGING_DATABASE_URL``, default ``postgres://postgres@127.0.0.1:5432/h_msg``;
 ``sqlite`` there uses an SQLite file) with psycopg's pool (``DATABASE_POOL=1``) and Redis
 (``REDIS_URL``, default ``redis://127.0.0.1:6379/3``) as the channel layer between them. It is
 seeded with ``--pairs`` conversations (200), each holding ``--messages`` messages (500: 100,000
@@ -223,8 +224,12 @@ def main() -> None:
         ) as app,
     ):
         seeded_s = time.perf_counter() - seed_started
-        app.start_server()
-        app.start_server()
+        served = {  # DEBUG off, as in production (bench/bench_settings.py)
+            "DJANGO_SETTINGS_MODULE": "bench_settings",
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'bench'}",
+        }
+        app.start_server(**served)
+        app.start_server(**served)
         result: dict[str, Any] = {
             "bench": "messaging",
             "database": "sqlite" if database == "sqlite" else "postgresql",

@@ -8,7 +8,7 @@ signalling frame can leave the machine: every ICE candidate is 127.0.0.1, Postgr
 through its Unix socket, and Redis is a throwaway ``redis-server`` started in the namespace
 (the host's is out of reach there). The app is the one the WebRTC tests run
 (``tests/video/webrtc_support.py``), served with DEBUG off as in production
-(``bench/video_bench_settings.py``; the tests' servers run with DEBUG on, whose debug cursor
+(``bench/bench_settings.py``; the tests' servers run with DEBUG on, whose debug cursor
 times and keeps every statement): uvicorn on 127.0.0.1, a fresh migrated database
 (PostgreSQL ``bench_video_live`` through the socket, from ``BENCH_VIDEO_DATABASE_URL``, default
 ``postgres://postgres@127.0.0.1:5432/bench_video``; ``sqlite`` there uses an SQLite file), with
@@ -667,7 +667,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     server_env = {
         "VIDEO_TURN_URLS": "",
         "DATABASE_POOL": "1",
-        "DJANGO_SETTINGS_MODULE": "video_bench_settings",  # DEBUG off, as in production
+        "DJANGO_SETTINGS_MODULE": "bench_settings",  # DEBUG off, as in production
         "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'bench'}",
     }
     relay_env = {**server_env, "VIDEO_SIGNAL_RATE_PER_SECOND": str(args.relay_rate)}

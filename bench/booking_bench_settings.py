@@ -1,10 +1,7 @@
-"""Settings of the booking benchmark's server: the project's, plus a bare endpoint to compare
-against (``booking_bench_urls``). Used only by ``bench/bench_booking.py``.
+"""Settings of the booking benchmark's server: the benchmarks' (``bench_settings``: the
+project's with DEBUG off, as in production), plus a bare endpoint to compare against
+(``booking_bench_urls``). Used only by ``bench/bench_booking.py``."""
 
-The server is started with ``DJANGO_DEBUG=1`` only so that the development keys are allowed;
-requests are then served as in production, with DEBUG off (no query log, no debug cursor)."""
+from bench_settings import *  # noqa: F403
 
-from api.settings import *  # noqa: F403
-
-DEBUG = False
 ROOT_URLCONF = "booking_bench_urls"
