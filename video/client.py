@@ -50,7 +50,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
-from aiortc.rtcconfiguration import RTCIceTransportPolicy
+from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.sdp import candidate_from_sdp
 from av import VideoFrame
@@ -415,9 +415,13 @@ class VideoClient:
 
     def _peer_connection(self) -> RTCPeerConnection:
         assert self.info is not None
-        pc = RTCPeerConnection(
-            configuration=ice_configuration(self.info.ice_servers, relay_only=self.relay_only)
-        )
+        configuration = ice_configuration(self.info.ice_servers, relay_only=self.relay_only)
+        # Every section on one transport from the start. With aiortc's default (balanced), a
+        # second video section in a round's first offer (a screen the therapist shared before
+        # the call) gets the camera's own transport, which BUNDLE then discards: that section
+        # never receives, and its packets go to the camera's receiver.
+        configuration.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
+        pc = RTCPeerConnection(configuration=configuration)
 
         self.frames_by_mid = {}
 

@@ -444,6 +444,77 @@ def test_a_python_client_takes_the_therapist_pages_screen_share_in_the_same_call
     assert video_server.peer_connections() == ""
 
 
+def test_a_screen_shared_before_the_client_is_admitted_goes_into_the_calls_first_offer(
+    video_server: Server, video_app: LiveApp
+) -> None:
+    """The therapist presses Share screen alone in the room, before admitting the client. A
+    ``share`` belongs to a negotiation round and a waiting client has none, so the page keeps
+    the screen and sends nothing: the waiting client hears nothing of it. On admission the
+    share is part of the call from its start: announced for the round right before the round's
+    first offer, which already carries the screen (no renegotiation), and the client receives
+    its frames under the announced mid."""
+    call = video_app.claim()
+
+    async def scenario() -> None:
+        client = VideoClient(name="client")
+        try:
+            async with chromium() as browser:
+                _, doctor, console = await new_page(browser)
+                await open_room(doctor, video_server.base_url, call.booking, call.therapist_token)
+                await join(doctor)
+                await doctor.wait_for_function(
+                    "() => document.getElementById('therapist').hidden === false"
+                )
+                await doctor.click("#share")
+                await doctor.wait_for_function(
+                    "() => document.getElementById('share').textContent === 'Stop sharing'"
+                )
+                await client.join(
+                    video_server.base_url, call.client_token, call.booking, JURISDICTION
+                )
+                await client.connect()
+                admit = doctor.locator("#waiting-list li button.admit")
+                await admit.wait_for(state="visible")
+                # Sharing, with nobody to share with: no connection, nothing sent or refused.
+                assert await doctor.evaluate("() => window.__pcs.length") == 0
+                waited = len(client.messages)
+                await admit.click()
+                await client.wait_until_in_call()
+                try:
+                    await client.wait_until(
+                        lambda: (
+                            client.shared_mid is not None
+                            and client.frames_by_mid.get(client.shared_mid, 0) >= 10
+                        ),
+                        what="screen frames",
+                    )
+                    await client.wait_for_frames(video=5, audio=5)
+                except TimeoutError as exc:
+                    seen = [
+                        (m["type"], m.get("round"), m.get("mid"), m.get("state"))
+                        for m in client.messages
+                    ]
+                    why = f"{exc}: {seen} {client.frames_by_mid}"
+                    raise AssertionError(await _fail_with_console(doctor, console, why)) from exc
+                before = [m["type"] for m in client.messages[:waited]]
+                assert "share" not in before and "peer-joined" not in before, before
+                told = [m for m in client.messages[waited:] if m["type"] in {"share", "offer"}]
+                # The share of the round, then the round's one offer (with the screen in it).
+                assert [m["type"] for m in told] == ["share", "offer"], told
+                share, offer = told
+                assert (share["state"], share["round"]) == ("started", client.round)
+                assert offer["round"] == client.round
+                assert f"a=mid:{share['mid']}" in offer["sdp"]
+                assert client.shared_mid == share["mid"] and not client.errors
+                assert await doctor.evaluate("() => window.__pcs.length") == 1
+                assert not [line for line in console if "video:" in line]
+        finally:
+            await client.close()
+
+    run_async(scenario(), timeout=150)
+    assert video_server.peer_connections() == ""
+
+
 MEDIA_STILL_FLOWING = """(before) => {
   const s = window.__pcSummary;
   return !!s && s.count === 1 && s.framesDecoded > before + 10;
