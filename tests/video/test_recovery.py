@@ -1,7 +1,7 @@
-"""Calls that survive network changes (issue "Video II", item 3), with real aiortc peers in the
-loopback-only namespace: the media path is cut by dropping every UDP packet in the namespace
-(``iptables``; the signalling socket is TCP and stays up unless a test drops it), then
-restored.
+"""Calls that survive network changes (issue "Video II", item 3), with real aiortc peers and
+two Chromium pages in the loopback-only namespace: the media path is cut by dropping every UDP
+packet in the namespace (``iptables``; the signalling socket is TCP and stays up unless a test
+drops it), then restored.
 
 aiortc notices a dead path by ICE consent freshness; its defaults (a check every 5 s, failed
 after 6 misses) are shortened here so that a failure is seen in about a second. A failed peer
@@ -17,10 +17,20 @@ import contextlib
 import shutil
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from playwright.async_api import Page
 
-from tests.video.webrtc_support import LiveApp, Server, close_all, run_async, start_call
+from tests.video.browser_support import chromium, join, new_page, open_room, wait_media, wait_state
+from tests.video.webrtc_support import (
+    LiveApp,
+    Server,
+    api_get,
+    close_all,
+    run_async,
+    start_call,
+)
 from video.client import VideoClient
 
 pytestmark = pytest.mark.webrtc
@@ -148,3 +158,149 @@ def test_a_client_whose_socket_and_media_dropped_comes_back_into_the_call(
             await close_all(therapist, client)
 
     run_async(scenario())
+
+
+# The page's one peer connection (the probe keeps every one it made): its round, whether it is
+# still the first one made, its state and the video frames it decoded so far.
+PAGE_CONNECTION = """() => {
+  const call = window.__videoCall, s = window.__pcSummary;
+  return {
+    round: call.round, made: window.__pcs.length, first: call.pc === window.__pcs[0],
+    state: call.pc && call.pc.connectionState, frames: s ? s.framesDecoded : 0,
+  };
+}"""
+
+
+async def _page_connection(page: Page) -> dict[str, Any]:
+    found: dict[str, Any] = await page.evaluate(PAGE_CONNECTION)
+    return found
+
+
+async def _media_spans(server: Server, booking: str, token: str) -> dict[str, int]:
+    """How many media intervals each role has, as the attendance endpoint answers."""
+    url = f"{server.base_url}/api/v1/video/rooms/{booking}/attendance"
+    body = await asyncio.to_thread(api_get, url, token)
+    return {p["role"]: len(p["media"]) for p in body["participants"]}
+
+
+def test_two_pages_recover_by_restarting_ice_on_the_same_peer_connections(
+    video_app: LiveApp, video_server: Server
+) -> None:
+    """Two Chromium pages in a call (both said ``ice_restart``); the media path dies under
+    their live sockets. Their connections fail, a ``restart`` makes a new round that the server
+    names an ICE restart, and the therapist's page offers with ``restartIce()`` on the peer
+    connection it has. Once the path is back, media flows again on the same RTCPeerConnection
+    each side (no new one made), and attendance shows the gap: each side's media interval
+    closed when its connection failed and a second one opened when it came back."""
+    call = video_app.claim()
+
+    async def scenario() -> None:
+        async with chromium() as browser:
+            _, doctor, doctor_console = await new_page(browser)
+            _, patient, patient_console = await new_page(browser)
+            await open_room(doctor, video_server.base_url, call.booking, call.therapist_token)
+            await join(doctor)
+            await open_room(patient, video_server.base_url, call.booking, call.client_token)
+            await join(patient, jurisdiction="US-NY")
+            await wait_state(patient, "waiting")
+            admit = doctor.locator("#waiting-list li button.admit")
+            await admit.wait_for(state="visible")
+            await admit.click()
+            pages = (doctor, patient)
+            for page in pages:
+                await wait_media(page)
+            first = await _page_connection(doctor)
+            assert first["made"] == 1 and first["first"], first
+
+            with udp_dropped():
+                for page in pages:
+                    await page.wait_for_function(
+                        "first => window.__videoCall.round > first",
+                        arg=first["round"],
+                        timeout=90_000,
+                    )
+                stalled = {page: (await _page_connection(page))["frames"] for page in pages}
+
+            for page in pages:
+                await page.wait_for_function(
+                    """stalled => {
+                      const s = window.__pcSummary, call = window.__videoCall;
+                      return s && call.pc.connectionState === "connected"
+                        && s.framesDecoded > stalled + 30;
+                    }""",
+                    arg=stalled[page],
+                    timeout=60_000,
+                )
+                after = await _page_connection(page)
+                # The same RTCPeerConnection as before the failure: restarted, not replaced.
+                assert (after["made"], after["first"]) == (1, True), after
+                assert after["round"] > first["round"], after
+            rounds = {(await _page_connection(page))["round"] for page in pages}
+            assert len(rounds) == 1, rounds
+            # Nothing refused but the second side's restart of a round already replaced.
+            refused = [
+                line
+                for line in doctor_console + patient_console
+                if ("video:" in line and "stale_round" not in line) or "pageerror" in line
+            ]
+            assert refused == [], refused
+
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 15
+            spans = await _media_spans(video_server, call.booking, call.therapist_token)
+            while spans != {"therapist": 2, "client": 2} and loop.time() < deadline:
+                await asyncio.sleep(0.1)  # the pages' last `connection` report on its way
+                spans = await _media_spans(video_server, call.booking, call.therapist_token)
+            assert spans == {"therapist": 2, "client": 2}, spans
+
+    run_async(scenario(), timeout=240)
+    assert video_server.peer_connections() == ""
+
+
+def test_a_page_and_a_python_therapist_recover_on_new_peer_connections(
+    video_app: LiveApp, video_server: Server
+) -> None:
+    """The same failure with the Python client (aiortc) as the therapist: it cannot restart
+    ICE and says nothing of it in its hello, so the server names no round an ICE restart and
+    the page builds a new peer connection for each new round (the aiortc peer's new DTLS
+    certificate goes with it). Once the path is back, the last round connects and media flows
+    both ways."""
+    call = video_app.claim()
+
+    async def scenario() -> None:
+        therapist = VideoClient(name="therapist")
+        await therapist.join(video_server.base_url, call.therapist_token, call.booking)
+        await therapist.connect()
+        try:
+            async with chromium() as browser:
+                _, page, console = await new_page(browser)
+                await open_room(page, video_server.base_url, call.booking, call.client_token)
+                await join(page, jurisdiction="US-NY")
+                await wait_state(page, "waiting")
+                [participant] = await therapist.waiting_participants(1)
+                await therapist.admit(participant)
+                await wait_media(page)
+                await frames_flow(therapist)
+                first = await _page_connection(page)
+                assert first["made"] == 1, first
+                since = len(therapist.messages)
+                with udp_dropped():
+                    await page.wait_for_function(
+                        "first => window.__videoCall.round > first",
+                        arg=first["round"],
+                        timeout=60_000,
+                    )
+                await wait_media(page, timeout=60_000)  # the page's latest connection
+                await frames_flow(therapist)
+                after = await _page_connection(page)
+                assert after["made"] > 1 and after["round"] == therapist.round, after
+                rounds = [m for m in therapist.messages[since:] if m["type"] == "peer-joined"]
+                assert rounds and not any(m["ice_restart"] for m in rounds), rounds
+                refused = [
+                    line for line in console if "video:" in line and "stale_round" not in line
+                ]
+                assert refused == [], refused
+        finally:
+            await therapist.close()
+
+    run_async(scenario(), timeout=180)

@@ -352,7 +352,9 @@
     call.socket = socket;
     socket.addEventListener("open", () => {
       // hello: the first message, with the room token (and the resume token after a drop).
-      const hello = { type: "hello", token: call.join.token };
+      // ice_restart: in a restart round this page restarts ICE on its peer connection
+      // (restartIce()) when the server says both sides can (peer-joined's ice_restart).
+      const hello = { type: "hello", token: call.join.token, ice_restart: true };
       if (call.resume) {
         hello.resume = call.resume;
       }
@@ -435,15 +437,23 @@
     },
 
     // peer-joined: both are in the call; negotiate round `round`, we offer if `offerer`.
+    // `ice_restart`: the round replaces a failed one and both sides restart ICE on the peer
+    // connection they have with each other (the same DTLS association). Otherwise a new peer
+    // connection: an aiortc peer makes a new one each round (a new DTLS certificate), and
+    // after a reconnect the other side has closed its own.
     async "peer-joined"(m) {
       call.peer = m.peer;
       call.round = m.round;
       call.offerer = m.offerer;
       setState("in-call");
       showStatus(m.offerer ? "Calling…" : "Connecting…");
-      // One peer connection per round: an aiortc peer answers a new round with a new
-      // connection (new DTLS certificate), which a running browser connection cannot take.
-      newPeerConnection(m.round);
+      const pc = call.pc;
+      if (m.ice_restart && pc && pc.peer === m.peer.participant && pc.signalingState !== "closed") {
+        restartRound(pc, m.round);
+        if (m.offerer) pc.restartIce(); // the next offer has new ICE credentials
+      } else {
+        newPeerConnection(m.round, m.peer.participant);
+      }
       if (m.offerer) {
         await sendOffer(call.pc);
       }
@@ -456,7 +466,7 @@
       }
       call.round = m.round;
       if (!call.pc || call.pc.round !== m.round) {
-        newPeerConnection(m.round);
+        newPeerConnection(m.round, m.from);
       }
       const pc = call.pc;
       await pc.setRemoteDescription({ type: "offer", sdp: m.sdp });
@@ -599,15 +609,13 @@
 
   // ------------------------------------------------------------------------ peer connection ---
 
-  // The page's RTCPeerConnection for one round, with the ICE servers from the join.
-  function newPeerConnection(round) {
+  // The page's RTCPeerConnection for one round with `peer`, with the ICE servers from the join.
+  function newPeerConnection(round, peer) {
     closePeerConnection();
     const pc = new RTCPeerConnection({ iceServers: call.join.ice_servers || [] });
-    pc.round = round;
+    pc.peer = peer;
     call.pc = pc;
-    call.pendingRemoteCandidates = [];
-    call.pendingLocalCandidates = [];
-    call.localDescriptionSent = false;
+    restartRound(pc, round);
 
     const stream = call.localStream;
     const audio = stream && stream.getAudioTracks()[0];
@@ -655,6 +663,19 @@
       }
     });
     return pc;
+  }
+
+  // The peer connection negotiates round `round` from the start: its candidates wait for
+  // the round's offer or answer, an offer of an older round is forgotten (its answer will not
+  // come), and a running share is announced again with the round's offer.
+  function restartRound(pc, round) {
+    pc.round = round;
+    pc.offering = false;
+    pc.renegotiate = false;
+    pc.shareAnnounced = null;
+    call.pendingRemoteCandidates = [];
+    call.pendingLocalCandidates = [];
+    call.localDescriptionSent = false;
   }
 
   // connection: attendance. The server records, in its own time, when this page's media were
