@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet
+from django.db.models import (
+    BooleanField,
+    Exists,
+    ExpressionWrapper,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+)
 
 from api.models import Role, User
 from billing import states
@@ -70,6 +79,12 @@ def booking_session_payments() -> QuerySet[Payment]:
     return with_refund_pending(Payment.objects.filter(purpose=Payment.Purpose.SESSION)).order_by(
         "booking_id", "-version"
     )
+
+
+def booking_session_payments_prefetch() -> Prefetch[Any]:
+    """What every booking read prefetches for ``booking_session_payment`` (billing's
+    contribution to scheduling's reads: ``scheduling.bookings.contributions``)."""
+    return Prefetch("payments", queryset=booking_session_payments(), to_attr="session_payments")
 
 
 def booking_session_payment(booking: Booking) -> Payment | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -10,9 +10,12 @@ from rest_framework import serializers
 from api.serializers import StrictInputSerializer
 from billing.documents import npi_is_valid
 from billing.models import Payment, SavedPaymentMethod, SetupState
-from billing.selectors import payment_api_state
+from billing.selectors import booking_session_payment, payment_api_state
 from billing.services.payments import MAX_AMOUNT_MINOR
 from billing.states import ApiState
+
+if TYPE_CHECKING:
+    from scheduling.models import Booking
 
 STATE_HELP = "The payment's state (Stripe's states in one spelling, plus ours). " + " ".join(
     f"`{value}`: {label}" for value, label in ApiState.choices
@@ -93,6 +96,13 @@ class BookingPaymentOut(serializers.Serializer):
 
     id = serializers.UUIDField(read_only=True, help_text="The payment (GET /billing/payments).")
     state = PaymentStateField()
+
+
+def booking_payment_out(booking: Booking) -> dict[str, Any] | None:
+    """The ``payment`` of a booking's responses (``scheduling.bookings.contributions``): its
+    session payment (the latest attempt), or None before /pay."""
+    payment = booking_session_payment(booking)
+    return BookingPaymentOut(payment).data if payment is not None else None
 
 
 class PaymentsQuery(serializers.Serializer):

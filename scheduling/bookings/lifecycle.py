@@ -17,7 +17,6 @@ written at once for ``actor``, or for ``actor_label`` (``"billing"``, ``"system"
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,7 +28,7 @@ from api.compiled import insert_rows
 from api.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
 from api.models import Role, User
 from audit.services import audit_access
-from scheduling.bookings import locks, notifications, rules, selectors
+from scheduling.bookings import contributions, locks, notifications, rules, selectors
 from scheduling.bookings.db import is_overlap_violation
 from scheduling.bookings.errors import (
     HoldExpired,
@@ -50,7 +49,6 @@ from scheduling.models import (
     SessionType,
     TherapistProfile,
 )
-from video import evidence as video_evidence
 
 SYSTEM = "system"
 BILLING = "billing"
@@ -422,11 +420,11 @@ def _after_start(
     action: str,
     request: HttpRequest | None,
     now: datetime,
-    evidence: Callable[..., dict[str, Any]],
+    evidence: contributions.EvidenceCheck,
 ) -> Booking:
     """The therapist (or, with ``by`` None, the system) records how a started session went;
-    ``evidence`` (``video.evidence``: the room's attendance) may refuse, else its details are
-    audited with the change."""
+    ``evidence`` (video's ``contributions.SessionEvidence``: the room's attendance) may
+    refuse, else its details are audited with the change."""
     booking = locks.lock_booking(booking_id=booking_id)
     if by is not None:
         booking = participant(booking, by)
@@ -463,7 +461,7 @@ def booking_complete(
         action="complete",
         request=request,
         now=now,
-        evidence=video_evidence.completion_evidence,
+        evidence=contributions.session_evidence().completion,
     )
 
 
@@ -482,7 +480,7 @@ def booking_mark_no_show(
         action="no_show",
         request=request,
         now=now,
-        evidence=video_evidence.client_no_show_evidence,
+        evidence=contributions.session_evidence().client_no_show,
     )
     fee_request_open(
         booking, no_show_settlement(terms=terms_of(booking), by_therapist=False), now=now

@@ -13,8 +13,7 @@ from django.db.models import Exists, Prefetch, Q, QuerySet
 
 from api.errors import NotFoundError
 from api.models import Role, User
-from billing.selectors import booking_session_payments
-from scheduling.bookings import rules
+from scheduling.bookings import contributions, rules
 from scheduling.models import (
     Booking,
     BookingStatus,
@@ -33,12 +32,11 @@ def _visible(*, now: datetime) -> Q:
 
 
 def _base() -> QuerySet[Booking]:
-    # With each booking's session payment (``BookingOut.payment``): one query for all of them.
+    # With each booking's session payment (``BookingOut.payment``, billing's contribution): one
+    # query for all of them.
     return Booking.objects.select_related(
         "therapist", "client", "session_type", "fee_request"
-    ).prefetch_related(
-        Prefetch("payments", queryset=booking_session_payments(), to_attr="session_payments")
-    )
+    ).prefetch_related(contributions.booking_payment().prefetch())
 
 
 def bookings_of(*, user: User, now: datetime) -> QuerySet[Booking]:

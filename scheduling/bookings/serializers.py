@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import Direction, extend_schema_field
 from rest_framework import serializers
 
 from api.serializers import THIS_CENTURY, OffsetDateTimeField, StrictInputSerializer
-from billing.selectors import booking_session_payment
-from billing.serializers import BookingPaymentOut
+from scheduling.bookings import contributions
 from scheduling.bookings.services import CANCEL_REASONS, ON_CONFLICT_ABORT, ON_CONFLICT_SKIP
 from scheduling.models import (
     Booking,
@@ -159,13 +160,33 @@ class TransitionOut(serializers.ModelSerializer):
         return "client" if transition.actor_id == transition.booking.client_id else "therapist"
 
 
+class BookingPaymentField(serializers.Field):
+    """The booking's session payment (its latest attempt), or null before /pay: what billing
+    shows of it (``contributions.BookingPayment``)."""
+
+    def __init__(self) -> None:
+        super().__init__(source="*", read_only=True)
+
+    def to_representation(self, booking: Booking) -> dict[str, Any] | None:
+        return contributions.booking_payment().shown(booking)
+
+
+class BookingPaymentFieldSchema(OpenApiSerializerFieldExtension):
+    """The payment field's schema is that of billing's serializer for it."""
+
+    target_class = BookingPaymentField
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
+        return auto_schema._map_serializer_field(contributions.booking_payment().schema, direction)
+
+
 class BookingOut(serializers.ModelSerializer):
     therapist = PartyTherapistOut()
     client = PartyClientOut()
     session_type = BookedSessionTypeOut()
     terms = TermsOut(source="*")
     fee_request = serializers.SerializerMethodField()
-    payment = serializers.SerializerMethodField()
+    payment = BookingPaymentField()
 
     class Meta:
         model = Booking
@@ -202,12 +223,6 @@ class BookingOut(serializers.ModelSerializer):
     def get_fee_request(self, booking: Booking) -> dict[str, Any] | None:
         fee_request = self._fee_request(booking)
         return FeeRequestOut(fee_request).data if fee_request is not None else None
-
-    @extend_schema_field(BookingPaymentOut(allow_null=True))
-    def get_payment(self, booking: Booking) -> dict[str, Any] | None:
-        """The booking's session payment (its latest attempt), or null before /pay."""
-        payment = booking_session_payment(booking)
-        return BookingPaymentOut(payment).data if payment is not None else None
 
 
 class BookingDetailOut(BookingOut):

@@ -6,6 +6,9 @@ Rotation: add the new key to ``FIELD_ENCRYPTION_KEYS`` and point ``FIELD_ENCRYPT
 it (new writes use it, old rows still decrypt with the key their ``key_id`` names), run this
 command until it reports nothing remaining, then remove the old key. Resumable: every batch
 commits on its own, so an interrupted run is simply run again. ``SECRET_KEY`` plays no part.
+
+It lives in messaging, the top layer, because it drives scheduling's rotations and messaging's
+alike (scheduling may not import messaging: docs/architecture.md).
 """
 
 from __future__ import annotations
