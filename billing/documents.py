@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from django.db.models import Q
@@ -18,7 +19,10 @@ from api.errors import NotFoundError
 from api.models import Role, User
 from billing import states
 from billing.models import Payment, PaymentEvent, ProviderBilling
-from scheduling.models import BookingStatus, TherapistProfile
+from scheduling.bookings.selectors import BookingStatus
+
+if TYPE_CHECKING:
+    from scheduling.models import TherapistProfile
 
 
 def npi_is_valid(npi: str) -> bool:

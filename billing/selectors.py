@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import (
     BooleanField,
@@ -19,7 +19,10 @@ from django.db.models import (
 from api.models import Role, User
 from billing import states
 from billing.models import Payment, Refund, SavedPaymentMethod
-from scheduling.models import Booking, FeeRequest, FeeRequestState
+from scheduling.bookings.selectors import fee_requests_refund_owed
+
+if TYPE_CHECKING:
+    from scheduling.models import Booking
 
 
 def payments_created_between(*, start: datetime, end: datetime) -> QuerySet[Payment]:
@@ -49,9 +52,7 @@ def with_refund_pending(payments: QuerySet[Payment]) -> QuerySet[Payment]:
     Stripe, or (a session payment) its booking's cancellation owes money back and billing has
     not processed it yet. Two ``EXISTS`` in the same query: no query per row."""
     pending_refund = Refund.objects.filter(payment=OuterRef("pk"), state=Refund.State.PENDING)
-    owed = FeeRequest.objects.filter(
-        booking=OuterRef("booking_id"), state=FeeRequestState.PENDING, refund_minor__gt=0
-    )
+    owed = fee_requests_refund_owed().filter(booking=OuterRef("booking_id"))
     return payments.annotate(
         refund_pending=ExpressionWrapper(
             Q(Exists(pending_refund)) | Q(Exists(owed), purpose=Payment.Purpose.SESSION),

@@ -30,6 +30,7 @@ import logging
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -56,7 +57,9 @@ from billing.services.payments import (
     payment_intent_create_at_stripe,
     payment_transition,
 )
-from scheduling.models import Booking
+
+if TYPE_CHECKING:
+    from scheduling.models import Booking
 
 logger = logging.getLogger("billing")
 security_log = logging.getLogger("billing.security")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -37,7 +38,12 @@ from billing.services.payments import (
 )
 from billing.services.payouts import payout_create, payouts_due
 from billing.services.refunds import refund_request, refund_submit
-from scheduling.bookings.selectors import fee_requests_pending
+from scheduling.bookings.selectors import (
+    BookingStatus,
+    FeeRequestKind,
+    fee_request_to_process,
+    fee_requests_pending,
+)
 from scheduling.bookings.services import (
     IllegalTransition,
     booking_confirm,
@@ -46,7 +52,9 @@ from scheduling.bookings.services import (
     fee_request_defer,
     fee_request_settle,
 )
-from scheduling.models import BookingStatus, FeeRequest, FeeRequestKind
+
+if TYPE_CHECKING:
+    from scheduling.models import FeeRequest
 
 logger = logging.getLogger("billing")
 security_log = logging.getLogger("billing.security")
@@ -174,7 +182,7 @@ def fee_request_process(*, fee_request_id: uuid.UUID, now: datetime) -> bool:
     waiting for the client to authenticate it)."""
     if not fee_request_claim(fee_request_id=fee_request_id, now=now):
         return False
-    fee_request = FeeRequest.objects.select_related("booking__therapist").get(pk=fee_request_id)
+    fee_request = fee_request_to_process(fee_request_id=fee_request_id)
     purpose = _FEE_PURPOSE.get(FeeRequestKind(fee_request.kind))
     charge_fee = False
     refund_id = None

@@ -35,8 +35,7 @@ from billing.gateways.base import (
     PaymentIntentResult,
 )
 from billing.models import Payment, PaymentEvent, StripeCustomer
-from scheduling.bookings.selectors import booking_for_participant
-from scheduling.models import Booking, BookingStatus
+from scheduling.bookings.selectors import BookingStatus, booking_for_participant
 
 logger = logging.getLogger("billing")
 T = TypeVar("T")
@@ -231,11 +230,8 @@ def booking_payment_start(
     With ``stripe_version`` (the API version of the app's Stripe SDK) an ephemeral key for the
     client's Stripe customer is made, so PaymentSheet can show and save their cards; a new one
     on every call (they are short-lived)."""
-    try:
-        booking: Booking | None = booking_for_participant(booking_id=booking_id, user=client)
-    except NotFoundError:
-        booking = None
-    if booking is None or booking.client_id != client.pk:  # a therapist does not pay
+    booking = booking_for_participant(booking_id=booking_id, user=client)  # else 404
+    if booking.client_id != client.pk:  # a therapist does not pay
         raise NotFoundError("No such booking.")
     if booking.status == BookingStatus.CONFIRMED:
         raise ConflictError("This booking is already paid.", code="already_paid")

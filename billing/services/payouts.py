@@ -25,7 +25,7 @@ from audit.models import Outcome
 from audit.services import audit_record
 from billing.models import Payment, ProviderBilling, Transfer
 from billing.services.payments import gateway_call
-from scheduling.models import BookingStatus
+from scheduling.bookings.selectors import BookingStatus
 
 logger = logging.getLogger("billing")
 security_log = logging.getLogger("billing.security")

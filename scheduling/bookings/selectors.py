@@ -1,5 +1,9 @@
 """Booking reads: a participant's booking, a client's list, a therapist's schedule, and the
-fee requests billing processes. Anyone who is not a participant gets a plain 404 (no oracle)."""
+fee requests billing processes. Anyone who is not a participant gets a plain 404 (no oracle).
+
+Billing reads bookings only through these and the statuses and fee kinds exported here
+(docs/bookings.md, "Contract for other apps").
+"""
 
 from __future__ import annotations
 
@@ -19,11 +23,26 @@ from scheduling.models import (
     BookingStatus,
     BookingTransition,
     FeeRequest,
+    FeeRequestKind,
     FeeRequestState,
     SessionType,
     TherapistProfile,
 )
 from scheduling.selectors import BLOCKING_STATUSES, licences_in, slot_is_open
+
+__all__ = [
+    "BookingStatus",
+    "FeeRequestKind",
+    "booking_facts",
+    "booking_for_participant",
+    "bookings_of",
+    "day_range",
+    "fee_request_to_process",
+    "fee_requests_pending",
+    "fee_requests_refund_owed",
+    "party_facts",
+    "therapist_schedule",
+]
 
 
 def _visible(*, now: datetime) -> Q:
@@ -102,6 +121,18 @@ def fee_requests_pending(*, limit: int = 100, now: datetime | None = None) -> Qu
         .select_related("booking")
         .order_by("created_at", "id")[:limit]
     )
+
+
+def fee_request_to_process(*, fee_request_id: uuid.UUID) -> FeeRequest:
+    """One fee request with its booking and the booking's therapist (what billing charges and
+    refunds by); ``FeeRequest.DoesNotExist`` for an unknown id."""
+    return FeeRequest.objects.select_related("booking__therapist").get(pk=fee_request_id)
+
+
+def fee_requests_refund_owed() -> QuerySet[FeeRequest]:
+    """Fee requests not settled yet that give money back (``refund_minor`` above zero): billing
+    narrows them to a payment's booking to say a refund is pending."""
+    return FeeRequest.objects.filter(state=FeeRequestState.PENDING, refund_minor__gt=0)
 
 
 # --- What the booking rules judge (rules.Facts) ----------------------------------------------

@@ -29,7 +29,6 @@ from billing.services.dev_events import (
     dev_payment_confirm,
     dev_setup_confirm,
 )
-from scheduling.models import Booking
 
 
 class Command(BaseCommand):
@@ -78,7 +77,7 @@ class Command(BaseCommand):
         except GatewayError as exc:
             raise CommandError(f"{exc} ({exc.code})") from exc
         payment.refresh_from_db()
-        booking = Booking.objects.get(pk=payment.booking_id)
+        booking = payment.booking
         self.stdout.write(
             json.dumps(
                 {
