@@ -1,9 +1,10 @@
 """What a booking's attendance lets the booking services do (docs/video.md, "Attendance").
 
-Called by ``scheduling.bookings.services`` with the booking locked and confirmed, before it
-changes status; each check raises a refusal or returns the evidence that goes into the change's
-audit details (booleans, seconds and instants: no names, no addresses). For a booking without
-a room (in person) every check passes with no evidence.
+Registered from ``video.apps`` in ``scheduling.bookings.contributions`` (scheduling may not
+import video) and called by the booking services with the booking locked and confirmed, before
+it changes status; each check raises a refusal or returns the evidence that goes into the
+change's audit details (booleans, seconds and instants: no names, no addresses). For a booking
+without a room (in person) every check passes with no evidence.
 
 - **The client's no-show** (``booking_mark_no_show``): not before the no-show deadline (start +
   ``VIDEO_NO_SHOW_MINUTES``: 409 ``no_show_too_early`` with ``allowed_from``), and refused
