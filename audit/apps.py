@@ -28,4 +28,9 @@ class AuditConfig(AppConfig):
     name = "audit"
 
     def ready(self) -> None:
+        from api import auditing
+        from audit.services import audit_record
+
         post_migrate.connect(_attach_change_history, sender=self)
+        # Identity (in api, below this app) records its security events through this port.
+        auditing.audit_recorder_register(audit_record)

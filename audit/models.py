@@ -20,13 +20,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models.functions import Now
 
+from api.auditing import Outcome  # the port's vocabulary: identity records it too
 from audit.registry import protected
-
-
-class Outcome(models.TextChoices):
-    ALLOWED = "allowed"
-    DENIED = "denied"
-    ERROR = "error"
 
 
 # The trail itself says who saw whose records: only its own views may serve it.

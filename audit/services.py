@@ -32,6 +32,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest
 
 from api.logging import encode_for_log
+from api.services.ratelimit import client_ip
 from audit.canonical import nfc
 from audit.db import EVENT_COLUMNS, insert_events
 from audit.models import AuditEvent, Outcome
@@ -127,8 +128,6 @@ def clean_details(details: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _source_ip(request: HttpRequest) -> str:
-    from api.services.ratelimit import client_ip  # imports this module: resolved at call time
-
     try:
         return str(ipaddress.ip_address(client_ip(request)))
     except ValueError:

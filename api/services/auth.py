@@ -42,12 +42,11 @@ from django.db.models import F
 from django.http import HttpRequest
 
 from api import crypto, tokens
+from api.auditing import Outcome, audit_event_record
 from api.errors import TooManyRequestsError, UnauthorizedError
 from api.models import TokenFamily, User, normalize_email
 from api.services.ratelimit import counter_incr, rate_limit_ip
 from api.services.sessions import TokenPair, mfa_challenge_issue, session_rotate, session_start
-from audit.models import Outcome
-from audit.services import audit_record
 
 AMR_PASSWORD = ["pwd"]
 # Failures against an address without an account are remembered this long (in the cache).
@@ -107,7 +106,7 @@ def account_lock_check(*, user: User, request: HttpRequest | None, now: datetime
     """Raise ``AccountLocked`` (audited) while the account's back-off lasts."""
     remaining = _seconds_until(user.locked_until, now)
     if remaining:
-        audit_record(
+        audit_event_record(
             action="auth.login.locked_out",
             outcome=Outcome.DENIED,
             request=request,
@@ -135,7 +134,7 @@ def account_failure_record(
         lock = backoff_seconds(failures)
         if lock:
             users.update(locked_until=now + timedelta(seconds=lock))
-        audit_record(
+        audit_event_record(
             action=action,
             outcome=Outcome.DENIED,
             request=request,
@@ -144,7 +143,7 @@ def account_failure_record(
             details={"reason": "wrong_password", "failures": failures},
         )
         if lock:
-            audit_record(
+            audit_event_record(
                 action="auth.lockout",
                 outcome=Outcome.DENIED,
                 request=request,
@@ -173,7 +172,7 @@ def _unknown_account_refuse(
     lock_key = _unknown_lock_key(email)
     remaining = max(0, int(cache.get(lock_key, 0)) - int(now.timestamp()))
     if remaining:
-        audit_record(
+        audit_event_record(
             action="auth.login.locked_out",
             outcome=Outcome.DENIED,
             request=request,
@@ -190,14 +189,14 @@ def _unknown_account_refuse(
     lock = backoff_seconds(failures)
     if lock:
         cache.set(lock_key, int(now.timestamp()) + lock, timeout=lock)
-    audit_record(
+    audit_event_record(
         action="auth.login.failed",
         outcome=Outcome.DENIED,
         request=request,
         details={"reason": "unknown_account", "failures": failures},
     )
     if lock:
-        audit_record(
+        audit_event_record(
             action="auth.lockout",
             outcome=Outcome.DENIED,
             request=request,
@@ -229,7 +228,7 @@ def login_attempt(
         account_failure_record(user=user, action="auth.login.failed", request=request, now=now)
         raise _invalid_credentials()
     if not user.is_active:
-        audit_record(
+        audit_event_record(
             action="auth.login.failed",
             outcome=Outcome.DENIED,
             request=request,
@@ -243,7 +242,7 @@ def login_attempt(
         account_failures_reset(user=user, signed_in_at=now)
         if user.mfa_enabled:
             mfa_token = mfa_challenge_issue(user=user, now=now)
-            audit_record(
+            audit_event_record(
                 action="auth.login.mfa_challenged",
                 actor=user,
                 request=request,
@@ -252,7 +251,7 @@ def login_attempt(
             )
             return MfaRequired(user=user, mfa_token=mfa_token)
         pair = session_start(user=user, amr=AMR_PASSWORD, now=now)
-        audit_record(
+        audit_event_record(
             action="auth.login.succeeded",
             actor=user,
             request=request,
@@ -303,7 +302,7 @@ def session_refresh(*, refresh_token: str, request: HttpRequest, now: datetime) 
         family_id, jti = uuid.UUID(str(claims.fam)), uuid.UUID(claims.jti)
         user_id = uuid.UUID(claims.sub)
     except (tokens.TokenError, ValueError) as exc:
-        audit_record(
+        audit_event_record(
             action="auth.token.refresh_denied",
             outcome=Outcome.DENIED,
             request=request,
@@ -321,7 +320,7 @@ def session_refresh(*, refresh_token: str, request: HttpRequest, now: datetime) 
         reason = "unknown_family" if family is None else _refusal(family=family, jti=jti, now=now)
         if family is not None and reason is None:
             pair = session_rotate(family=family, now=now)
-            audit_record(
+            audit_event_record(
                 action="auth.token.refreshed",
                 actor=family.user,
                 request=request,
@@ -335,7 +334,7 @@ def session_refresh(*, refresh_token: str, request: HttpRequest, now: datetime) 
                 revoked_at=now, revoked_reason=_REVOKE_REASONS[reason]
             )
         reuse = reason == "reuse"
-        audit_record(
+        audit_event_record(
             action="auth.token.reuse_detected" if reuse else "auth.token.refresh_denied",
             outcome=Outcome.DENIED,
             request=request,
@@ -375,7 +374,7 @@ def session_logout(
         TokenFamily.objects.filter(pk=family_id, user=user, revoked_at__isnull=True).update(
             revoked_at=now, revoked_reason=TokenFamily.RevokeReason.LOGOUT
         )
-        audit_record(
+        audit_event_record(
             action="auth.logout",
             actor=user,
             request=request,
@@ -391,7 +390,7 @@ def session_logout_all(*, user: User, request: HttpRequest, now: datetime) -> in
         revoked = token_families_revoke(
             user=user, reason=TokenFamily.RevokeReason.LOGOUT_ALL, now=now
         )
-        audit_record(
+        audit_event_record(
             action="auth.logout_all",
             actor=user,
             request=request,

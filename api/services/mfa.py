@@ -29,13 +29,12 @@ from django.db.models import F
 from django.http import HttpRequest
 
 from api import crypto, tokens
+from api.auditing import Outcome, audit_event_record
 from api.errors import ConflictError, ForbiddenError, TooManyRequestsError, UnauthorizedError
 from api.models import BackupCode, TokenFamily, TOTPDevice, User
 from api.services.auth import account_failure_record, account_lock_check, token_families_revoke
 from api.services.ratelimit import rate_limit_ip
 from api.services.sessions import TokenPair, session_start
-from audit.models import Outcome
-from audit.services import audit_record
 
 DEVICE_NAME = "Authenticator app"
 KEY_BYTES = 20  # 160-bit HMAC-SHA1 keys, as RFC 4226 recommends
@@ -156,7 +155,7 @@ def _audit_check(
     check: _Check, *, user: User, device: TOTPDevice, purpose: str, request: HttpRequest | None
 ) -> None:
     if check.outcome is _Outcome.BACKUP:
-        audit_record(
+        audit_event_record(
             action="auth.mfa.backup_code_used",
             actor=user,
             request=request,
@@ -165,7 +164,7 @@ def _audit_check(
             details={"purpose": purpose, "remaining": _backup_codes_left(device)},
         )
     elif not check.ok:
-        audit_record(
+        audit_event_record(
             action="auth.mfa.failed",
             actor=user,
             outcome=Outcome.DENIED,
@@ -293,7 +292,7 @@ def mfa_totp_enrol_confirmed(*, user: User, now: datetime) -> str:
         device, key = _create_device(user=user, confirmed=True, now=now)
         _set_mfa_enabled(user, True)
         revoked = _revoke_families(user=user, keep=None, now=now)
-        audit_record(
+        audit_event_record(
             action="auth.mfa.enrolled",
             actor_label=OPERATOR,
             resource_type="mfa_device",
@@ -341,7 +340,7 @@ def mfa_totp_begin(
         if check.ok:
             TOTPDevice.objects.filter(user=user, confirmed=False).delete()
             device, key = _create_device(user=user, confirmed=False, now=now)
-            audit_record(
+            audit_event_record(
                 action="auth.mfa.enrolment_started",
                 actor=user,
                 request=request,
@@ -389,7 +388,7 @@ def mfa_totp_confirm(
             codes = _issue_backup_codes(device=pending)
             _set_mfa_enabled(user, True)
             revoked = _revoke_families(user=user, keep=keep_family_id, now=now)
-            audit_record(
+            audit_event_record(
                 action="auth.mfa.enrolled",
                 actor=user,
                 request=request,
@@ -422,7 +421,7 @@ def mfa_backup_codes_regenerate(
         _audit_check(check, user=user, device=device, purpose="backup_codes", request=request)
         if check.ok:
             codes = _issue_backup_codes(device=device)
-            audit_record(
+            audit_event_record(
                 action="auth.mfa.backup_codes_regenerated",
                 actor=user,
                 request=request,
@@ -464,7 +463,7 @@ def mfa_disable(
             TOTPDevice.objects.filter(user=user).delete()
             _set_mfa_enabled(user, False)
             revoked = _revoke_families(user=user, keep=keep_family_id, now=now)
-            audit_record(
+            audit_event_record(
                 action="auth.mfa.disabled",
                 actor=user,
                 request=request,
@@ -500,7 +499,7 @@ def mfa_verify(*, mfa_token: str, code: str, now: datetime, request: HttpRequest
         _audit_check(check, user=user, device=device, purpose="sign_in", request=request)
         if check.ok:
             pair = session_start(user=user, amr=AMR_MFA, now=now)
-            audit_record(
+            audit_event_record(
                 action="auth.mfa.verified",
                 actor=user,
                 request=request,
@@ -523,7 +522,7 @@ def mfa_admin_verify(*, device: TOTPDevice, code: str, now: datetime) -> bool:
         check = _check_code(device=locked, code=code, now=now)
         _audit_check(check, user=locked.user, device=locked, purpose="admin", request=None)
         if check.ok:
-            audit_record(
+            audit_event_record(
                 action="auth.mfa.verified",
                 actor=locked.user,
                 resource_type="mfa_device",
@@ -545,7 +544,7 @@ def mfa_reset(*, user: User, reason: str, now: datetime) -> int:
         removed = deleted.get(TOTPDevice._meta.label, 0)
         _set_mfa_enabled(user, False)
         revoked = _revoke_families(user=user, keep=None, now=now)
-        audit_record(
+        audit_event_record(
             action="auth.mfa.reset",
             actor_label=OPERATOR,
             resource_type="user",

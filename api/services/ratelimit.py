@@ -30,9 +30,8 @@ from django.core.cache import cache
 from django.http import HttpRequest
 
 from api import crypto
+from api.auditing import Outcome, audit_event_record
 from api.errors import TooManyRequestsError
-from audit.models import Outcome
-from audit.services import audit_record
 
 
 class RateLimited(TooManyRequestsError):
@@ -135,7 +134,7 @@ def rate_limit_ip(
         )
     except RateLimited as exc:
         if exc.first:
-            audit_record(
+            audit_event_record(
                 action="auth.rate_limited",
                 outcome=Outcome.DENIED,
                 request=request,

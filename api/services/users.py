@@ -23,6 +23,7 @@ from django.http import HttpRequest
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
+from api.auditing import Outcome, audit_event_record
 from api.errors import DomainError
 from api.models import Role, TokenFamily, User, normalize_email
 from api.services.auth import (
@@ -33,8 +34,6 @@ from api.services.auth import (
 )
 from api.services.mail import mail_queue
 from api.services.ratelimit import counter_incr, rate_limit_ip
-from audit.models import Outcome
-from audit.services import audit_record
 
 
 class PasswordRejected(DomainError):
@@ -105,7 +104,7 @@ def user_register(
         try:
             with transaction.atomic():
                 user.save(force_insert=True)
-                audit_record(
+                audit_event_record(
                     action="auth.registered",
                     actor=user,
                     request=request,
@@ -123,7 +122,7 @@ def user_register(
             pass  # registered by a parallel request meanwhile: the address is taken
     existing = User.objects.filter(email=email).values_list("pk", flat=True).first()
     with transaction.atomic():
-        audit_record(
+        audit_event_record(
             action="auth.register.duplicate",
             outcome=Outcome.DENIED,
             request=request,
@@ -145,7 +144,7 @@ def user_profile_update(*, user: User, full_name: str, request: HttpRequest) -> 
     with transaction.atomic():
         user.full_name = full_name
         user.save(update_fields=["full_name"])
-        audit_record(
+        audit_event_record(
             action="account.profile.updated",
             actor=user,
             request=request,
@@ -190,7 +189,7 @@ def user_password_change(
             now=now,
             keep_family_id=keep_family_id,
         )
-        audit_record(
+        audit_event_record(
             action="auth.password.changed",
             actor=user,
             request=request,
@@ -226,7 +225,7 @@ def user_password_reset_request(*, email: str, request: HttpRequest, now: dateti
     user = User.objects.filter(email=email, is_active=True).first()
     with transaction.atomic():
         if user is None or sent > settings.PASSWORD_RESET_EMAILS_PER_ADDRESS_PER_HOUR:
-            audit_record(
+            audit_event_record(
                 action="auth.password.reset_requested",
                 outcome=Outcome.DENIED,
                 request=request,
@@ -235,7 +234,7 @@ def user_password_reset_request(*, email: str, request: HttpRequest, now: dateti
                 details={"reason": "unknown_account" if user is None else "too_many_emails"},
             )
             return
-        audit_record(
+        audit_event_record(
             action="auth.password.reset_requested",
             request=request,
             resource_type="user",
@@ -292,7 +291,7 @@ def user_password_reset_confirm(
             revoked = token_families_revoke(
                 user=user, reason=TokenFamily.RevokeReason.PASSWORD_CHANGED, now=now
             )
-            audit_record(
+            audit_event_record(
                 action="auth.password.reset",
                 actor=user,
                 request=request,
@@ -308,7 +307,7 @@ def user_password_reset_confirm(
                 now=now,
             )
             return
-        audit_record(
+        audit_event_record(
             action="auth.password.reset_failed",
             outcome=Outcome.DENIED,
             request=request,
@@ -334,7 +333,7 @@ def user_deactivate(
         revoked = token_families_revoke(
             user=user, reason=TokenFamily.RevokeReason.DEACTIVATED, now=now
         )
-        audit_record(
+        audit_event_record(
             action="account.deactivated",
             actor=by,
             actor_label="system" if by is None else "",

@@ -19,9 +19,9 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
+from api.auditing import audit_event_record
 from api.models import Role, User, normalize_email
 from api.services.mfa import mfa_totp_enrol_confirmed
-from audit.services import audit_record
 
 
 class Command(BaseCommand):
@@ -75,7 +75,7 @@ class Command(BaseCommand):
                 is_superuser=role == Role.ADMIN,
                 date_joined=now,
             )
-            audit_record(
+            audit_event_record(
                 action="auth.user.created",
                 actor_label="operator",
                 resource_type="user",
