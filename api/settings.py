@@ -281,6 +281,15 @@ VIDEO_TOKEN_AUDIENCE = env_str("VIDEO_TOKEN_AUDIENCE", "urn:telehealth:video") o
 VIDEO_TOKEN_TTL_SECONDS = env_int("VIDEO_TOKEN_TTL_SECONDS", 300)
 # A participant whose socket dropped keeps its place this long (the resume token).
 VIDEO_RESUME_SECONDS = env_int("VIDEO_RESUME_SECONDS", 60)
+# Lost web processes (video/liveness.py): a process serving video sockets beats every
+# VIDEO_PROCESS_BEAT_SECONDS; one silent for VIDEO_PROCESS_DEAD_SECONDS is taken for dead and
+# its participants detached as of its last beat (the video_lost_processes job).
+VIDEO_PROCESS_BEAT_SECONDS = env_int("VIDEO_PROCESS_BEAT_SECONDS", 15)
+VIDEO_PROCESS_DEAD_SECONDS = env_int("VIDEO_PROCESS_DEAD_SECONDS", 60)
+if VIDEO_PROCESS_DEAD_SECONDS < 2 * VIDEO_PROCESS_BEAT_SECONDS:
+    raise ImproperlyConfigured(
+        "VIDEO_PROCESS_DEAD_SECONDS must be at least twice VIDEO_PROCESS_BEAT_SECONDS."
+    )
 # ICE servers handed out at join. TURN credentials are minted per join from the shared secret
 # of coturn's `use-auth-secret` (TURN REST); the secret never leaves the server.
 VIDEO_STUN_URLS = env_list("VIDEO_STUN_URLS")
@@ -556,6 +565,7 @@ CELERY_BEAT_SCHEDULE = {
         "refresh_availability": JOBS_FREQUENT_SECONDS,
         "video_no_shows": JOBS_FREQUENT_SECONDS,
         "video_completions": JOBS_FREQUENT_SECONDS,
+        "video_lost_processes": JOBS_FREQUENT_SECONDS,
         "send_message_notifications": JOBS_FREQUENT_SECONDS,
         "sync_calendars": CALENDAR_SYNC_INTERVAL_MINUTES * 60,
         "expire_holds": 15 * 60,

@@ -28,7 +28,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from api.websocket import frame_send, in_db_thread
-from video import quality, signalling
+from video import liveness, quality, signalling
+from video.fanout import RELAY, effects_send
 from video.negotiation import RELAYED, Negotiation
 from video.protocol import (
     SUBPROTOCOL,
@@ -44,22 +45,9 @@ from video.protocol import (
     server_message,
 )
 from video.sdp import SdpError, sdp_check
-from video.signalling import (
-    Attached,
-    AttachRefused,
-    Broadcast,
-    Effect,
-    Send,
-    SignalRefused,
-    TherapistChanged,
-)
+from video.signalling import Attached, AttachRefused, Effect, Send, SignalRefused
 
 logger = logging.getLogger("video.signalling")
-
-
-DELIVER = "video.deliver"
-RELAY = "video.relay"
-THERAPIST_CHANGED = "video.therapist"
 
 
 class VideoSignalConsumer(AsyncWebsocketConsumer):
@@ -165,6 +153,7 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
                 token=token,
                 resume=resume,
                 channel_name=self.channel_name,
+                process_id=await liveness.heartbeat.process_id(),
                 now=timezone.now(),
                 ice_restart=ice_restart,
             )
@@ -279,35 +268,11 @@ class VideoSignalConsumer(AsyncWebsocketConsumer):
         # already (a `leave` followed at once by a close), which must not cost the others
         # their `peer-left`.
         mine = [e for e in effects if isinstance(e, Send) and e.channel == self.channel_name]
-        for effect in [e for e in effects if not any(e is m for m in mine)] + mine:
-            if isinstance(effect, Send):
-                if effect.channel == self.channel_name:
-                    await self._deliver(effect.participant, effect.message, effect.close)
-                else:
-                    await self.channel_layer.send(
-                        effect.channel,
-                        {
-                            "type": DELIVER,
-                            "participant": effect.participant,
-                            "message": effect.message,
-                            "close": effect.close,
-                        },
-                    )
-            elif isinstance(effect, Broadcast):
-                await self.channel_layer.group_send(
-                    signalling.room_group(effect.room_id),
-                    {
-                        "type": DELIVER,
-                        "participant": None,
-                        "message": effect.message,
-                        "close": effect.close,
-                    },
-                )
-            elif isinstance(effect, TherapistChanged):
-                await self.channel_layer.group_send(
-                    signalling.therapist_group(effect.user_id),
-                    {"type": THERAPIST_CHANGED, "room": effect.room_id},
-                )
+        await effects_send(
+            self.channel_layer, [e for e in effects if not any(e is m for m in mine)]
+        )
+        for effect in mine:
+            await self._deliver(effect.participant, effect.message, effect.close)
 
     async def _deliver(
         self, participant: str | None, message: dict[str, Any] | None, close: int | None

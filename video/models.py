@@ -55,6 +55,23 @@ class Room(models.Model):
         return f"Room {self.pk}"
 
 
+class WebProcess(models.Model):
+    """A web process serving video sockets, as long as it beats (``video.liveness``): it
+    writes ``beat_at`` every ``VIDEO_PROCESS_BEAT_SECONDS`` from its first ``hello`` on. One
+    whose beat is older than ``VIDEO_PROCESS_DEAD_SECONDS`` is taken for dead: its sockets'
+    participants are detached as of that beat, and the row goes once nobody is left on it."""
+
+    id = models.UUIDField(primary_key=True, editable=False)  # the process's own, per start
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["beat_at"], name="video_webprocess_beat_at")]
+
+    def __str__(self) -> str:
+        return f"WebProcess {self.pk}"
+
+
 class ParticipantRole(models.TextChoices):
     THERAPIST = "therapist", "Therapist"
     CLIENT = "client", "Client"
@@ -75,7 +92,8 @@ class Participant(models.Model):
 
     ``token_jti`` is the id of the only room token that may open a socket now (a join replaces
     it; leaving for good clears it). ``channel_name`` is the socket that holds the place (empty
-    when none); ``resume_hash``/``resume_until`` let a dropped socket take the place back.
+    when none) and ``process`` the web process that serves it (``video.liveness``);
+    ``resume_hash``/``resume_until`` let a dropped socket take the place back.
     ``ice_restart``: that socket's client said (``hello``) it restarts ICE on its peer
     connection when a ``restart`` round asks it to, rather than building a new one.
     """
@@ -89,6 +107,9 @@ class Participant(models.Model):
     )
     token_jti = models.CharField(max_length=36, blank=True)
     channel_name = models.CharField(max_length=200, blank=True)
+    process = models.ForeignKey(
+        WebProcess, on_delete=models.PROTECT, null=True, blank=True, related_name="participants"
+    )
     resume_hash = models.CharField(max_length=64, blank=True)
     resume_until = models.DateTimeField(null=True, blank=True)
     waiting_since = models.DateTimeField(null=True, blank=True)
@@ -114,6 +135,10 @@ class Participant(models.Model):
             models.CheckConstraint(
                 condition=~Q(state="left") | Q(token_jti="", channel_name=""),
                 name="video_participant_left_holds_nothing",
+            ),
+            models.CheckConstraint(
+                condition=Q(process__isnull=True) | ~Q(channel_name=""),
+                name="video_participant_process_only_with_socket",
             ),
         ]
         indexes = [

@@ -42,6 +42,7 @@ from video.models import (
     PresenceState,
     Room,
     RoomMode,
+    WebProcess,
 )
 from video.protocol import Close, server_message
 from video.services import room_window
@@ -61,6 +62,7 @@ __all__ = [
     "participant_connection",
     "participant_deny",
     "participant_detach",
+    "participant_detach_lost",
     "participant_leave",
     "participant_media",
     "participant_note",
@@ -158,11 +160,18 @@ def _resume_hash(token: str) -> str:
 
 
 def _audit(
-    action: str, *, room: Room, participant: Participant, actor: Any, **details: Any
+    action: str,
+    *,
+    room: Room,
+    participant: Participant,
+    actor: Any,
+    actor_label: str = "",
+    **details: Any,
 ) -> None:
     audit_record(
         action=action,
         actor=actor,
+        actor_label=actor_label,
         resource_type=BOOKING,
         resource_id=str(room.booking_id),
         patient_id=room.booking.client_id,
@@ -339,13 +348,15 @@ def participant_attach(
     token: str,
     resume: str | None,
     channel_name: str,
+    process_id: uuid.UUID,
     now: datetime,
     ice_restart: bool = False,
 ) -> tuple[Attached, str]:
-    """A ``hello``: the room token (and maybe a resume token) give this socket the
-    participant's place (and ``ice_restart``, whether its client restarts ICE in a restart
-    round). Returns what the socket is and the new resume token; the ``joined``
-    message is the first ``Send`` to this socket. ``AttachRefused`` otherwise."""
+    """A ``hello``: the room token (and maybe a resume token) give this socket, served by the
+    web process ``process_id`` (``video.liveness``), the participant's place (and
+    ``ice_restart``, whether its client restarts ICE in a restart round). Returns what the
+    socket is and the new resume token; the ``joined`` message is the first ``Send`` to this
+    socket. ``AttachRefused`` otherwise."""
     if not token:
         raise AttachRefused(Close.UNAUTHENTICATED, "no token")
     try:
@@ -399,6 +410,7 @@ def participant_attach(
         me.resume_hash = _resume_hash(new_resume)
         me.resume_until = None
         me.channel_name = channel_name
+        me.process_id = process_id
         me.ice_restart = ice_restart
         me.save(
             update_fields=[
@@ -408,6 +420,7 @@ def participant_attach(
                 "resume_hash",
                 "resume_until",
                 "channel_name",
+                "process",
                 "ice_restart",
             ]
         )
@@ -478,25 +491,69 @@ def participant_detach(
             locked = _lock(participant_id=participant_id)
         except SignalRefused:
             return []
-        room, people, me = locked.room, locked.people, locked.me
+        me = locked.me
         if me.channel_name != channel_name or me.state == PresenceState.LEFT:
             return []
-        was = me.state
-        me.state = PresenceState.AWAY
-        me.channel_name = ""
-        me.resume_until = now + timedelta(seconds=settings.VIDEO_RESUME_SECONDS)
-        me.save(update_fields=["state", "channel_name", "resume_until"])
-        intervals_close(participant=me, reason=IntervalEnd.DETACHED, now=now)
-        _audit("video.room.disconnected", room=room, participant=me, actor=_user(me), was=was)
-        effects: list[Effect] = []
-        if was == PresenceState.IN_CALL:
-            effects.extend(_peer_left(people, me, "disconnected"))
-        if me.role == THERAPIST:
-            effects.extend(_to_waiting(room, people))
-            effects.append(TherapistChanged(str(me.user_id), str(room.pk)))
-        elif was == PresenceState.WAITING:
-            effects.extend(_waiting_list(people))
-        return effects
+        return _detach(locked, at=now, now=now, actor=_user(me))
+
+
+def participant_detach_lost(
+    *, participant_id: uuid.UUID, process_id: uuid.UUID, dead_before: datetime, now: datetime
+) -> list[Effect] | None:
+    """The web process serving the participant's socket is lost: its last beat is older than
+    ``dead_before`` (``video.liveness``). Detached as ``participant_detach`` would have done
+    it, by the system, with its intervals closed at that last beat (the process vouched for
+    the socket until then, not since); the place is kept from ``now``. None (nothing done)
+    when its place is held by another process's socket, or the process has beaten since."""
+    with transaction.atomic():
+        try:
+            locked = _lock(participant_id=participant_id)
+        except SignalRefused:
+            return None
+        me = locked.me
+        if me.process_id != process_id or not me.channel_name or me.state == PresenceState.LEFT:
+            return None
+        last_beat = (
+            WebProcess.objects.filter(pk=process_id, beat_at__lt=dead_before)
+            .values_list("beat_at", flat=True)
+            .first()
+        )
+        if last_beat is None:
+            return None
+        return _detach(
+            locked,
+            at=last_beat,
+            now=now,
+            actor=None,
+            actor_label="system",
+            cause="process_lost",
+            as_of=last_beat.isoformat(),
+        )
+
+
+def _detach(
+    locked: _Locked, *, at: datetime, now: datetime, actor: Any, **audit: Any
+) -> list[Effect]:
+    """The participant's socket is gone as of ``at``: away, its intervals closed then, its
+    place kept for ``VIDEO_RESUME_SECONDS`` from ``now``; the others told."""
+    room, people, me = locked.room, locked.people, locked.me
+    was = me.state
+    me.state = PresenceState.AWAY
+    me.channel_name = ""
+    me.process = None
+    me.resume_until = now + timedelta(seconds=settings.VIDEO_RESUME_SECONDS)
+    me.save(update_fields=["state", "channel_name", "process", "resume_until"])
+    intervals_close(participant=me, reason=IntervalEnd.DETACHED, now=at)
+    _audit("video.room.disconnected", room=room, participant=me, actor=actor, was=was, **audit)
+    effects: list[Effect] = []
+    if was == PresenceState.IN_CALL:
+        effects.extend(_peer_left(people, me, "disconnected"))
+    if me.role == THERAPIST:
+        effects.extend(_to_waiting(room, people))
+        effects.append(TherapistChanged(str(me.user_id), str(room.pk)))
+    elif was == PresenceState.WAITING:
+        effects.extend(_waiting_list(people))
+    return effects
 
 
 # --- the waiting room ----------------------------------------------------------------------
@@ -554,6 +611,7 @@ def participant_deny(
         channel = target.channel_name
         target.state = PresenceState.AWAY
         target.channel_name = ""
+        target.process = None
         target.token_jti = ""
         target.resume_hash = ""
         target.resume_until = None
@@ -562,6 +620,7 @@ def participant_deny(
             update_fields=[
                 "state",
                 "channel_name",
+                "process",
                 "token_jti",
                 "resume_hash",
                 "resume_until",
@@ -739,9 +798,18 @@ def _mark_left(p: Participant, now: datetime, reason: IntervalEnd = IntervalEnd.
     intervals_close(participant=p, reason=reason, now=now)
     p.state = PresenceState.LEFT
     p.token_jti = p.channel_name = p.resume_hash = ""
+    p.process = None
     p.resume_until = None
     p.left_at = now
-    fields = ["state", "token_jti", "channel_name", "resume_hash", "resume_until", "left_at"]
+    fields = [
+        "state",
+        "token_jti",
+        "channel_name",
+        "process",
+        "resume_hash",
+        "resume_until",
+        "left_at",
+    ]
     p.save(update_fields=fields)
 
 

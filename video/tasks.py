@@ -1,5 +1,5 @@
 """Video's jobs (api/jobs.py), every minute: the therapist no-shows and the completed sessions
-the rooms' attendance shows."""
+the rooms' attendance shows, and the participants of lost web processes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from api.jobs import periodic_job
 from video.completions import attended_sessions_complete
+from video.liveness import lost_processes_sweep
 from video.no_shows import therapist_no_shows_record
 
 
@@ -20,3 +21,10 @@ def video_no_shows() -> int:
 def video_completions() -> int:
     """Complete attended sessions whose room is over (as ``manage.py video_completions``)."""
     return attended_sessions_complete(now=timezone.now())
+
+
+@periodic_job("video_lost_processes")
+def video_lost_processes() -> int:
+    """Detach the participants of web processes that stopped beating (as ``manage.py
+    video_lost_processes``)."""
+    return lost_processes_sweep(now=timezone.now())

@@ -38,6 +38,7 @@ SERVICES = {
     "billing_settle": ("billing.tasks", "lifecycle_settle"),
     "video_no_shows": ("video.tasks", "therapist_no_shows_record"),
     "video_completions": ("video.tasks", "attended_sessions_complete"),
+    "video_lost_processes": ("video.tasks", "lost_processes_sweep"),
     "send_message_notifications": ("messaging.tasks", "message_notifications_send"),
     "messaging_retention": ("messaging.tasks", "messages_erase_all_expired"),
 }
@@ -58,6 +59,7 @@ def test_every_scheduled_job_is_a_task_and_the_schedule_is_as_documented() -> No
         "refresh_availability": minute,
         "video_no_shows": minute,
         "video_completions": minute,
+        "video_lost_processes": minute,
         "send_message_notifications": minute,
         "sync_calendars": settings.CALENDAR_SYNC_INTERVAL_MINUTES * 60,
         "expire_holds": 15 * 60,

@@ -205,6 +205,14 @@ def test_the_current_field_key_id_must_name_a_configured_key():
     assert "FIELD_ENCRYPTION_KEY_ID" in startup_error(env)
 
 
+def test_a_lost_process_limit_under_two_beats_stops_start_up():
+    """One late beat must not make a live web process look dead (video/liveness.py)."""
+    env = clean_env(
+        DJANGO_DEBUG="1", VIDEO_PROCESS_BEAT_SECONDS="15", VIDEO_PROCESS_DEAD_SECONDS="29"
+    )
+    assert "VIDEO_PROCESS_DEAD_SECONDS must be at least twice" in startup_error(env)
+
+
 @pytest.mark.parametrize("value", ["yes", "2"])  # the rest: test_env_bool_refuses_yes_ish_values
 def test_a_yes_ish_django_debug_stops_start_up(value):
     assert "DJANGO_DEBUG must be one of" in startup_error(clean_env(DJANGO_DEBUG=value))

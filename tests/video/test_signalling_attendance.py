@@ -117,7 +117,9 @@ async def test_reports_open_and_close_media_intervals_at_the_servers_time(setup:
         ]
     actions = await db(
         lambda: list(
-            AuditEvent.objects.filter(action__startswith="video.room.media_")
+            AuditEvent.objects.filter(  # this room's: the trail outlives each test's rows
+                action__startswith="video.room.media_", resource_id=str(setup.room.booking_id)
+            )
             .order_by("id")
             .values_list("action", "details")
         )
