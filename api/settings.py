@@ -372,6 +372,10 @@ MESSAGING_CRISIS_LINES: dict[str, str] = env_json("MESSAGING_CRISIS_LINES", None
 # Records policy: messages (with their versions and attachments) of a conversation whose last
 # activity is older than this many days are erased by `manage.py messaging_retention`.
 MESSAGING_RETENTION_DAYS = env_int("MESSAGING_RETENTION_DAYS", 7 * 366)
+# Attachment files no row names (a send rolled back after storing its file, or crashed) are
+# deleted by the daily `messaging_orphan_files` job once this many seconds old: longer than any
+# send's transaction, so a file whose row is not committed yet is never taken.
+MESSAGING_ORPHAN_GRACE_SECONDS = env_int("MESSAGING_ORPHAN_GRACE_SECONDS", 60 * 60)
 
 # --- REST conventions -------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -571,6 +575,7 @@ CELERY_BEAT_SCHEDULE = {
         "expire_holds": 15 * 60,
         "audit_checkpoint": 60 * 60,
         "messaging_retention": 24 * 60 * 60,
+        "messaging_orphan_files": 24 * 60 * 60,
     }.items()
 }
 

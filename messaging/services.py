@@ -214,8 +214,7 @@ def message_send(
     lost answer), the stored message is returned and nothing is added (MSG-04); the same id
     with a different text is a 422. A closed conversation takes no new messages (409). A file
     is checked by its content against the allow-list and its size (``messaging.attachments``),
-    then encrypted and stored (a file stored by a send that then rolls back stays as an
-    unreadable orphan under a random name)."""
+    then encrypted and stored, the send's last step (``_attach``)."""
     content_type = None
     if file is not None:
         if len(file.data) > settings.MESSAGING_ATTACHMENT_MAX_BYTES:
@@ -244,12 +243,29 @@ def message_send(
         client_message_id=client_message_id,
         now=now,
     )
+    _audit(message, "create", request=request, actor=sender, seq=message.seq)
+    _publish_message(conversation, message)
+    if sender.pk == conversation.client_id:
+        _auto_reply(conversation=conversation, now=now)
     if file is not None and content_type is not None:
-        attachment_id = uuid.uuid4()
+        _attach(message=message, file=file, content_type=content_type, request=request, now=now)
+    return message, True
+
+
+def _attach(
+    *, message: Message, file: FileIn, content_type: str, request: Any, now: datetime
+) -> None:
+    """Store ``file`` encrypted and its ``Attachment`` row, last in the send's transaction: a
+    failure from the write on removes the file before the rollback. A file stored by a send
+    that rolls back later (a caller's transaction, the commit) or crashes is named by no row:
+    ``attachment_orphans_delete`` removes it."""
+    attachment_id = uuid.uuid4()
+    storage_name = file_store(attachment_id=attachment_id, data=file.data)
+    try:
         attachment = Attachment.objects.create(
             id=attachment_id,
             message=message,
-            storage_name=file_store(attachment_id=attachment_id, data=file.data),
+            storage_name=storage_name,
             name_encrypted=crypto.encrypt(
                 safe_name(file.name, content_type), associated_data=name_aad(attachment_id)
             ),
@@ -260,12 +276,10 @@ def message_send(
         )
         Message.objects.filter(pk=message.pk).update(has_attachments=True)
         message.has_attachments = True
-        _audit(attachment, "create", request=request, actor=sender, seq=message.seq)
-    _audit(message, "create", request=request, actor=sender, seq=message.seq)
-    _publish_message(conversation, message)
-    if sender.pk == conversation.client_id:
-        _auto_reply(conversation=conversation, now=now)
-    return message, True
+        _audit(attachment, "create", request=request, actor=message.sender, seq=message.seq)
+    except BaseException:
+        storage().delete(storage_name)
+        raise
 
 
 AUTO_REPLY_QUIET = timedelta(hours=12)

@@ -41,6 +41,7 @@ SERVICES = {
     "video_lost_processes": ("video.tasks", "lost_processes_sweep"),
     "send_message_notifications": ("messaging.tasks", "message_notifications_send"),
     "messaging_retention": ("messaging.tasks", "messages_erase_all_expired"),
+    "messaging_orphan_files": ("messaging.tasks", "attachment_orphans_delete"),
 }
 
 
@@ -65,6 +66,7 @@ def test_every_scheduled_job_is_a_task_and_the_schedule_is_as_documented() -> No
         "expire_holds": 15 * 60,
         "audit_checkpoint": 3600,
         "messaging_retention": 24 * 3600,
+        "messaging_orphan_files": 24 * 3600,
     }
     assert minute == 60
     for entry in settings.CELERY_BEAT_SCHEDULE.values():
