@@ -1,14 +1,17 @@
 """Statements built once and run many times: the ORM's queries, without their build cost.
 
-Kept only where the booking benchmark shows it pays (docs/adr/0004-compiled-statements.md, with
-the condition for removing it). Django builds and compiles a queryset again on every
-evaluation: for these two statements that is about 2 ms of Python before a query that runs in
-a fraction of one. ``CompiledRead`` is used for exactly:
+Kept only where a benchmark shows it pays (docs/adr/0004-compiled-statements.md, with the
+condition for removing it). Django builds and compiles a queryset again on every evaluation:
+for the booking's two statements that is about 2 ms of Python before a query that runs in a
+fraction of one. ``CompiledRead`` is used for exactly:
 
 - the booking's locking read (``scheduling.bookings.create._LOCKING_READ``: the therapist
   locked through the session type, with EXISTS facts about the parties);
 - the slot engine's read (``scheduling.selectors._SLOT_INPUT_ROWS``: rules, overrides, bookings
-  and imported busy times in one UNION ALL), on every slot list and every booking.
+  and imported busy times in one UNION ALL), on every slot list and every booking;
+- the video row locks (``video.locks``: the booking, the room by key, participant or booking,
+  and a room's participants), two of which every step of a call's set-up takes (join, hello,
+  admit).
 
 A ``CompiledRead`` keeps what the ORM made of a queryset, for each database: the SQL, its
 parameters, and how to turn rows into what the queryset yields. Each run puts that run's values

@@ -13,17 +13,15 @@ from datetime import datetime
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
 
+from api.compiled import insert_rows
 from video.models import AttendanceInterval, AttendanceKind, IntervalEnd, Participant
 
 
 def interval_open(*, participant: Participant, kind: AttendanceKind, now: datetime) -> bool:
-    """Open a ``kind`` interval for ``participant`` at ``now``; False if one is open already."""
-    if AttendanceInterval.objects.filter(
-        participant=participant, kind=kind, ended_at__isnull=True
-    ).exists():
-        return False
-    AttendanceInterval.objects.create(participant=participant, kind=kind, started_at=now)
-    return True
+    """Open a ``kind`` interval for ``participant`` at ``now``; False if one is open already
+    (the partial unique constraint turns the INSERT away: one statement, no read first)."""
+    opened = AttendanceInterval(participant=participant, kind=kind, started_at=now)
+    return insert_rows([opened], ignore_conflicts=True) == 1
 
 
 def intervals_close(
