@@ -11,7 +11,9 @@ fraction of one. ``CompiledRead`` is used for exactly:
   and imported busy times in one UNION ALL), on every slot list and every booking;
 - the video row locks (``video.locks``: the booking, the room by key, participant or booking,
   and a room's participants), two of which every step of a call's set-up takes (join, hello,
-  admit).
+  admit), and the join's two other reads: the participant's row
+  (``video.services._PARTICIPANT_OF``) and the client's licence check
+  (``scheduling.selectors._LICENCE_IN``).
 
 A ``CompiledRead`` keeps what the ORM made of a queryset, for each database: the SQL, its
 parameters, and how to turn rows into what the queryset yields. Each run puts that run's values

@@ -212,11 +212,22 @@ def current_licences(*, today: date) -> QuerySet[Licence]:
     return Licence.objects.filter(verified_at__isnull=False, expires_on__gte=today)
 
 
+def _licence_in(*, therapist_id: uuid.UUID, jurisdiction: str, today: date) -> QuerySet[Any]:
+    return licences_in(therapist=therapist_id, jurisdiction=jurisdiction, today=today).values_list(
+        "pk"
+    )[:1]
+
+
+# On every client's join of a video room (docs/adr/0004-compiled-statements.md).
+_LICENCE_IN = CompiledRead(_licence_in)
+
+
 def therapist_is_licensed_in(
     *, therapist: TherapistProfile, jurisdiction: str, today: date
 ) -> bool:
     """May a client located in ``jurisdiction`` book this therapist on ``today``?"""
-    return licences_in(therapist=therapist, jurisdiction=jurisdiction, today=today).exists()
+    found = _LICENCE_IN.first(therapist_id=therapist.pk, jurisdiction=jurisdiction, today=today)
+    return found is not None
 
 
 def licences_in(

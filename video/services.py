@@ -21,8 +21,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from api.compiled import CompiledRead, update_row
 from api.errors import ConflictError, DomainError, ForbiddenError, NotFoundError
 from api.models import User
 from audit.models import Outcome
@@ -244,12 +246,20 @@ def _room_join(
     )
 
 
+def _participant_of(*, room_id: uuid.UUID, user_id: uuid.UUID) -> QuerySet[Participant]:
+    return Participant.objects.filter(room_id=room_id, user_id=user_id)
+
+
+# Read on every join, under the room's lock (docs/adr/0004-compiled-statements.md).
+_PARTICIPANT_OF = CompiledRead(_participant_of)
+
+
 def _participant_joined(
     *, room: Room, user: User, is_therapist: bool, jti: uuid.UUID, now: datetime
 ) -> Participant:
     """The participant row of ``user`` in the locked ``room``, created or given token ``jti``
     (and back from having left, if they had)."""
-    participant = Participant.objects.filter(room=room, user=user).first()
+    participant = _PARTICIPANT_OF.first(room_id=room.pk, user_id=user.pk)
     if participant is None:
         return Participant.objects.create(
             room=room,
@@ -259,11 +269,8 @@ def _participant_joined(
             token_jti=str(jti),
             created_at=now,
         )
-    participant.token_jti = str(jti)
-    fields = ["token_jti"]
+    changes: dict[str, Any] = {"token_jti": str(jti)}
     if participant.state == PresenceState.LEFT:
-        participant.state = PresenceState.AWAY
-        participant.left_at = None
-        fields += ["state", "left_at"]
-    participant.save(update_fields=fields)
+        changes.update(state=PresenceState.AWAY, left_at=None)
+    update_row(participant, **changes)
     return participant
