@@ -37,7 +37,7 @@ from video.fanout import effects_send
 from video.models import Participant, WebProcess
 from video.signalling import participant_detach_lost
 
-__all__ = ["Heartbeat", "heartbeat", "lost_processes_sweep", "process_beat"]
+__all__ = ["FORGET_AFTER", "Heartbeat", "heartbeat", "lost_processes_sweep", "process_beat"]
 
 logger = logging.getLogger("video.liveness")
 
@@ -99,11 +99,18 @@ class Heartbeat:
 heartbeat = Heartbeat()
 
 
+# A lost process's row goes once nobody is on it and it has been silent this long: long past
+# any stall, so a process taken for lost that was only slow (or one configured with a longer
+# beat than the sweep's limit) finds its row still there, and its sockets' hellos, which name
+# it, never fail for want of it.
+FORGET_AFTER = timedelta(days=1)
+
+
 def lost_processes_sweep(*, now: datetime) -> int:
     """Detach every participant whose socket's process has not beaten for
     ``VIDEO_PROCESS_DEAD_SECONDS`` at ``now``, each in its own transaction, and tell the others
-    after its commit; then remove the rows of lost processes nobody is on any more. Returns
-    how many were detached: a second run finds none."""
+    after its commit; then remove the rows of processes silent for ``FORGET_AFTER`` that nobody
+    is on any more. Returns how many were detached: a second run finds none."""
     dead_before = now - timedelta(seconds=settings.VIDEO_PROCESS_DEAD_SECONDS)
     held = list(
         Participant.objects.filter(process__beat_at__lt=dead_before)
@@ -121,5 +128,6 @@ def lost_processes_sweep(*, now: datetime) -> int:
             continue
         detached += 1
         async_to_sync(effects_send)(layer, effects)
-    WebProcess.objects.filter(beat_at__lt=dead_before, participants__isnull=True).delete()
+    forget_before = now - FORGET_AFTER
+    WebProcess.objects.filter(beat_at__lt=forget_before, participants__isnull=True).delete()
     return detached

@@ -34,7 +34,7 @@ from tests.video.signalling_support import (
     send,
 )
 from video import liveness
-from video.liveness import Heartbeat, heartbeat, lost_processes_sweep, process_beat
+from video.liveness import FORGET_AFTER, Heartbeat, heartbeat, lost_processes_sweep, process_beat
 from video.models import AttendanceInterval, Participant, WebProcess
 from video.selectors import booking_attendance
 
@@ -141,7 +141,42 @@ async def test_a_participant_on_a_lost_process_is_detached_as_of_its_last_beat(
         "as_of": at(30).isoformat(),
     }
     assert await db(disconnections, setup) == [("system", setup.room.booking.client_id, details)]
-    assert not await db(WebProcess.objects.filter(pk=lost).exists)
+    assert await db(WebProcess.objects.filter(pk=lost).exists)  # kept for FORGET_AFTER
+    for ws in (therapist, client):
+        await ws.disconnect()
+
+
+@run_async
+async def test_a_lost_process_row_goes_only_a_day_after_its_last_beat(setup: Setup) -> None:
+    """Nobody on it any more, a lost process's row is kept for ``FORGET_AFTER`` and then
+    removed; the live process's row stays."""
+    t0 = timezone.now().replace(microsecond=0)
+    lost = await db(lambda: WebProcess.objects.create(id=uuid.uuid4(), started_at=t0, beat_at=t0))
+    await this_process_beats(t0 + FORGET_AFTER)
+    assert await db(lost_processes_sweep, now=t0 + FORGET_AFTER) == 0
+    assert await db(WebProcess.objects.filter(pk=lost.pk).exists)
+    later = t0 + FORGET_AFTER + timedelta(seconds=1)
+    assert await db(lost_processes_sweep, now=later) == 0
+    assert not await db(WebProcess.objects.filter(pk=lost.pk).exists)
+    assert await db(WebProcess.objects.filter(pk=heartbeat.id).exists)
+
+
+@run_async
+async def test_a_process_taken_for_lost_that_was_only_slow_still_serves_hellos(
+    setup: Setup,
+) -> None:
+    """This process beat longer ago than the sweep's limit (stalled, or beating more slowly than
+    the sweep's limit assumes) and a sweep ran: its row is still there, so a hello on it, which
+    names it, attaches (it once failed, the row removed, until the next beat)."""
+    therapist = await opened(setup.room.pk)  # this process beats from here on
+    await hello(therapist, await setup.therapist.atoken())
+    await receive(therapist, "waiting-list")
+    now = timezone.now()
+    await this_process_beats(now - timedelta(seconds=DEAD + 1))
+    assert await db(lost_processes_sweep, now=now) == 1  # the therapist, taken for lost
+    client = await opened(setup.room.pk)
+    assert (await hello(client, await setup.client.atoken()))["state"] == "waiting"
+    assert (await setup.client.arefresh()).process_id == heartbeat.id
     for ws in (therapist, client):
         await ws.disconnect()
 
@@ -230,7 +265,7 @@ async def test_the_detached_participant_resumes_its_place(setup: Setup) -> None:
 @run_async
 async def test_a_place_taken_back_before_the_sweep_is_left_alone(setup: Setup) -> None:
     """The client reconnected (a new socket on a live process) before the sweep ran: its place
-    is the new socket's, and only the lost process's row goes."""
+    is the new socket's, and nothing is detached."""
     therapist, client, _ = await in_call(setup)
     now = timezone.now()
     lost = await served_by_lost_process(setup.client, last_beat=now - timedelta(seconds=DEAD + 1))
@@ -240,8 +275,7 @@ async def test_a_place_taken_back_before_the_sweep_is_left_alone(setup: Setup) -
     assert await db(lost_processes_sweep, now=now) == 0
     me = await setup.client.arefresh()
     assert me.process_id == heartbeat.id and me.channel_name
-    assert not await db(WebProcess.objects.filter(pk=lost).exists)
-    assert await db(WebProcess.objects.filter(pk=heartbeat.id).exists)
+    assert await db(WebProcess.objects.filter(pk__in=[lost, heartbeat.id]).count) == 2
     for ws in (therapist, client, again):
         await ws.disconnect()
 
