@@ -7,13 +7,17 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         from billing import checks  # noqa: F401 - registers the deploy checks
-        from billing.selectors import booking_session_payments_prefetch
+        from billing.selectors import (
+            booking_session_payments_none,
+            booking_session_payments_prefetch,
+        )
         from billing.serializers import BookingPaymentOut, booking_payment_out
         from scheduling.bookings import contributions
 
         contributions.booking_payment_register(
             contributions.BookingPayment(
                 prefetch=booking_session_payments_prefetch,
+                none_yet=booking_session_payments_none,
                 shown=booking_payment_out,
                 schema=BookingPaymentOut(allow_null=True),
             )

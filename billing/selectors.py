@@ -88,6 +88,12 @@ def booking_session_payments_prefetch() -> Prefetch[Any]:
     return Prefetch("payments", queryset=booking_session_payments(), to_attr="session_payments")
 
 
+def booking_session_payments_none(booking: Booking) -> None:
+    """Marks a booking inserted in this transaction as having no session payment (what the
+    prefetch would find): a payment starts only with /pay, on a booking that exists."""
+    booking.session_payments = []  # type: ignore[attr-defined]  # the prefetch's to_attr
+
+
 def booking_session_payment(booking: Booking) -> Payment | None:
     """The booking's latest session payment: from the prefetch ``session_payments`` when the
     booking has it (``booking_session_payments``), else one query."""

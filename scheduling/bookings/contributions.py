@@ -4,8 +4,10 @@ Scheduling sits below billing and video in the layers (docs/architecture.md) and
 them; where a booking's reads or changes need what they know, they register it here:
 
 - ``BookingPayment`` (billing, ``billing.apps``): the booking's session payment in its API
-  responses: the ``Prefetch`` every booking read adds (one query for a page of bookings), the
-  value the ``payment`` field shows and that value's serializer (for the OpenAPI schema).
+  responses: the ``Prefetch`` every booking read adds (one query for a page of bookings), what
+  a booking inserted in this transaction is marked with (it has no payment yet: one starts only
+  with /pay on a booking that exists, so its answer reads nothing), the value the ``payment``
+  field shows and that value's serializer (for the OpenAPI schema).
 - ``SessionEvidence`` (video, ``video.apps``): the room's attendance, checked with the booking
   locked, in the same transaction, before a started session is recorded completed or a client
   no-show: a check raises the refusal, or returns the details audited with the change.
@@ -30,6 +32,7 @@ from scheduling.models import Booking
 @dataclass(frozen=True)
 class BookingPayment:
     prefetch: Callable[[], Prefetch[Any]]  # added to every booking read
+    none_yet: Callable[[Booking], None]  # a booking just inserted: as if prefetched, empty
     shown: Callable[[Booking], dict[str, Any] | None]  # the ``payment`` field's value
     schema: Serializer[Any]  # what ``shown`` returns, for the OpenAPI schema
 

@@ -20,7 +20,7 @@ from django.http import HttpRequest
 from api.compiled import CompiledRead, insert_rows
 from api.errors import ForbiddenError
 from api.models import Role, User
-from scheduling.bookings import locks, notifications, rules, selectors
+from scheduling.bookings import contributions, locks, notifications, rules, selectors
 from scheduling.bookings.db import is_overlap_violation
 from scheduling.bookings.errors import SlotUnavailable, refused
 from scheduling.bookings.lifecycle import (
@@ -89,6 +89,7 @@ def booking_insert(
         if is_overlap_violation(exc):
             raise SlotUnavailable() from exc
         raise
+    contributions.booking_payment().none_yet(booking)
     record_transition(
         booking,
         from_status="",

@@ -5,15 +5,14 @@ transaction, the token check, the idempotency claim (one statement), the client'
 therapist's lock (which also reads the session type, the policy, the licence / new-client /
 overlap facts and whether any hold ran out), the slot engine's read (the therapist's rules and
 overrides, bookings and imported busy times: one query), the booking, transition and
-notification inserts, marking the directory
-summary stale, the answer's ``payment`` (one read: a list prefetches it for a whole page), the
-stored response and the request's one audit INSERT (through the service alone the audit event
-is its own INSERT). Counted inside the test's transaction, so
-BEGIN/COMMIT show as SAVEPOINT/RELEASE.
+notification inserts, marking the directory summary stale, the stored response and the
+request's one audit INSERT (through the service alone the audit event is its own INSERT).
+Counted inside the test's transaction, so BEGIN/COMMIT show as SAVEPOINT/RELEASE.
 
 Before these budgets: 24 statements over HTTP, 17 through the service; then 19 and 14, 16
 and 11, 15 and 10, and 13 and 8 before the three inserts went as one on PostgreSQL; 14 over
-HTTP since the answer carries the booking's payment. Putting the three inserts in one statement
+HTTP when the answer read the booking's payment, 13 since a booking just inserted is known to
+have none (``contributions.BookingPayment.none_yet``). Putting the three inserts in one statement
 on PostgreSQL saved two statements and no CPU a booking (docs/adr/0004-compiled-statements.md):
 it was removed.
 """
@@ -29,7 +28,7 @@ from tests.scheduling.bookings.conftest import NOW, open_starts, session_type_of
 
 pytestmark = pytest.mark.django_db
 
-HTTP_BOOKING_MAX_QUERIES = 14
+HTTP_BOOKING_MAX_QUERIES = 13
 SERVICE_BOOKING_MAX_QUERIES = 8
 
 
