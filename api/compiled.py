@@ -293,7 +293,9 @@ def _update_sql(
 ) -> tuple[str, list[Field[Any, Any]]]:
     quote = connections[using].ops.quote_name
     meta = model._meta
-    by_name = {f.name: f for f in meta.concrete_fields}
+    by_name = {f.attname: f for f in meta.concrete_fields} | {
+        f.name: f for f in meta.concrete_fields
+    }
     fields = [by_name[name] for name in names]
     assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
     pk = quote(meta.pk.column)
@@ -304,14 +306,18 @@ def _update_sql(
 
 def update_row(obj: Model, *, using: str = DEFAULT_DB_ALIAS, **values: Any) -> int:
     """``type(obj).objects.filter(pk=obj.pk).update(**values)`` for plain values (no
-    expressions) of concrete fields by name, with its SQL made once per model and field names;
+    expressions) of concrete fields by name (or by attname: ``process_id=`` sets a foreign key
+    to a key), with its SQL made once per model and field names;
     ``obj`` takes the values when its row changed. Returns the number of rows changed (0 or 1).
     """
     if not values:
         raise TypeError("update_row: give the fields to set")
     connection = connections[using]
     sql, fields = _update_sql(type(obj), using, tuple(values))
-    params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
+    params = [
+        f.get_db_prep_save(value, connection)
+        for value, f in zip(values.values(), fields, strict=True)
+    ]
     params.append(obj._meta.pk.get_db_prep_value(obj.pk, connection))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

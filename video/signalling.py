@@ -29,6 +29,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from api.compiled import update_row
 from api.tokens import TokenError
 from audit.services import audit_record
 from video import locks, wake
@@ -385,7 +386,10 @@ def participant_attach(
             raise AttachRefused(Close.FORBIDDEN, "room not open")
 
         effects: list[Effect] = []
-        replaced = me.channel_name if me.channel_name and me.channel_name != channel_name else ""
+        # Intervals are open only while a socket holds the place: every path that clears
+        # ``channel_name`` (detach, deny, leave, the lost-process sweep) closes them with it.
+        held = bool(me.channel_name)
+        replaced = me.channel_name if held and me.channel_name != channel_name else ""
         was_in_call = me.state == PresenceState.IN_CALL and replaced
         if replaced:
             effects.append(Send(replaced, str(me.pk), None, close=Close.REPLACED))
@@ -407,24 +411,19 @@ def participant_attach(
             me.admitted_at = None
             me.waiting_since = now
         new_resume = secrets.token_urlsafe(32)
-        me.resume_hash = _resume_hash(new_resume)
-        me.resume_until = None
-        me.channel_name = channel_name
-        me.process_id = process_id
-        me.ice_restart = ice_restart
-        me.save(
-            update_fields=[
-                "state",
-                "admitted_at",
-                "waiting_since",
-                "resume_hash",
-                "resume_until",
-                "channel_name",
-                "process",
-                "ice_restart",
-            ]
+        update_row(
+            me,
+            state=me.state,
+            admitted_at=me.admitted_at,
+            waiting_since=me.waiting_since,
+            resume_hash=_resume_hash(new_resume),
+            resume_until=None,
+            channel_name=channel_name,
+            process_id=process_id,
+            ice_restart=ice_restart,
         )
-        intervals_close(participant=me, reason=IntervalEnd.REPLACED, now=now)
+        if held:
+            intervals_close(participant=me, reason=IntervalEnd.REPLACED, now=now)
         interval_open(participant=me, kind=AttendanceKind.PRESENT, now=now)
         if me.state == PresenceState.IN_CALL:
             interval_open(participant=me, kind=AttendanceKind.IN_CALL, now=now)

@@ -28,7 +28,7 @@ from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from api.compiled import CHECKED_DJANGO, CompiledRead, insert_rows, update_row
-from api.models import IdempotencyRecord, User
+from api.models import IdempotencyRecord, Role, User
 from scheduling import services as scheduling_services
 from scheduling.bookings import services as booking_services
 from scheduling.bookings.db import is_overlap_violation
@@ -45,6 +45,7 @@ from scheduling.models import (
     SessionType,
     TherapistProfile,
 )
+from tests.factories import make_user
 from tests.scheduling.conftest import NOW, make_booking, make_therapist
 
 pytestmark = pytest.mark.django_db
@@ -617,6 +618,19 @@ def test_update_row_writes_the_given_fields_to_the_row_and_the_instance(
     assert (booking.status, booking.updated_at) == (BookingStatus.CANCELLED, later)
     stored = Booking.objects.get(pk=booking.pk)
     assert (stored.status, stored.updated_at) == (BookingStatus.CANCELLED, later)
+
+
+def test_update_row_sets_a_foreign_key_by_its_attname_to_a_key(booking):
+    """``client_id=<key>`` as ``Model.save`` would store it; the instance's cached related
+    object goes with the old key."""
+    other = make_user(role=Role.CLIENT)
+    assert booking.client.pk != other.pk  # the related object is cached now
+
+    assert update_row(booking, client_id=other.pk) == 1
+
+    assert booking.client_id == other.pk
+    assert booking.client == other
+    assert Booking.objects.get(pk=booking.pk).client_id == other.pk
 
 
 def test_update_row_leaves_the_rows_other_fields_and_other_rows_alone(booking):

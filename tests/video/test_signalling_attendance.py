@@ -8,11 +8,14 @@ the call, and closes them when the socket goes. Each test moves the server's clo
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -28,8 +31,9 @@ from tests.video.signalling_support import (
     run_async,
     send,
 )
-from video.models import AttendanceInterval
+from video.models import AttendanceInterval, Participant, WebProcess
 from video.selectors import booking_attendance
+from video.signalling import participant_attach
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -232,3 +236,35 @@ async def test_leaving_for_good_closes_every_interval(setup: Setup) -> None:
         client_rows = [row for row in await db(intervals, setup, kind) if row[0] == "client"]
         assert [row[3] for row in client_rows] == ["left"], kind
     await therapist.disconnect()
+
+
+def test_a_first_hello_has_no_interval_to_close(setup: Setup) -> None:
+    """Intervals are open only while a socket holds the place, so the hello of a participant
+    that holds none writes its row, opens presence and audits: no UPDATE of intervals. A
+    socket that replaces another closes that one's intervals (test above)."""
+    now = timezone.now()
+    process = WebProcess.objects.create(id=uuid.uuid4(), started_at=now, beat_at=now)
+    token = setup.client.token()
+    with CaptureQueriesContext(connection) as queries:
+        attached, _ = participant_attach(
+            room_id=setup.room.pk,
+            token=token,
+            resume=None,
+            channel_name="first-socket",
+            process_id=process.pk,
+            now=now,
+        )
+    statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    interval_updates = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith("UPDATE")
+        and AttendanceInterval._meta.db_table in q["sql"].split("SET")[0]
+    ]
+    assert interval_updates == []
+    assert statements.count("UPDATE") == 1  # the participant's row
+    me = Participant.objects.get(pk=setup.client.participant.pk)
+    assert (me.channel_name, me.process_id, me.state) == ("first-socket", process.pk, "waiting")
+    assert list(
+        AttendanceInterval.objects.filter(participant=me).values_list("kind", "ended_at")
+    ) == [("present", None)]
