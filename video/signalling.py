@@ -270,8 +270,7 @@ def _new_round(room: Room, people: list[Participant], *, restart: bool = False) 
     others = _in_call(people, but=therapist)
     if not others:
         return []
-    room.round += 1  # the room row is locked
-    room.save(update_fields=["round"])
+    update_row(room, round=room.round + 1)  # the room row is locked
     effects: list[Effect] = []
     for other in others:
         ice_restart = restart and therapist.ice_restart and other.ice_restart
@@ -579,9 +578,7 @@ def participant_admit(
         locked = _lock(participant_id=participant_id)
         _therapist_acting(locked, channel_name)
         target = _waiting_target(locked, target_id)
-        target.state = PresenceState.IN_CALL
-        target.admitted_at = now
-        target.save(update_fields=["state", "admitted_at"])
+        update_row(target, state=PresenceState.IN_CALL, admitted_at=now)
         interval_open(participant=target, kind=AttendanceKind.IN_CALL, now=now)
         _audit(
             "video.room.admitted",
