@@ -12,9 +12,12 @@ through its Unix socket, and Redis is a throwaway ``redis-server`` started in th
 times and keeps every statement): uvicorn on 127.0.0.1, a fresh migrated database
 (PostgreSQL ``bench_video_live`` through the socket, from ``BENCH_VIDEO_DATABASE_URL``, default
 ``postgres://postgres@127.0.0.1:5432/bench_video``; ``sqlite`` there uses an SQLite file), with
-psycopg's connection pool (``DATABASE_POOL=1``, as ``bench_booking.py``), seeded with confirmed
-video bookings whose room is open now (real clock). TURN is off (no ``VIDEO_TURN_URLS``): the
-join answers ``ice_servers: []``, the same configuration as the direct peers.
+psycopg's connection pool (``DATABASE_POOL=1``) and statements bound server-side and prepared
+once per connection (``DATABASE_PREPARED_STATEMENTS=1``, the setting for a direct connection to
+PostgreSQL; the environment's ``0`` runs it with client-side binding), as ``bench_booking.py``,
+seeded with confirmed video bookings whose room is open now (real clock). TURN is off (no
+``VIDEO_TURN_URLS``): the join answers ``ice_servers: []``, the same configuration as the direct
+peers.
 
 1. **Set-up** (``--calls``, 20): a therapist and a client (``video.client.VideoClient``, aiortc,
    160x120 video and silent audio), the steps of ``tests.video.webrtc_support.start_call``:
@@ -664,9 +667,11 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     storm_levels = [int(n) for n in args.storm_levels.split(",") if n.strip()]
     database = database_environment()
     no_turn = Coturn(port=0, secret="unused", log=workdir / "no-turnserver.log")
+    prepared = os.environ.get("DATABASE_PREPARED_STATEMENTS", "1")
     server_env = {
         "VIDEO_TURN_URLS": "",
         "DATABASE_POOL": "1",
+        "DATABASE_PREPARED_STATEMENTS": prepared,
         "DJANGO_SETTINGS_MODULE": "bench_settings",  # DEBUG off, as in production
         "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'bench'}",
     }
@@ -726,6 +731,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "reconnect_storms": storms,
         "database": database,
         "database_pool": True,
+        "database_prepared_statements": prepared == "1",
         "turn": False,
         "cpus": os.cpu_count(),
         "seed_s": round(seeded, 1),
