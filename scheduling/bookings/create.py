@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 
-from api.compiled import CompiledRead, insert_rows
+from api.compiled import CompiledRead, Rows, insert_together
 from api.errors import ForbiddenError
 from api.models import Role, User
 from scheduling.bookings import contributions, locks, notifications, rules, selectors
@@ -28,7 +28,7 @@ from scheduling.bookings.lifecycle import (
     availability_changed,
     expire_holds,
     policy_of,
-    record_transition,
+    transition_of,
 )
 from scheduling.models import (
     SESSION_MAX_MINUTES,
@@ -58,9 +58,13 @@ def booking_insert(
     series: BookingSeries | None,
     request: HttpRequest | None,
     now: datetime,
+    emails: bool = True,
 ) -> Booking:
-    """The booking, inserted with the terms in force, its first transition and audit event.
-    An overlap the exclusion constraint refuses is ``SlotUnavailable``."""
+    """The booking, inserted with the terms in force, its first transition, its "booked"
+    emails to both parties (unless ``emails`` is False: a series announces itself once, on its
+    first booking) and its audit event. The booking, transition and email rows are one
+    statement on PostgreSQL (``insert_together``: ADR 0004). An overlap the exclusion
+    constraint refuses is ``SlotUnavailable``, having written nothing."""
     end = start + timedelta(minutes=session_type.duration_minutes)
     paid = session_type.price_minor > 0
     booking = Booking(
@@ -83,14 +87,7 @@ def booking_insert(
         late_fee_value=policy.late_fee_value,
         series=series,
     )
-    try:
-        insert_rows([booking])
-    except IntegrityError as exc:
-        if is_overlap_violation(exc):
-            raise SlotUnavailable() from exc
-        raise
-    contributions.booking_payment().none_yet(booking)
-    record_transition(
+    first = transition_of(
         booking,
         from_status="",
         to_status=booking.status,
@@ -98,6 +95,19 @@ def booking_insert(
         reason="booked" if booking.status == BookingStatus.HELD else "booked_free",
         now=now,
     )
+    rows = [Rows([booking]), Rows([first])]
+    if emails:
+        booked = notifications.notification_rows([booking], kind=NotificationKind.BOOKED, now=now)
+        rows.append(Rows(booked, ignore_conflicts=True))
+    try:
+        insert_together(*rows)
+    except IntegrityError as exc:
+        if is_overlap_violation(exc):
+            raise SlotUnavailable() from exc
+        raise
+    if emails:
+        notifications.deliver_after_commit([booking], now=now)
+    contributions.booking_payment().none_yet(booking)
     details: dict[str, Any] = {"to": booking.status}
     if series is not None:
         details["series"] = str(series.pk)
@@ -238,6 +248,5 @@ def _book(
         request=request,
         now=now,
     )
-    notifications.notify(bookings=[booking], kind=NotificationKind.BOOKED, now=now)
     availability_changed(therapist=therapist)
     return booking

@@ -81,7 +81,7 @@ def audit(
         )
 
 
-def record_transition(
+def transition_of(
     booking: Booking,
     *,
     to_status: str,
@@ -91,9 +91,10 @@ def record_transition(
     reason: str,
     now: datetime,
     previous_start: datetime | None = None,
-) -> None:
-    """Record a change of ``booking`` (one INSERT)."""
-    transition = BookingTransition(
+) -> BookingTransition:
+    """The row recording a change of ``booking``, unsaved: the caller inserts it
+    (``insert_rows``; a new booking's first one goes in the booking's own INSERT)."""
+    return BookingTransition(
         booking=booking,
         from_status=from_status,
         to_status=to_status,
@@ -103,7 +104,6 @@ def record_transition(
         previous_start=previous_start,
         occurred_at=now,
     )
-    insert_rows([transition])
 
 
 def _change(
@@ -131,14 +131,18 @@ def _change(
     for name, value in values.items():
         setattr(booking, name, value)
     booking.sequence += 1
-    record_transition(
-        booking,
-        from_status=from_status,
-        to_status=to_status,
-        actor=actor,
-        actor_label=actor_label,
-        reason=reason,
-        now=now,
+    insert_rows(
+        [
+            transition_of(
+                booking,
+                from_status=from_status,
+                to_status=to_status,
+                actor=actor,
+                actor_label=actor_label,
+                reason=reason,
+                now=now,
+            )
+        ]
     )
     audit(
         booking,
@@ -397,14 +401,18 @@ def booking_reschedule(
     for name, value in values.items():
         setattr(booking, name, value)
     booking.sequence += 1
-    record_transition(
-        booking,
-        from_status=status,
-        to_status=status,
-        actor=by,
-        reason="rescheduled",
-        now=now,
-        previous_start=previous,
+    insert_rows(
+        [
+            transition_of(
+                booking,
+                from_status=status,
+                to_status=status,
+                actor=by,
+                reason="rescheduled",
+                now=now,
+                previous_start=previous,
+            )
+        ]
     )
     audit(booking, "reschedule", request=request, actor=by, details={"status": status})
     notifications.notify(bookings=[booking], kind=NotificationKind.RESCHEDULED, now=now)

@@ -59,9 +59,12 @@ REMINDER_KINDS = frozenset({NotificationKind.REMINDER_24H, NotificationKind.REMI
 SERIES_KEY_PREFIX = "series:"
 
 
-def _rows(
-    bookings: Iterable[Booking], *, kind: str, now: datetime, dedupe_key: str | None
+def notification_rows(
+    bookings: Iterable[Booking], *, kind: str, now: datetime, dedupe_key: str | None = None
 ) -> list[BookingNotification]:
+    """The ``kind`` emails to both participants of each booking, unsaved (``notify`` inserts
+    them; a new booking's go in its own INSERT, ``create.booking_insert``). ``dedupe_key``
+    defaults to the booking's current ICS sequence."""
     return [
         BookingNotification(
             booking=b,
@@ -90,7 +93,14 @@ def notify(
     bookings = list(bookings)
     if not bookings:
         return
-    insert_rows(_rows(bookings, kind=kind, now=now, dedupe_key=dedupe_key), ignore_conflicts=True)
+    rows = notification_rows(bookings, kind=kind, now=now, dedupe_key=dedupe_key)
+    insert_rows(rows, ignore_conflicts=True)
+    deliver_after_commit(bookings, now=now)
+
+
+def deliver_after_commit(bookings: list[Booking], *, now: datetime) -> None:
+    """With ``BOOKING_EMAILS_AFTER_COMMIT``, send the bookings' queued emails as soon as the
+    caller's transaction commits (a Celery task); else the job sends them at its next run."""
     if settings.BOOKING_EMAILS_AFTER_COMMIT:
         from scheduling.tasks import deliver_booking_emails  # the task module imports this one
 
@@ -117,7 +127,7 @@ def reminders_enqueue(*, now: datetime) -> int:
             updated_at__lte=F("start") - lead,
         ).select_related("therapist")
         for booking in due:
-            rows += _rows(
+            rows += notification_rows(
                 [booking], kind=kind, now=now, dedupe_key=booking.start.astimezone(UTC).isoformat()
             )
     BookingNotification.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)

@@ -155,6 +155,7 @@ def booking_series_create(
                 series=outcome.series,
                 request=request,
                 now=now,
+                emails=False,  # the series is announced once, below
             )
         code = refusal.value if refusal is not None else ""
         outcome.occurrences.append(Occurrence(index, start, start + length, code, booking))

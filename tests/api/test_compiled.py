@@ -22,18 +22,26 @@ from zoneinfo import ZoneInfo
 
 import django
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import DateTimeField, Exists, Model, OuterRef, QuerySet, Value
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
-from api.compiled import CHECKED_DJANGO, CompiledRead, insert_rows, update_row
+from api.compiled import (
+    CHECKED_DJANGO,
+    CompiledRead,
+    Rows,
+    insert_rows,
+    insert_together,
+    update_row,
+)
 from api.models import IdempotencyRecord, Role, User
 from scheduling import services as scheduling_services
 from scheduling.bookings import services as booking_services
 from scheduling.bookings.db import is_overlap_violation
 from scheduling.models import (
     Booking,
+    BookingNotification,
     BookingStatus,
     BookingTransition,
     CalendarSource,
@@ -693,3 +701,64 @@ def test_insert_rows_refuses_a_db_default_left_unset():
 def test_update_row_needs_fields_to_set(booking):
     with pytest.raises(TypeError, match="give the fields"):
         update_row(booking)
+
+
+# --- insert_together ------------------------------------------------------------------------
+
+
+def _parts(booking: Booking, client_user: User) -> tuple[Booking, list[Rows]]:
+    """A new booking two hours after ``booking``, its transition and a duplicate-free email."""
+    later = _unsaved_booking(booking, start=SESSION_START + timedelta(hours=2))
+    transition = BookingTransition(
+        booking=later,
+        from_status="",
+        to_status=later.status,
+        actor=client_user,
+        reason="booked_free",
+        occurred_at=NOW,
+    )
+    email = BookingNotification(
+        booking=later, recipient=client_user, kind="booked", dedupe_key="seq:0", created_at=NOW
+    )
+    return later, [Rows([later]), Rows([transition]), Rows([email], ignore_conflicts=True)]
+
+
+def test_insert_together_writes_every_part(booking, client_user, django_assert_num_queries):
+    later, parts = _parts(booking, client_user)
+    statements = 1 if connection.vendor == "postgresql" else len(parts)
+
+    with django_assert_num_queries(statements):
+        insert_together(*parts)
+
+    assert _row(Booking.objects.get(pk=later.pk)) == _row(later)
+    assert BookingTransition.objects.filter(booking=later).count() == 1
+    assert BookingNotification.objects.filter(booking=later).count() == 1
+    assert later._state.adding is False  # its key was made in Python
+
+
+def test_insert_together_skips_a_conflict_only_in_a_part_that_ignores_them(booking, client_user):
+    later, parts = _parts(booking, client_user)
+    insert_together(*parts)
+    again = BookingNotification(
+        booking=later, recipient=client_user, kind="booked", dedupe_key="seq:0", created_at=NOW
+    )
+
+    insert_together(Rows([again], ignore_conflicts=True))
+
+    assert BookingNotification.objects.filter(booking=later).count() == 1
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert_together(Rows([again]))
+
+
+@pytest.mark.postgres
+def test_insert_together_writes_nothing_when_one_part_is_refused(booking, client_user):
+    later, parts = _parts(booking, client_user)
+    overlapping = _unsaved_booking(booking, start=SESSION_START + timedelta(minutes=30))
+
+    with pytest.raises(IntegrityError) as refused, transaction.atomic():
+        insert_together(*parts, Rows([overlapping]))
+
+    assert is_overlap_violation(refused.value)
+    assert not Booking.objects.filter(pk__in=[later.pk, overlapping.pk]).exists()
+    assert not BookingTransition.objects.exists()
+    assert not BookingNotification.objects.exists()
