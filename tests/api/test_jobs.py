@@ -22,7 +22,7 @@ from api.models import JobRun, OutboundEmail
 from api.services.mail import emails_send_queued, mail_queue
 from audit.models import AuditSeal
 from audit.services import audit_record
-from tests.billing.stripe_doubles import free_port
+from tests.live import free_port
 
 pytestmark = pytest.mark.django_db
 

@@ -55,9 +55,9 @@ from tests.billing.stripe_doubles import (
     PUBLISHABLE_KEY,
     WEBHOOK_SECRET,
     LocalStripe,
-    free_port,
 )
 from tests.factories import DEFAULT_PASSWORD, make_user
+from tests.live import free_port
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

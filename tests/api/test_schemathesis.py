@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.live import free_port, manage, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
@@ -157,43 +158,6 @@ class Seeded:
 class LiveApp:
     base_url: str
     log: Path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
-
-
-def wait_until_healthy(server: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    """Poll /healthz until it answers; fail at once if the server exits, or after 60 tries."""
-    for _ in range(60):
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        try:
-            server.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-            continue
-        pytest.fail(f"uvicorn exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-    pytest.fail(f"uvicorn did not become healthy:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -32,16 +31,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from tests.live import free_port
+
 API_VERSION = "2026-10-28.endive"
 LOCALSTRIPE_KEY = "sk_test_localstripe"
 PUBLISHABLE_KEY = "pk_test_billing_suite"
 WEBHOOK_SECRET = "whsec_test_billing_suite"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(predicate: Any, *, timeout: float = 10.0, interval: float = 0.05) -> Any:

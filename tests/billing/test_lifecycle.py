@@ -35,8 +35,9 @@ from tests.billing.conftest import (
     pay_at_localstripe,
     start_payment,
 )
-from tests.billing.stripe_doubles import LocalStripe, Reply, free_port, scripted_stripe
+from tests.billing.stripe_doubles import LocalStripe, Reply, scripted_stripe
 from tests.clock import clock_instant
+from tests.live import free_port
 
 pytestmark = pytest.mark.integration
 

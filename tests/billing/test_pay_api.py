@@ -17,9 +17,10 @@ from audit.models import AuditEvent
 from billing.models import Payment
 from scheduling.models import Booking, BookingStatus
 from tests.billing.conftest import WireRequest, booking_for, make_payment
-from tests.billing.stripe_doubles import PUBLISHABLE_KEY, LocalStripe, free_port
+from tests.billing.stripe_doubles import PUBLISHABLE_KEY, LocalStripe
 from tests.clock import clock_instant
 from tests.factories import api_client_for, make_user
+from tests.live import free_port
 
 NOW = clock_instant()  # the instant the views run at (tests/clock.py)
 

@@ -14,8 +14,9 @@ from billing.models import Payment, Refund
 from billing.services.lifecycle import payment_refresh
 from billing.services.refunds import refund_create
 from tests.billing.conftest import WireRequest, client_sdk, make_payment, start_payment, use_gateway
-from tests.billing.stripe_doubles import LocalStripe, Reply, free_port, scripted_stripe
+from tests.billing.stripe_doubles import LocalStripe, Reply, scripted_stripe
 from tests.concurrency import run_at_once
+from tests.live import free_port
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 

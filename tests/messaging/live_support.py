@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.api.test_schemathesis import free_port, manage, wait_until_healthy
+from tests.live import free_port, manage, wait_until_healthy
 from tests.video.webrtc_support import live_database
 
 ROOT = Path(__file__).resolve().parents[2]

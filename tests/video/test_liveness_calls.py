@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.test_schemathesis import manage
+from tests.live import manage
 from tests.video.test_attendance_calls import at, attendance_when, frames_flow, media_of
 from tests.video.webrtc_support import LiveApp, close_all, run_async, run_redis, start_call
 from video.client import VideoClient

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.api.test_schemathesis import free_port, manage, wait_until_healthy
+from tests.live import free_port, manage, wait_until_healthy
 from video.client import VideoClient
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.test_schemathesis import manage
+from tests.live import manage
 from tests.video.webrtc_support import LiveApp, Server, run_async, run_redis
 from video.precall.client import PrecallClient, PrecallRefused
 
