@@ -22,19 +22,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def manage(env: dict[str, str], *args: str) -> str:
-    """``python manage.py *args`` in ``env``; its output, or the test fails with its errors."""
+def run_python(env: dict[str, str], *args: str, timeout: float = 180) -> str:
+    """``python *args`` from the project's root in ``env``; its output, or the test fails with
+    its errors."""
     result = subprocess.run(
-        [sys.executable, "manage.py", *args],
+        [sys.executable, *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """``python manage.py *args`` (``run_python``)."""
+    return run_python(env, "manage.py", *args)
 
 
 def wait_until_healthy(server: subprocess.Popen[bytes], url: str, log: Path) -> None:

@@ -709,14 +709,7 @@ def test_update_row_needs_fields_to_set(booking):
 def _parts(booking: Booking, client_user: User) -> tuple[Booking, list[Rows]]:
     """A new booking two hours after ``booking``, its transition and a duplicate-free email."""
     later = _unsaved_booking(booking, start=SESSION_START + timedelta(hours=2))
-    transition = BookingTransition(
-        booking=later,
-        from_status="",
-        to_status=later.status,
-        actor=client_user,
-        reason="booked_free",
-        occurred_at=NOW,
-    )
+    transition = _transition_of(later, client_user)
     email = BookingNotification(
         booking=later, recipient=client_user, kind="booked", dedupe_key="seq:0", created_at=NOW
     )

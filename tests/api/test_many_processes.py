@@ -57,7 +57,7 @@ from tests.billing.stripe_doubles import (
     LocalStripe,
 )
 from tests.factories import DEFAULT_PASSWORD, make_user
-from tests.live import free_port
+from tests.live import free_port, manage
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -185,20 +185,6 @@ def processes(tmp_path: Path, localstripe: LocalStripe) -> Iterator[Processes]:
         yield running
     finally:
         running.stop()
-
-
-def _manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
 
 
 def _therapist_open_now(now: datetime) -> TherapistProfile:
@@ -375,7 +361,7 @@ def test_a_journey_across_two_web_processes_a_worker_and_beat(
 
     # 4. The trail, sealed by the worker on beat's schedule, verifies.
     def verified() -> str | None:
-        report = _manage(processes.env, "audit_verify")
+        report = manage(processes.env, "audit_verify")
         return (
             report if report.startswith("OK: ") and "; 0 events not sealed yet" in report else None
         )
@@ -383,7 +369,7 @@ def test_a_journey_across_two_web_processes_a_worker_and_beat(
     processes.until(verified, "audit_verify reports the whole trail sealed")
     status = {
         row["job"]: row
-        for row in map(json.loads, _manage(processes.env, "jobs_status", "--json").splitlines())
+        for row in map(json.loads, manage(processes.env, "jobs_status", "--json").splitlines())
     }
     for job in ("audit_seal", "send_reminders"):
         assert status[job]["last_success"] and status[job]["failures"] == 0, status[job]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.live import free_port, manage, wait_until_healthy
+from tests.live import free_port, manage, run_python, wait_until_healthy
 from tests.video.webrtc_support import live_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,17 +126,17 @@ def _live(workdir: Path, *, redis_url: str, pairs: int, messages: int) -> Iterat
     with live_database(workdir) as database_url:
         env = live_env(database_url, redis_url, workdir)
         manage(env, "migrate", "--no-input")
-        seeded = subprocess.run(
-            [sys.executable, str(SEED), "seed", "--pairs", str(pairs), "--messages", str(messages)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
+        seeded = run_python(
+            env,
+            str(SEED),
+            "seed",
+            "--pairs",
+            str(pairs),
+            "--messages",
+            str(messages),
             timeout=1800,
-            check=False,
         )
-        assert seeded.returncode == 0, seeded.stderr[-3000:]
-        data: dict[str, Any] = json.loads(seeded.stdout.strip().splitlines()[-1])
+        data: dict[str, Any] = json.loads(seeded.strip().splitlines()[-1])
         app = LiveMessaging(workdir, env, [Pair(**p) for p in data["pairs"]])
         try:
             yield app

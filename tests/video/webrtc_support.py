@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.live import free_port, manage, wait_until_healthy
+from tests.live import free_port, manage, run_python, wait_until_healthy
 from video.client import VideoClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -339,17 +339,8 @@ def live_app(workdir: Path, coturn: Coturn, *, calls: int) -> Iterator[LiveApp]:
     with live_database(workdir) as database_url:
         env = app_env(database_url, coturn)
         manage(env, "migrate", "--no-input")
-        seeded = subprocess.run(
-            [sys.executable, str(LAUNCHER), "seed", "--calls", str(calls)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-        assert seeded.returncode == 0, seeded.stderr[-3000:]
-        data = json.loads(seeded.stdout.strip().splitlines()[-1])
+        seeded = run_python(env, str(LAUNCHER), "seed", "--calls", str(calls))
+        data = json.loads(seeded.strip().splitlines()[-1])
         app = LiveApp(
             workdir=workdir,
             env=env,
