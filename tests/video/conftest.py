@@ -52,6 +52,16 @@ def _loopback_ice(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(aioice.stun, "RETRY_RTO", 0.1)
 
 
+@pytest.fixture
+def consent_checked_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aioice checks a pair's consent every 0.2 s and gives up after 3 misses (default 5 s
+    and 6): a cut media path is found lost in about a second (the recovery tests)."""
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.2)
+    monkeypatch.setattr(aioice.ice, "CONSENT_FAILURES", 3)
+
+
 @pytest.fixture(scope="session")
 def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coturn]:
     with run_coturn(tmp_path_factory.mktemp("coturn")) as server:

@@ -10,10 +10,7 @@ time once the path is back and a new round connects.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -27,33 +24,13 @@ from tests.video.webrtc_support import (
     close_all,
     run_async,
     start_call,
+    udp_dropped,
 )
 from video.client import VideoClient
 
-pytestmark = pytest.mark.webrtc
+pytestmark = [pytest.mark.webrtc, pytest.mark.usefixtures("consent_checked_quickly")]
 
 FRAMES = 30
-DROP_UDP = ["INPUT", "-p", "udp", "-j", "DROP"]
-
-
-@pytest.fixture(autouse=True)
-def _consent_checked_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
-    import aioice.ice
-
-    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.2)
-    monkeypatch.setattr(aioice.ice, "CONSENT_FAILURES", 3)
-
-
-@contextlib.contextmanager
-def udp_dropped() -> Iterator[None]:
-    binary = shutil.which("iptables")
-    if binary is None:
-        pytest.fail("iptables is needed to cut the media path (Debian package iptables)")
-    subprocess.run([binary, "-I", *DROP_UDP], check=True, capture_output=True, timeout=10)
-    try:
-        yield
-    finally:
-        subprocess.run([binary, "-D", *DROP_UDP], check=True, capture_output=True, timeout=10)
 
 
 async def attendance_when(

@@ -13,10 +13,6 @@ at most once a second; once it is back, the next round connects.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
-import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,38 +26,13 @@ from tests.video.webrtc_support import (
     close_all,
     run_async,
     start_call,
+    udp_dropped,
 )
 from video.client import VideoClient
 
-pytestmark = pytest.mark.webrtc
+pytestmark = [pytest.mark.webrtc, pytest.mark.usefixtures("consent_checked_quickly")]
 
 FRAMES = 30
-DROP_UDP = ["INPUT", "-p", "udp", "-j", "DROP"]
-
-
-@pytest.fixture(autouse=True)
-def _consent_checked_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
-    import aioice.ice
-
-    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.2)
-    monkeypatch.setattr(aioice.ice, "CONSENT_FAILURES", 3)
-
-
-def _iptables(*args: str) -> None:
-    binary = shutil.which("iptables")
-    if binary is None:
-        pytest.fail("iptables is needed to cut the media path (Debian package iptables)")
-    subprocess.run([binary, *args], check=True, capture_output=True, timeout=10)
-
-
-@contextlib.contextmanager
-def udp_dropped() -> Iterator[None]:
-    """Every UDP packet in this namespace dropped (media, STUN, TURN), until the block ends."""
-    _iptables("-I", *DROP_UDP)
-    try:
-        yield
-    finally:
-        _iptables("-D", *DROP_UDP)
 
 
 async def frames_flow(*peers: VideoClient) -> None:

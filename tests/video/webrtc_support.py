@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import socket
 import struct
 import subprocess
@@ -397,3 +398,23 @@ async def start_call(
 
 async def close_all(*clients: VideoClient) -> None:
     await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+
+
+DROP_UDP = ["INPUT", "-p", "udp", "-j", "DROP"]
+
+
+def _iptables(*args: str) -> None:
+    binary = shutil.which("iptables")
+    if binary is None:
+        pytest.fail("iptables is needed to cut the media path (Debian package iptables)")
+    subprocess.run([binary, *args], check=True, capture_output=True, timeout=10)
+
+
+@contextmanager
+def udp_dropped() -> Iterator[None]:
+    """Every UDP packet in this namespace dropped (media, STUN, TURN), until the block ends."""
+    _iptables("-I", *DROP_UDP)
+    try:
+        yield
+    finally:
+        _iptables("-D", *DROP_UDP)
