@@ -318,6 +318,9 @@ class PaymentMethodSetup(models.Model):
         max_length=32, choices=SetupState.choices, default=SetupState.REQUIRES_PAYMENT_METHOD
     )
     last_error_code = models.CharField(max_length=64, blank=True)
+    # The card Stripe attached when the setup succeeded, saved as a ``SavedPaymentMethod`` by
+    # a task after the webhook's commit (``billing.services.methods.setup_card_save``).
+    stripe_payment_method_id = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
 

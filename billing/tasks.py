@@ -1,5 +1,5 @@
-"""Billing's jobs (api/jobs.py): a refund and the development gateway's events after commit;
-settling fee requests and pending refunds periodically."""
+"""Billing's jobs (api/jobs.py): a refund, a saved card and the development gateway's events
+after commit; settling fee requests, pending refunds and unsaved cards periodically."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.utils import timezone
 from api.jobs import after_commit_task, periodic_job
 from billing.services.dev_events import dev_events_deliver
 from billing.services.lifecycle import billing_settle as lifecycle_settle
+from billing.services.methods import setup_card_save
 from billing.services.payouts import payout_reverse_due
 from billing.services.refunds import refund_submit
 
@@ -21,6 +22,14 @@ def send_refund(*, refund_id: str) -> None:
     twice, a refund Stripe has is not sent again). Retried with back-off while Stripe cannot
     take it; ``billing_settle`` sends any that is still pending a minute on."""
     refund_submit(refund_id=uuid.UUID(refund_id), now=timezone.now())
+
+
+@after_commit_task("save_payment_method")
+def save_payment_method(*, setup_id: str, event: str) -> None:
+    """Save the card of a setup whose ``setup_intent.succeeded`` was applied (its details read
+    from Stripe, which the webhook does not wait for; safe to run twice: a saved card is not
+    saved again). ``billing_settle`` saves any card still unsaved a minute on."""
+    setup_card_save(setup_id=uuid.UUID(setup_id), now=timezone.now(), event=event)
 
 
 @after_commit_task("reverse_payout")

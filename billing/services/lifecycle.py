@@ -31,6 +31,7 @@ from billing.services.fees import (
     fee_authentication_give_up,
     fee_charge,
 )
+from billing.services.methods import setup_card_save, setups_with_card_unsaved
 from billing.services.payments import (
     gateway_call,
     payment_apply_intent,
@@ -290,8 +291,9 @@ def _intent_cancel(*, payment: Payment, now: datetime) -> None:
 
 def billing_settle(*, now: datetime, limit: int = 100) -> dict[str, int]:
     """One pass of the background work: settle pending fee requests, send refunds that were
-    reserved but never reached Stripe (older than a minute, so none is being sent right now),
-    and, with Connect on, pay therapists for completed sessions."""
+    reserved but never reached Stripe and save cards whose setup succeeded but whose task never
+    ran (both older than a minute, so none is being handled right now), and, with Connect on,
+    pay therapists for completed sessions."""
     settled = 0
     for fee_request in list(fee_requests_pending(limit=limit, now=now)):
         try:
@@ -310,6 +312,16 @@ def billing_settle(*, now: datetime, limit: int = 100) -> dict[str, int]:
             sent += 1
         except Exception:
             logger.exception("refund %s not sent; retried next run", refund_id)
+    cards = 0
+    for setup_id in list(
+        setups_with_card_unsaved(before=now - timedelta(minutes=1)).values_list("pk", flat=True)[
+            :limit
+        ]
+    ):
+        try:
+            cards += setup_card_save(setup_id=setup_id, now=now)
+        except Exception:
+            logger.exception("card of setup %s not saved; retried next run", setup_id)
     paid_out = 0
     if settings.BILLING_CONNECT_ENABLED:
         for payment_id in list(payouts_due().values_list("pk", flat=True)[:limit]):
@@ -318,4 +330,9 @@ def billing_settle(*, now: datetime, limit: int = 100) -> dict[str, int]:
                 paid_out += transfer is not None and transfer.state == Transfer.State.SENT
             except Exception:
                 logger.exception("payout of payment %s not sent; retried next run", payment_id)
-    return {"fee_requests_settled": settled, "refunds_sent": sent, "payouts_sent": paid_out}
+    return {
+        "fee_requests_settled": settled,
+        "refunds_sent": sent,
+        "cards_saved": cards,
+        "payouts_sent": paid_out,
+    }

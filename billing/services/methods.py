@@ -4,7 +4,10 @@ so that later fees (a late cancellation, a no-show) can be charged without them 
 The card goes from the app straight to Stripe with the SetupIntent's ``client_secret``; we keep
 Stripe's payment method id and what the client needs to recognise the card (brand, last four
 digits, expiry). ``setup_intent.succeeded`` (a webhook, applied exactly once like every event)
-stores it; a client's repeated request reuses the open SetupIntent (PAY-02's rule for setups).
+records which card Stripe attached; a task after the webhook's commit reads the card's details
+from Stripe and saves it (``setup_card_save``, once: its Stripe id is unique), so the webhook
+answers without calling Stripe, and ``billing_settle`` saves any card whose task never ran. A
+client's repeated request reuses the open SetupIntent (PAY-02's rule for setups).
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 
 from api.errors import NotFoundError
+from api.jobs import enqueue_after_commit
 from api.models import User
 from audit.services import audit_access, audit_record
 from billing.gateways.base import InvalidGatewayRequest, SetupIntentResult
@@ -26,6 +31,8 @@ from billing.services.payments import customer_ensure, gateway_call
 
 logger = logging.getLogger("billing")
 
+# What ``setup_card_save`` marks on a setup whose payment method is not a usable card.
+UNUSABLE_PAYMENT_METHOD = "unusable_payment_method"
 _OPEN = frozenset(
     {
         PaymentMethodSetup.State.REQUIRES_PAYMENT_METHOD,
@@ -100,7 +107,9 @@ def setup_apply_intent(
     stripe_event_id: str = "",
 ) -> bool:
     """Apply what Stripe says of a LOCKED setup. ``succeeded`` and ``canceled`` are final;
-    success stores the card (once: its Stripe id is unique). Returns whether anything changed."""
+    success records the card Stripe attached and, once this transaction commits, a task saves it
+    (``save_payment_method``; ``stripe_event_id`` goes in its audit event). Returns whether
+    anything changed."""
     if setup.state not in _OPEN or intent.status not in PaymentMethodSetup.State.values:
         return False
     if intent.status == setup.state and not intent.last_error_code:
@@ -108,47 +117,91 @@ def setup_apply_intent(
     setup.state = intent.status
     setup.last_error_code = intent.last_error_code[:64]
     setup.updated_at = now
-    setup.save(update_fields=["state", "last_error_code", "updated_at"])
-    if setup.state == PaymentMethodSetup.State.SUCCEEDED and intent.payment_method_id:
-        _method_save(
-            setup=setup, payment_method_id=intent.payment_method_id, now=now, event=stripe_event_id
-        )
+    if setup.state == PaymentMethodSetup.State.SUCCEEDED:
+        setup.stripe_payment_method_id = intent.payment_method_id[:255]
+    setup.save(update_fields=["state", "last_error_code", "stripe_payment_method_id", "updated_at"])
+    if setup.state == PaymentMethodSetup.State.SUCCEEDED and setup.stripe_payment_method_id:
+        from billing.tasks import save_payment_method  # the task module imports this one
+
+        enqueue_after_commit(save_payment_method, setup_id=str(setup.pk), event=stripe_event_id)
     return True
 
 
-def _method_save(
-    *, setup: PaymentMethodSetup, payment_method_id: str, now: datetime, event: str
-) -> None:
-    method = gateway_call(lambda gateway: gateway.payment_method_retrieve(payment_method_id))
-    if method.type != "card" or not method.last4.isdigit() or not 1 <= method.exp_month <= 12:
-        logger.warning("setup %s: payment method is not a usable card", setup.pk)
-        return
-    saved, created = SavedPaymentMethod.objects.get_or_create(
-        stripe_payment_method_id=method.id,
-        defaults={
-            "client_id": setup.client_id,
-            "setup": setup,
-            "brand": method.brand[:32],
-            "last4": method.last4,
-            "exp_month": method.exp_month,
-            "exp_year": method.exp_year,
-            "created_at": now,
-        },
+def setups_with_card_unsaved(*, before: datetime) -> QuerySet[PaymentMethodSetup]:
+    """Setups that succeeded before ``before`` whose card is neither saved nor found unusable:
+    what ``billing_settle`` saves when the task after the webhook never ran."""
+    saved = SavedPaymentMethod.objects.filter(
+        stripe_payment_method_id=OuterRef("stripe_payment_method_id")
     )
-    if created:
-        # Saving a card is the client's latest word on which card to use: an earlier choice
-        # of default gives way to the new card (the newest), which a failed fee asks them for.
-        SavedPaymentMethod.objects.filter(client_id=setup.client_id, is_default=True).exclude(
-            pk=saved.pk
-        ).update(is_default=False)
-        audit_record(
-            action="billing.payment_method.saved",
-            actor_label="system",
-            resource_type="billing.payment_method",
-            resource_id=str(saved.pk),
-            patient_id=setup.client_id,
-            details={"setup": str(setup.pk), "stripe_event": event},
+    return PaymentMethodSetup.objects.filter(
+        ~Exists(saved),
+        state=PaymentMethodSetup.State.SUCCEEDED,
+        updated_at__lt=before,
+        last_error_code="",
+    ).exclude(stripe_payment_method_id="")
+
+
+def setup_card_save(*, setup_id: uuid.UUID, now: datetime, event: str = "") -> bool:
+    """Save the card of a setup that succeeded: its details read from Stripe first (outside any
+    transaction), then, with the setup locked, one ``SavedPaymentMethod`` (its Stripe id is
+    unique) that becomes the client's default, audited. Safe to run twice or from two workers:
+    a card saved already is left as it is. A payment method that is not a usable card is marked
+    on the setup (``last_error_code``) and never asked for again. Returns whether it saved."""
+    setup = PaymentMethodSetup.objects.filter(pk=setup_id).first()
+    if setup is None or not _card_awaited(setup):
+        return False
+    method_id = setup.stripe_payment_method_id
+    method = gateway_call(lambda gateway: gateway.payment_method_retrieve(method_id))
+    with transaction.atomic():
+        setup = PaymentMethodSetup.objects.select_for_update().get(pk=setup_id)
+        if not _card_awaited(setup) or setup.stripe_payment_method_id != method.id:
+            return False
+        usable = method.type == "card" and method.last4.isdigit() and 1 <= method.exp_month <= 12
+        if not usable:
+            logger.warning("setup %s: payment method is not a usable card", setup.pk)
+            setup.last_error_code = UNUSABLE_PAYMENT_METHOD
+            setup.updated_at = now
+            setup.save(update_fields=["last_error_code", "updated_at"])
+            return False
+        saved, created = SavedPaymentMethod.objects.get_or_create(
+            stripe_payment_method_id=method.id,
+            defaults={
+                "client_id": setup.client_id,
+                "setup": setup,
+                "brand": method.brand[:32],
+                "last4": method.last4,
+                "exp_month": method.exp_month,
+                "exp_year": method.exp_year,
+                "created_at": now,
+            },
         )
+        if created:
+            # Saving a card is the client's latest word on which card to use: an earlier
+            # choice of default gives way to the new card (the newest), which a failed fee
+            # asks them for.
+            SavedPaymentMethod.objects.filter(client_id=setup.client_id, is_default=True).exclude(
+                pk=saved.pk
+            ).update(is_default=False)
+            audit_record(
+                action="billing.payment_method.saved",
+                actor_label="system",
+                resource_type="billing.payment_method",
+                resource_id=str(saved.pk),
+                patient_id=setup.client_id,
+                details={"setup": str(setup.pk), "stripe_event": event},
+            )
+        return created
+
+
+def _card_awaited(setup: PaymentMethodSetup) -> bool:
+    return (
+        setup.state == PaymentMethodSetup.State.SUCCEEDED
+        and bool(setup.stripe_payment_method_id)
+        and not setup.last_error_code
+        and not SavedPaymentMethod.objects.filter(
+            stripe_payment_method_id=setup.stripe_payment_method_id
+        ).exists()
+    )
 
 
 def payment_method_detach(

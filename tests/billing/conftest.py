@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import stripe
 from django.db import connections
+from django.test import TestCase
 from django.test.testcases import LiveServerThread, _StaticFilesHandler
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -359,7 +360,8 @@ def saved_card(localstripe: LocalStripe, client: User, number: str = "4242424242
     setup = payment_method_setup_start(client=client, request=None, now=timezone.now()).setup
     method_id = save_card_at_stripe(localstripe, str(setup.stripe_setup_intent_id), number)
     body = succeeded_event(setup, method_id, event_id=f"evt_setup_{setup.pk.hex}")
-    assert post_webhook(*signed(body)).status_code == 200
+    with TestCase.captureOnCommitCallbacks(execute=True):  # the card is saved after commit
+        assert post_webhook(*signed(body)).status_code == 200
     return method_id
 
 

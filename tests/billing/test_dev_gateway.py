@@ -16,6 +16,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import TestCase
 from django.utils import timezone
 
 from api.models import User
@@ -173,7 +174,8 @@ def test_an_unknown_card_number_is_refused_and_changes_nothing(
 
 def saved(client: User, number: str) -> SavedPaymentMethod:
     setup = payment_method_setup_start(client=client, request=None, now=timezone.now()).setup
-    status = dev_setup_confirm(setup=setup, card_number=number)
+    with TestCase.captureOnCommitCallbacks(execute=True):  # the card is saved after commit
+        status = dev_setup_confirm(setup=setup, card_number=number)
     assert status == "succeeded"
     return SavedPaymentMethod.objects.get(client=client, detached_at=None)
 

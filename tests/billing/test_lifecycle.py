@@ -279,6 +279,7 @@ def test_pay_17_a_refund_stripe_could_not_take_is_sent_later_with_the_same_key(
     assert billing_settle(now=NOW) == {
         "fee_requests_settled": 1,
         "refunds_sent": 0,
+        "cards_saved": 0,
         "payouts_sent": 0,
     }
     refund = Refund.objects.get(payment=payment)
@@ -288,6 +289,7 @@ def test_pay_17_a_refund_stripe_could_not_take_is_sent_later_with_the_same_key(
     assert billing_settle(now=NOW) == {
         "fee_requests_settled": 0,
         "refunds_sent": 0,
+        "cards_saved": 0,
         "payouts_sent": 0,
     }  # too new
     assert billing_settle(now=NOW + timedelta(minutes=2))["refunds_sent"] == 1
@@ -301,7 +303,7 @@ def test_pay_17_a_refund_stripe_could_not_take_is_sent_later_with_the_same_key(
 def test_billing_settle_command_reports_what_it_did(db: None, capsys: Any) -> None:
     call_command("billing_settle")
     assert capsys.readouterr().out.strip() == (
-        '{"fee_requests_settled": 0, "refunds_sent": 0, "payouts_sent": 0}'
+        '{"fee_requests_settled": 0, "refunds_sent": 0, "cards_saved": 0, "payouts_sent": 0}'
     )
 
 

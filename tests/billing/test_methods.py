@@ -8,7 +8,9 @@ are built in Stripe's current shape and signed with Stripe's scheme (``stripe_do
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -17,9 +19,15 @@ from django.db import IntegrityError, transaction
 
 from api.models import User
 from audit.models import AuditEvent
+from billing.gateways.stripe import StripeGateway
 from billing.models import PaymentMethodSetup, SavedPaymentMethod, StripeEvent
 from billing.selectors import payment_method_default
-from billing.services.methods import payment_method_setup_start
+from billing.services.lifecycle import billing_settle
+from billing.services.methods import (
+    UNUSABLE_PAYMENT_METHOD,
+    payment_method_setup_start,
+    setup_card_save,
+)
 from tests.billing.conftest import (
     WireRequest,
     post_webhook,
@@ -78,28 +86,101 @@ def test_pay_02_asking_twice_gives_the_same_open_setup_intent(
     assert len([r for r in stripe_wire if r.url.endswith("/v1/setup_intents")]) == 1
 
 
-def test_setup_intent_succeeded_stores_the_card_once(
-    localstripe: LocalStripe, client_user: User
+def test_setup_intent_succeeded_stores_the_card_once_after_the_webhook_commits(
+    localstripe: LocalStripe,
+    client_user: User,
+    stripe_wire: list[WireRequest],
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
+    """The webhook records which card Stripe attached and answers without calling Stripe; the
+    task it leaves for after its commit reads the card's details and saves it, once."""
     setup = payment_method_setup_start(client=client_user, request=None, now=NOW).setup
     method_id = save_card_at_stripe(
         localstripe, str(setup.stripe_setup_intent_id), "4242424242424242"
     )
     body = signed(succeeded_event(setup, method_id, event_id="evt_setup_ok"))
+    sent_before = len(stripe_wire)
 
-    assert post_webhook(*body).status_code == 200
-    assert post_webhook(*body).status_code == 200  # Stripe retries: nothing more happens
+    with django_capture_on_commit_callbacks() as after_commit:
+        assert post_webhook(*body).status_code == 200
+
+    assert stripe_wire[sent_before:] == []  # the webhook called nothing at Stripe
+    setup.refresh_from_db()
+    assert (setup.state, setup.stripe_payment_method_id) == ("succeeded", method_id)
+    assert not SavedPaymentMethod.objects.exists()
+    [save_card] = after_commit
+    save_card()
+    save_card()  # a retried task saves nothing twice and asks Stripe nothing more
+    with django_capture_on_commit_callbacks(execute=True) as replayed:
+        assert post_webhook(*body).status_code == 200  # Stripe retries: nothing more happens
+    assert replayed == []
 
     saved = SavedPaymentMethod.objects.get()
     assert (saved.client_id, saved.stripe_payment_method_id) == (client_user.pk, method_id)
     assert (saved.brand, saved.last4, saved.exp_month, saved.exp_year) == ("visa", "4242", 4, 2031)
-    setup.refresh_from_db()
-    assert setup.state == "succeeded"
+    assert [r.url.rsplit("/v1/", 1)[1] for r in stripe_wire[sent_before:]] == [
+        f"payment_methods/{method_id}"
+    ]
     assert StripeEvent.objects.get().outcome == "applied"
     assert AuditEvent.objects.filter(action="billing.payment_method.saved").count() == 1
     # The next card the client saves gets a new SetupIntent.
     again = payment_method_setup_start(client=client_user, request=None, now=NOW).setup
     assert again.version == 2
+
+
+def test_billing_settle_saves_a_card_whose_task_never_ran(
+    localstripe: LocalStripe, client_user: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The broker was down when the webhook committed: a minute on, the sweep saves the card."""
+    setup = payment_method_setup_start(client=client_user, request=None, now=NOW).setup
+    method_id = save_card_at_stripe(
+        localstripe, str(setup.stripe_setup_intent_id), "5555555555554444"
+    )
+    with django_capture_on_commit_callbacks():  # collected, never run: the task is lost
+        body = signed(succeeded_event(setup, method_id, event_id="evt_setup_lost"))
+        assert post_webhook(*body).status_code == 200
+    setup.refresh_from_db()
+
+    assert billing_settle(now=setup.updated_at)["cards_saved"] == 0  # too new: a task may run
+    assert billing_settle(now=setup.updated_at + timedelta(minutes=2))["cards_saved"] == 1
+    assert billing_settle(now=setup.updated_at + timedelta(minutes=3))["cards_saved"] == 0
+
+    saved = SavedPaymentMethod.objects.get()
+    assert (saved.stripe_payment_method_id, saved.last4, saved.setup_id) == (
+        method_id,
+        "4444",
+        setup.pk,
+    )
+
+
+def test_a_payment_method_that_is_not_a_usable_card_is_marked_and_never_asked_for_again(
+    localstripe: LocalStripe,
+    client_user: User,
+    stripe_wire: list[WireRequest],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    setup = payment_method_setup_start(client=client_user, request=None, now=NOW).setup
+    method_id = save_card_at_stripe(
+        localstripe, str(setup.stripe_setup_intent_id), "4242424242424242"
+    )
+    PaymentMethodSetup.objects.filter(pk=setup.pk).update(
+        state="succeeded", stripe_payment_method_id=method_id
+    )
+    real_retrieve = StripeGateway.payment_method_retrieve
+
+    def not_a_card(self: Any, payment_method_id: str) -> Any:
+        return dataclasses.replace(real_retrieve(self, payment_method_id), type="sepa_debit")
+
+    monkeypatch.setattr(StripeGateway, "payment_method_retrieve", not_a_card)
+
+    assert setup_card_save(setup_id=setup.pk, now=NOW) is False
+    setup.refresh_from_db()
+    assert setup.last_error_code == UNUSABLE_PAYMENT_METHOD
+    asked = len(stripe_wire)
+    assert setup_card_save(setup_id=setup.pk, now=NOW) is False
+    assert billing_settle(now=NOW + timedelta(minutes=5))["cards_saved"] == 0
+    assert len(stripe_wire) == asked  # not asked again
+    assert not SavedPaymentMethod.objects.exists()
 
 
 def test_a_setup_event_for_an_intent_we_did_not_create_saves_nothing(
