@@ -543,9 +543,18 @@ def _detach(
     me.save(update_fields=["state", "channel_name", "process", "resume_until"])
     intervals_close(participant=me, reason=IntervalEnd.DETACHED, now=at)
     _audit("video.room.disconnected", room=room, participant=me, actor=actor, was=was, **audit)
+    return _told_of_going(room, people, me, was=was, why="disconnected")
+
+
+def _told_of_going(
+    room: Room, people: list[Participant], me: Participant, *, was: str, why: str
+) -> list[Effect]:
+    """Who is told that ``me`` (who ``was`` in that state) has gone, ``why``: the others in the
+    call (``peer-left``); when the therapist goes, the waiting clients (and the therapist's other
+    rooms, whose status of them changes); when a waiting client goes, the therapist's list."""
     effects: list[Effect] = []
     if was == PresenceState.IN_CALL:
-        effects.extend(_peer_left(people, me, "disconnected"))
+        effects.extend(_peer_left(people, me, why))
     if me.role == THERAPIST:
         effects.extend(_to_waiting(room, people))
         effects.append(TherapistChanged(str(me.user_id), str(room.pk)))
@@ -778,14 +787,7 @@ def participant_leave(
         _mark_left(me, now)
         _audit("video.room.left", room=room, participant=me, actor=_user(me), was=was)
         effects: list[Effect] = [Send(channel_name, str(me.pk), None, close=1000)]
-        if was == PresenceState.IN_CALL:
-            effects.extend(_peer_left(people, me, "left"))
-        if me.role == THERAPIST:
-            effects.extend(_to_waiting(room, people))
-            effects.append(TherapistChanged(str(me.user_id), str(room.pk)))
-        elif was == PresenceState.WAITING:
-            effects.extend(_waiting_list(people))
-        return effects
+        return effects + _told_of_going(room, people, me, was=was, why="left")
 
 
 def _mark_left(p: Participant, now: datetime, reason: IntervalEnd = IntervalEnd.LEFT) -> None:
