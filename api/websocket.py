@@ -23,6 +23,7 @@ from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.security.websocket import OriginValidator
 from django.conf import settings
+from django.db import connection
 
 _DEBUG_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 T = TypeVar("T")
@@ -34,8 +35,11 @@ def in_db_thread(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     Not Channels' default (``thread_sensitive``): that runs every socket's database work of a
     process on one thread, one call after another, so a burst of rooms queues behind itself
     (bench/bench_video.py). A socket's own calls still run one at a time: it awaits each.
+    SQLite takes one writer at a time, and its shared in-memory database (the test suite's)
+    refuses a second at once ("database table is locked"): there every call runs on the one
+    thread, as Channels' default does.
     """
-    return DatabaseSyncToAsync(func, thread_sensitive=False)
+    return DatabaseSyncToAsync(func, thread_sensitive=connection.vendor == "sqlite")
 
 
 async def frame_send(consumer: AsyncWebsocketConsumer, frame: dict[str, Any]) -> bool:
