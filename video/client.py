@@ -56,6 +56,8 @@ from aiortc.sdp import candidate_from_sdp
 from av import VideoFrame
 from websockets.typing import Origin
 
+from video.ice import SelectedPair, peer_connection, selected_pair
+
 logger = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
@@ -91,14 +93,6 @@ class JoinInfo:
     role: str
     mode: str
     expires_at: str
-
-
-@dataclass(frozen=True)
-class SelectedPair:
-    local_type: str
-    local_address: tuple[str, int]
-    remote_type: str
-    remote_address: tuple[str, int]
 
 
 class SmallVideoTrack(VideoStreamTrack):
@@ -421,7 +415,7 @@ class VideoClient:
         # the call) gets the camera's own transport, which BUNDLE then discards: that section
         # never receives, and its packets go to the camera's receiver.
         configuration.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
-        pc = RTCPeerConnection(configuration=configuration)
+        pc = peer_connection(configuration)
 
         self.frames_by_mid = {}
 
@@ -613,7 +607,7 @@ class VideoClient:
             "bitrate_out_kbps": rate_out,
             "width": self.video_size[0] if self.video_size else None,
             "height": self.video_size[1] if self.video_size else None,
-            "relay": pair is not None and "relay" in (pair.local_type, pair.remote_type),
+            "relay": pair is not None and pair.relayed,
         }
 
     async def report_stats(self) -> dict[str, Any]:
@@ -642,19 +636,8 @@ class VideoClient:
         return transport.state if transport is not None else "new"
 
     def selected_pair(self) -> SelectedPair | None:
-        """The nominated candidate pair of the media transport, once ICE has chosen one."""
-        transport = self._dtls()
-        if transport is None:
-            return None
-        pair = transport.transport._connection._nominated.get(1)
-        if pair is None:
-            return None
-        return SelectedPair(
-            local_type=pair.local_candidate.type,
-            local_address=pair.local_addr,
-            remote_type=pair.remote_candidate.type,
-            remote_address=pair.remote_addr,
-        )
+        """The candidate pair the media transport sends on, once ICE has chosen one."""
+        return selected_pair(self.pc)
 
     async def wait_until(
         self, condition: Callable[[], bool], *, timeout: float = 30, what: str = "condition"

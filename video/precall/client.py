@@ -32,6 +32,7 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamT
 from av import VideoFrame
 
 from video.client import http_post, ice_configuration
+from video.ice import peer_connection
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ class PrecallClient:
     async def create_offer(self) -> str:
         """A new peer connection's offer, every candidate in it."""
         assert self.started is not None, "start first"
-        pc = RTCPeerConnection(configuration=ice_configuration(self.started["ice_servers"]))
+        pc = peer_connection(ice_configuration(self.started["ice_servers"]))
         self.pc = pc
 
         @pc.on("track")

@@ -50,6 +50,7 @@ from av import VideoFrame
 from av.packet import Packet
 from django.conf import settings
 
+from video.ice import SelectedPair, peer_connection, selected_pair
 from video.precall.metrics import Direction, Metrics, Verdict, precall_verdict
 
 logger = logging.getLogger("video.precall")
@@ -270,7 +271,7 @@ class EchoSession:
         """The answer to the user's offer (already checked by ``video.sdp``); starts the test.
         ``ValueError`` if aiortc cannot take the offer."""
         self._answered_at = self.clock()
-        pc = RTCPeerConnection(configuration=_configuration())
+        pc = peer_connection(_configuration())
         self.pc = pc
 
         @pc.on("track")
@@ -438,17 +439,6 @@ class EchoSession:
                 sample.bytes_out = max(sample.bytes_out, stats.bytesSent)
         return sample
 
-    def _path(self) -> str | None:
-        for transceiver in self.pc.getTransceivers() if self.pc is not None else []:
-            transport = transceiver.receiver.transport
-            if transport is None:
-                continue
-            pair = transport.transport._connection._nominated.get(1)
-            if pair is not None:
-                types = {pair.local_candidate.type, pair.remote_candidate.type}
-                return "relay" if "relay" in types else "direct"
-        return None
-
     def _metrics(self, first: _Sample | None, last: _Sample | None) -> Metrics:
         if first is None or last is None:
             return Metrics(connected=False, seconds=0.0)
@@ -484,8 +474,14 @@ class EchoSession:
             video_fps=frames / seconds if frames and seconds > 0 else None,
             video_width=self.counters.width,
             video_height=self.counters.height,
-            path=self._path(),
+            path=_path(selected_pair(self.pc)),
         )
+
+
+def _path(pair: SelectedPair | None) -> str | None:
+    if pair is None:
+        return None
+    return "relay" if pair.relayed else "direct"
 
 
 def _configuration() -> RTCConfiguration:
