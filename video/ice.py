@@ -1,8 +1,8 @@
 """The ICE agent under every aiortc peer of the project (aioice): which path a call takes.
 
 aioice's controlling agent nominates aggressively: every pair it checks carries USE-CANDIDATE,
-so several pairs of a component can end up nominated, on both sides. RFC 5245 (section 8.1.1,
-aggressive nomination) has both agents then use the highest-priority nominated pair; aioice
+so several pairs of a component can end up nominated, on both sides. RFC 5245 has both agents
+then send on the highest-priority nominated pair (sections 8.1.1.2 and 11.1.1); aioice
 keeps the pair whose check completed *last*. A check through TURN takes a hop longer than the
 direct one started with it, so when the two run together (a triggered check) both peers ended up
 sending through the relay although the direct path worked: TURN bandwidth and latency for
