@@ -18,14 +18,12 @@ from unittest import mock
 
 import jsonschema
 import pytest
-from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
-from django.db import connection
 
 from api.models import Role
 from audit.models import AuditEvent
-from messaging import consumers, events, services
+from messaging import events, services
 from messaging.models import Conversation
 from messaging.routing import websocket_urlpatterns
 from tests.factories import issue_access_token, make_user
@@ -41,15 +39,6 @@ TIMEOUT = 3
 def _in_memory_layer(settings: Any) -> None:
     """Each test runs on a loop of its own (channels_redis binds to its first loop)."""
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-
-
-@pytest.fixture(autouse=True)
-def _one_writer_on_sqlite(monkeypatch: Any) -> None:
-    """SQLite's shared in-memory test database refuses concurrent writers (two sockets auditing
-    at once) instead of waiting: there, the sockets' database calls take turns in one thread.
-    On PostgreSQL they run as in production, each in a pool thread."""
-    if connection.vendor == "sqlite":
-        monkeypatch.setattr(consumers, "in_db_thread", lambda fn: sync_to_async(fn))
 
 
 async def opened() -> WebsocketCommunicator:
