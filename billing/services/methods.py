@@ -130,14 +130,16 @@ def setup_apply_intent(
 def setups_with_card_unsaved(*, before: datetime) -> QuerySet[PaymentMethodSetup]:
     """Setups that succeeded before ``before`` whose card is neither saved nor found unusable:
     what ``billing_settle`` saves when the task after the webhook never ran."""
+    return _awaiting_card().filter(updated_at__lt=before)
+
+
+def _awaiting_card() -> QuerySet[PaymentMethodSetup]:
+    """Setups that succeeded whose card is neither saved nor found unusable."""
     saved = SavedPaymentMethod.objects.filter(
         stripe_payment_method_id=OuterRef("stripe_payment_method_id")
     )
     return PaymentMethodSetup.objects.filter(
-        ~Exists(saved),
-        state=PaymentMethodSetup.State.SUCCEEDED,
-        updated_at__lt=before,
-        last_error_code="",
+        ~Exists(saved), state=PaymentMethodSetup.State.SUCCEEDED, last_error_code=""
     ).exclude(stripe_payment_method_id="")
 
 
@@ -147,14 +149,14 @@ def setup_card_save(*, setup_id: uuid.UUID, now: datetime, event: str = "") -> b
     unique) that becomes the client's default, audited. Safe to run twice or from two workers:
     a card saved already is left as it is. A payment method that is not a usable card is marked
     on the setup (``last_error_code``) and never asked for again. Returns whether it saved."""
-    setup = PaymentMethodSetup.objects.filter(pk=setup_id).first()
-    if setup is None or not _card_awaited(setup):
+    awaited = _awaiting_card().filter(pk=setup_id)
+    method_id = awaited.values_list("stripe_payment_method_id", flat=True).first()
+    if method_id is None:
         return False
-    method_id = setup.stripe_payment_method_id
     method = gateway_call(lambda gateway: gateway.payment_method_retrieve(method_id))
     with transaction.atomic():
         setup = PaymentMethodSetup.objects.select_for_update().get(pk=setup_id)
-        if not _card_awaited(setup) or setup.stripe_payment_method_id != method.id:
+        if setup.stripe_payment_method_id != method.id or not awaited.exists():
             return False
         usable = method.type == "card" and method.last4.isdigit() and 1 <= method.exp_month <= 12
         if not usable:
@@ -191,17 +193,6 @@ def setup_card_save(*, setup_id: uuid.UUID, now: datetime, event: str = "") -> b
                 details={"setup": str(setup.pk), "stripe_event": event},
             )
         return created
-
-
-def _card_awaited(setup: PaymentMethodSetup) -> bool:
-    return (
-        setup.state == PaymentMethodSetup.State.SUCCEEDED
-        and bool(setup.stripe_payment_method_id)
-        and not setup.last_error_code
-        and not SavedPaymentMethod.objects.filter(
-            stripe_payment_method_id=setup.stripe_payment_method_id
-        ).exists()
-    )
 
 
 def payment_method_detach(
